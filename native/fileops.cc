@@ -1,0 +1,190 @@
+// Thin wrappers over file system calls. Each retries EINTR where the call may be repeated
+// safely, completes short reads and writes, and throws the errno of any other failure.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <vector>
+
+#include "args.h"
+#include "bindings.h"
+#include "errors.h"
+#include "sysio.h"
+
+namespace walrus {
+namespace {
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = PathArg(env, info[0], "path");
+  const int flags = static_cast<int>(IndexArg(env, info[1], INT_MAX, "flags"));
+  const mode_t mode = static_cast<mode_t>(IndexArg(env, info[2], 07777, "mode"));
+  int fd;
+  do fd = ::open(path.c_str(), flags, mode); while (fd < 0 && errno == EINTR);
+  if (fd < 0) ThrowErrno(env, errno, "open");
+  return Napi::Number::New(env, fd);
+}
+
+void Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  // On Linux the descriptor is released even when close reports EINTR; retrying could close
+  // a descriptor another thread has just been given.
+  if (::close(fd) < 0 && errno != EINTR) ThrowErrno(env, errno, "close");
+}
+
+Napi::Value Pread(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  const Bytes buf = Uint8ArrayArg(env, info[1], "buf");
+  const uint64_t position = IndexArg(env, info[2], kMaxSafeInteger, "position");
+  const int64_t rc = ReadAll(fd, buf.data, buf.length, position);
+  if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), "pread");
+  return Napi::Number::New(env, static_cast<double>(rc));
+}
+
+Napi::Value Pwritev(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  if (!info[1].IsArray()) ThrowType(env, "bufs must be an array of Uint8Array");
+  const Napi::Array bufs = info[1].As<Napi::Array>();
+  const uint64_t position = IndexArg(env, info[2], kMaxSafeInteger, "position");
+  // Element reads may run getters; take every element before holding any data pointer.
+  const uint32_t count = bufs.Length();
+  std::vector<napi_value> values(count);
+  for (uint32_t i = 0; i < count; i++) values[i] = bufs.Get(i);
+  std::vector<struct iovec> iov(count);
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    const Bytes bytes = Uint8ArrayArg(env, values[i], "every element of bufs");
+    iov[i].iov_base = bytes.data;
+    iov[i].iov_len = bytes.length;
+    total += bytes.length;
+  }
+  if (total > kMaxSafeInteger - position) ThrowRange(env, "position + total length exceeds 2^53 - 1");
+  uint64_t written = 0;
+  const int rc = WriteAll(fd, iov.data(), iov.size(), position, &written);
+  if (rc < 0) ThrowErrno(env, -rc, "pwritev");
+  return Napi::Number::New(env, static_cast<double>(written));
+}
+
+void Fdatasync(const Napi::CallbackInfo& info) {
+  const int rc = DataSync(FdArg(info.Env(), info[0], "fd"));
+  if (rc < 0) ThrowErrno(info.Env(), -rc, "fdatasync");
+}
+
+void Fsync(const Napi::CallbackInfo& info) {
+  const int rc = FullSync(FdArg(info.Env(), info[0], "fd"));
+  if (rc < 0) ThrowErrno(info.Env(), -rc, "fsync");
+}
+
+void Fallocate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  const uint64_t offset = IndexArg(env, info[1], kMaxSafeInteger, "offset");
+  const uint64_t length = IndexArg(env, info[2], kMaxSafeInteger - offset, "length");
+  int rc;
+  do rc = ::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length));
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) ThrowErrno(env, errno, "fallocate");
+}
+
+void Ftruncate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  const uint64_t length = IndexArg(env, info[1], kMaxSafeInteger, "length");
+  int rc;
+  do rc = ::ftruncate(fd, static_cast<off_t>(length)); while (rc < 0 && errno == EINTR);
+  if (rc < 0) ThrowErrno(env, errno, "ftruncate");
+}
+
+Napi::Value FstatSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct stat st;
+  if (::fstat(FdArg(env, info[0], "fd"), &st) < 0) ThrowErrno(env, errno, "fstat");
+  return Napi::Number::New(env, static_cast<double>(st.st_size));
+}
+
+void Rename(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string from = PathArg(env, info[0], "from");
+  const std::string to = PathArg(env, info[1], "to");
+  if (::rename(from.c_str(), to.c_str()) < 0) ThrowErrno(env, errno, "rename");
+}
+
+void Unlink(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string path = PathArg(env, info[0], "path");
+  if (::unlink(path.c_str()) < 0) ThrowErrno(env, errno, "unlink");
+}
+
+Napi::Value Flock(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  const int operation = (info[1].ToBoolean().Value() ? LOCK_EX : LOCK_SH) | LOCK_NB;
+  int rc;
+  do rc = ::flock(fd, operation); while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, errno, "flock");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value SetAffinity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int cpu = static_cast<int>(IndexArg(env, info[0], 65535, "cpu"));
+  cpu_set_t* set = CPU_ALLOC(cpu + 1);
+  if (set == nullptr) ThrowErrno(env, ENOMEM, "sched_setaffinity");
+  const size_t size = CPU_ALLOC_SIZE(cpu + 1);
+  CPU_ZERO_S(size, set);
+  CPU_SET_S(cpu, size, set);
+  // pid 0 is the calling thread, not the whole process.
+  const int rc = ::sched_setaffinity(0, size, set);
+  const int err = errno;
+  CPU_FREE(set);
+  if (rc < 0) {
+    if (err == EINVAL || err == EPERM) return Napi::Boolean::New(env, false);
+    ThrowErrno(env, err, "sched_setaffinity");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object constants = Napi::Object::New(env);
+  constants.Set("O_RDONLY", O_RDONLY);
+  constants.Set("O_RDWR", O_RDWR);
+  constants.Set("O_CREAT", O_CREAT);
+  constants.Set("O_EXCL", O_EXCL);
+  constants.Set("O_CLOEXEC", O_CLOEXEC);
+  constants.Set("O_NOFOLLOW", O_NOFOLLOW);
+  constants.Set("O_DIRECTORY", O_DIRECTORY);
+  constants.Freeze();
+  return constants;
+}
+
+}  // namespace
+
+void InitFileOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("pread", Napi::Function::New(env, Pread, "pread"));
+  exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev"));
+  exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync"));
+  exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
+  exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
+  exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
+  exports.Set("fstatSize", Napi::Function::New(env, FstatSize, "fstatSize"));
+  exports.Set("rename", Napi::Function::New(env, Rename, "rename"));
+  exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
+  exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
+  exports.Set("setAffinity", Napi::Function::New(env, SetAffinity, "setAffinity"));
+  exports.Set("constants", Constants(env));
+}
+
+}  // namespace walrus

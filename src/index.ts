@@ -1,0 +1,11 @@
+/**
+ * walrus-ts: a durable, topic-organised write-ahead log for Node.js.
+ *
+ * @packageDocumentation
+ */
+export { Walrus, enableFdBackend, disableFdBackend, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES } from './main/walrus.js';
+export type { Entry, WalrusStats, ShardStats } from './main/walrus.js';
+export type { WalrusOptions, Backend } from './main/options.js';
+export { FsyncSchedule, ReadConsistency } from './shared/schedule.js';
+export { WalrusError } from './shared/errors.js';
+export type { WalrusErrorCode } from './shared/errors.js';

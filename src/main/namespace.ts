@@ -1,0 +1,70 @@
+/**
+ * Namespace directories and the directory lock.
+ *
+ * A key becomes one directory name, injectively: ASCII letters, digits, '_' and '-' stay as
+ * they are, every other UTF-8 byte becomes '%' and two upper-case hex digits ('%' itself
+ * included). So a sanitized key never contains '.', '/' or NUL, cannot be '.' or '..', and
+ * never equals a file name of the default namespace (those all contain a '.'). A name that
+ * would exceed 200 bytes keeps its first 150 and ends with '~' and the SHA-256 of the key;
+ * '~' never appears in a name that was not shortened.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { WalrusError, ioError } from '../shared/errors.js';
+import { native } from '../shared/native.js';
+
+const SAFE = /^[A-Za-z0-9_-]$/;
+const MAX_NAME = 200;
+
+export function sanitizeKey(key: string): string {
+  let out = '';
+  for (const byte of Buffer.from(key, 'utf8')) {
+    const ch = String.fromCharCode(byte);
+    out += byte < 0x80 && SAFE.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  if (out.length <= MAX_NAME) return out;
+  return `${out.slice(0, 150)}~${createHash('sha256').update(key, 'utf8').digest('hex')}`;
+}
+
+/** Creates `<dir>` and the namespace directory (mode 0700) and returns the latter. */
+export function namespaceDir(dir: string, key: string): string {
+  const ns = key === '' ? dir : join(dir, sanitizeKey(key));
+  try {
+    mkdirSync(ns, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw ioError(err, 'creating the data directory failed', ns);
+  }
+  return ns;
+}
+
+export const LOCK_FILE = 'walrus.lock';
+
+/**
+ * Takes the namespace lock: flock(LOCK_EX|LOCK_NB) on `walrus.lock`, held as long as the
+ * returned descriptor is open. The kernel drops it when the process dies, however it dies;
+ * a second open of the same namespace, in this process or another, gets its own open file
+ * description and is refused.
+ */
+export function lockNamespace(ns: string): number {
+  const path = join(ns, LOCK_FILE);
+  const { O_RDWR, O_CREAT, O_CLOEXEC, O_NOFOLLOW } = native.constants;
+  let fd: number;
+  try {
+    fd = native.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600);
+  } catch (err) {
+    throw ioError(err, 'opening the lock file failed', path);
+  }
+  let locked: boolean;
+  try {
+    locked = native.flock(fd, true);
+  } catch (err) {
+    native.close(fd);
+    throw ioError(err, 'locking the data directory failed', path);
+  }
+  if (!locked) {
+    native.close(fd);
+    throw new WalrusError('ERR_WALRUS_LOCKED', `the log in ${ns} is already open (by this or another process)`, { file: path });
+  }
+  return fd;
+}

@@ -1,0 +1,133 @@
+/** Options of Walrus.open: the public type, defaults and validation. */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { debuglog } from 'node:util';
+import { invalidArgType, invalidArgValue, outOfRange } from '../shared/errors.js';
+import { MAX_RING_BYTES, MIN_RING_BYTES } from '../shared/ring.js';
+import { FsyncSchedule, ReadConsistency, isFsyncSchedule, isReadConsistency } from '../shared/schedule.js';
+
+export type Backend = 'fd' | 'mmap';
+
+export interface WalrusOptions {
+  /** Root data directory, created if missing. Default: `$WALRUS_DATA_DIR`, else `./wal_files`. */
+  dir?: string;
+  /** Namespace: files live in `<dir>/<sanitized key>/`. Default: `$WALRUS_INSTANCE_KEY`, else none. */
+  key?: string;
+  /** Cursor persistence. Default: `ReadConsistency.StrictlyAtOnce`. */
+  consistency?: ReadConsistency;
+  /** When appended data is made durable. Default: `FsyncSchedule.milliseconds(200)`. */
+  fsync?: FsyncSchedule;
+  /** Worker threads that own the files. Default: one per available core beyond the first, at least 1, at most 16. */
+  shards?: number;
+  /** Storage backend. Default: `'fd'` (or what enableFdBackend/disableFdBackend chose). */
+  backend?: Backend;
+  /** Largest payload accepted, in bytes. Default: 16 MiB; at most 2 GiB. */
+  maxRecordBytes?: number;
+  /** Bytes of each shard's ring, a power of two from 4 KiB to 1 GiB. Default: 16 MiB. */
+  ringBytes?: number;
+  /** Size of a block slot in segment files, a multiple of 4 KiB from 4 KiB to 256 MiB. Default: 1 MiB. */
+  blockBytes?: number;
+  /** Block slots per segment file. Default: 64 (64 MiB segments with the default blockBytes). */
+  segmentBlocks?: number;
+  /** Longest time `append` blocks the thread waiting for ring space before ERR_WALRUS_BACKPRESSURE. Default: 100 ms. */
+  backpressureMs?: number;
+  /** Use io_uring where the kernel allows it. Default: true (WALRUS_DISABLE_IO_URING=1 forces false). */
+  ioUring?: boolean;
+  /** Pin each shard worker to its own CPU. Default: false. */
+  pinWorkers?: boolean;
+}
+
+export interface ResolvedOptions {
+  dir: string;
+  key: string;
+  consistency: ReadConsistency;
+  fsync: FsyncSchedule;
+  shards: number;
+  backend: Backend;
+  maxRecordBytes: number;
+  ringBytes: number;
+  blockBytes: number;
+  segmentBlocks: number;
+  backpressureMs: number;
+  ioUring: boolean;
+  pinWorkers: boolean;
+  debug: boolean;
+}
+
+export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
+export const MAX_MAX_RECORD_BYTES = 2 ** 31;
+const KNOWN = new Set([
+  'dir',
+  'key',
+  'consistency',
+  'fsync',
+  'shards',
+  'backend',
+  'maxRecordBytes',
+  'ringBytes',
+  'blockBytes',
+  'segmentBlocks',
+  'backpressureMs',
+  'ioUring',
+  'pinWorkers',
+]);
+
+function int(o: Record<string, unknown>, name: string, min: number, max: number, dflt: number): number {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number') throw invalidArgType(`options.${name}`, 'of type number', v);
+  if (!Number.isInteger(v) || v < min || v > max) throw outOfRange(`options.${name}`, `an integer >= ${min} and <= ${max}`, v);
+  return v;
+}
+
+function bool(o: Record<string, unknown>, name: string, dflt: boolean): boolean {
+  const v = o[name];
+  if (v === undefined) return dflt;
+  if (typeof v !== 'boolean') throw invalidArgType(`options.${name}`, 'of type boolean', v);
+  return v;
+}
+
+export function resolveOptions(options: unknown, defaultBackend: Backend): ResolvedOptions {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidArgType('options', 'of type object', options);
+  const o = options as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!KNOWN.has(k)) throw invalidArgValue('options', k, `has an unknown option ${JSON.stringify(k)}`);
+
+  const dir = o.dir ?? process.env.WALRUS_DATA_DIR ?? './wal_files';
+  if (typeof dir !== 'string') throw invalidArgType('options.dir', 'of type string', dir);
+  if (dir.length === 0 || dir.includes('\0')) throw invalidArgValue('options.dir', dir, 'must be a non-empty path without NUL');
+  const key = o.key ?? process.env.WALRUS_INSTANCE_KEY ?? '';
+  if (typeof key !== 'string') throw invalidArgType('options.key', 'of type string', key);
+  if (!key.isWellFormed()) throw invalidArgValue('options.key', key, 'must not contain lone surrogates');
+
+  const consistency = o.consistency ?? ReadConsistency.StrictlyAtOnce;
+  if (!isReadConsistency(consistency)) throw invalidArgType('options.consistency', 'a ReadConsistency value', consistency);
+  const fsync = o.fsync ?? FsyncSchedule.milliseconds(200);
+  if (!isFsyncSchedule(fsync)) throw invalidArgType('options.fsync', 'an FsyncSchedule value', fsync);
+
+  const backend = o.backend ?? defaultBackend;
+  if (backend !== 'fd' && backend !== 'mmap') throw invalidArgValue('options.backend', backend, "must be 'fd' or 'mmap'");
+
+  const ringBytes = int(o, 'ringBytes', MIN_RING_BYTES, MAX_RING_BYTES, 16 * 1024 * 1024);
+  if ((ringBytes & (ringBytes - 1)) !== 0) throw invalidArgValue('options.ringBytes', ringBytes, 'must be a power of two');
+  const blockBytes = int(o, 'blockBytes', 4096, 256 * 1024 * 1024, 1024 * 1024);
+  if (blockBytes % 4096 !== 0) throw invalidArgValue('options.blockBytes', blockBytes, 'must be a multiple of 4096');
+
+  const debug = debuglog('walrus').enabled && process.env.WALRUS_QUIET !== '1';
+  return {
+    dir: resolve(dir),
+    key,
+    consistency,
+    fsync,
+    shards: int(o, 'shards', 1, 256, Math.max(1, Math.min(16, availableParallelism() - 1))),
+    backend,
+    maxRecordBytes: int(o, 'maxRecordBytes', 0, MAX_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_BYTES),
+    ringBytes,
+    blockBytes,
+    segmentBlocks: int(o, 'segmentBlocks', 1, 1 << 20, 64),
+    backpressureMs: int(o, 'backpressureMs', 0, 60_000, 100),
+    ioUring: bool(o, 'ioUring', true) && process.env.WALRUS_DISABLE_IO_URING !== '1',
+    pinWorkers: bool(o, 'pinWorkers', false),
+    debug,
+  };
+}

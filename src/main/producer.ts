@@ -1,0 +1,189 @@
+/**
+ * The main thread's side of one shard ring: claims space, frames records into it and
+ * publishes them. Nothing here blocks on disk; when the ring is full the producer waits for
+ * the worker to release space for at most `backpressureMs`, then gives up with nothing
+ * published.
+ */
+import { WalrusError } from '../shared/errors.js';
+import {
+  RECORD_HEADER_BYTES,
+  RecordKind,
+  recordFootprint,
+} from '../shared/layout.js';
+import { RingBig, RingSlot, loadBig, ringViews, wakeWorker, type RingViews } from '../shared/ring.js';
+
+const TWO_32 = 2 ** 32;
+
+export interface ProducerTopic {
+  id: number;
+  /** Offset the next entry of this topic gets. */
+  next: number;
+  /** Whether a TopicDef record for this topic has been published. */
+  defined: boolean;
+  nameBytes: Buffer;
+}
+
+export class RingProducer {
+  readonly v: RingViews;
+  /** Buffer over the ring data, for UTF-8 string writes. */
+  private readonly buf: Buffer;
+  /** Local head (claimed, maybe not yet published), modulo 2^32. */
+  private head = 0;
+  /** Logical position of `head` (bytes since open). */
+  private logical = 0;
+  private publishedHead = 0;
+  /** Logical position of everything published; what sync() waits for. */
+  publishedLogical = 0;
+  /** Last Tail value read; refreshed only when space looks short. */
+  private tailCache = 0;
+  /** Records at most this large go through the ring; larger ones travel beside it. */
+  readonly externalThreshold: number;
+
+  constructor(
+    sab: SharedArrayBuffer,
+    readonly backpressureMs: number,
+  ) {
+    this.v = ringViews(sab);
+    this.buf = Buffer.from(sab, this.v.data.byteOffset, this.v.size);
+    this.externalThreshold = this.v.size >>> 2;
+  }
+
+  /** Bytes claimed but not yet released by the worker. */
+  inUse(): number {
+    return (this.head - Atomics.load(this.v.ctl, RingSlot.Tail)) >>> 0;
+  }
+
+  /**
+   * Claims `footprint` contiguous bytes and returns their ring offset, or -1 when the ring
+   * stayed full until `deadline` (ms timestamp; 0 = compute from now on first wait).
+   */
+  claim(footprint: number, deadline: { at: number }): number {
+    const size = this.v.size;
+    let pos = this.head & this.v.mask;
+    const toEnd = size - pos;
+    const wraps = footprint > toEnd;
+    const need = wraps ? footprint + toEnd : footprint;
+    if (((this.head - this.tailCache) >>> 0) + need > size) {
+      this.tailCache = Atomics.load(this.v.ctl, RingSlot.Tail) >>> 0;
+      if (((this.head - this.tailCache) >>> 0) + need > size && !this.waitForSpace(need, deadline)) return -1;
+    }
+    if (wraps) {
+      // A record never straddles the end of the ring. A remainder shorter than a header is
+      // skipped by the consumer on its own; a longer one carries an explicit Wrap record.
+      if (toEnd >= RECORD_HEADER_BYTES) {
+        const w = pos >> 2;
+        this.v.words[w + 1] = 0;
+        this.v.words[w + 3] = RecordKind.Wrap;
+      }
+      this.advance(toEnd);
+      pos = 0;
+    }
+    this.advance(footprint);
+    return pos;
+  }
+
+  private advance(n: number): void {
+    this.head = (this.head + n) >>> 0;
+    this.logical += n;
+  }
+
+  /** Frames one record at ring offset `pos` (from claim). Payload bytes are written by the caller. */
+  writeHeader(pos: number, footprint: number, len: number, topicId: number, kind: number, offset: number, remaining: number): void {
+    const w = this.v.words;
+    const i = pos >> 2;
+    // Zero the last 8-byte word first: it holds all the padding, and the payload copied
+    // afterwards overwrites whatever part of it is payload.
+    w[i + (footprint >> 2) - 2] = 0;
+    w[i + (footprint >> 2) - 1] = 0;
+    w[i] = 0;
+    w[i + 1] = len;
+    w[i + 2] = topicId;
+    w[i + 3] = kind; // kind byte, then flags and reserved bytes, all zero
+    w[i + 4] = offset % TWO_32;
+    w[i + 5] = Math.floor(offset / TWO_32);
+    w[i + 6] = 0; // salt: set by the worker once it knows the block
+    w[i + 7] = remaining;
+  }
+
+  writePayload(pos: number, data: Uint8Array | string, len: number): void {
+    if (typeof data === 'string') this.buf.write(data, pos + RECORD_HEADER_BYTES, len, 'utf8');
+    else this.v.data.set(data, pos + RECORD_HEADER_BYTES);
+  }
+
+  /** Claims and writes the TopicDef record of `t` (not published). */
+  claimTopicDef(t: ProducerTopic, deadline: { at: number }): boolean {
+    const len = t.nameBytes.length;
+    const fp = recordFootprint(len);
+    const pos = this.claim(fp, deadline);
+    if (pos < 0) return false;
+    this.writeHeader(pos, fp, len, t.id, RecordKind.TopicDef, 0, 1);
+    this.v.data.set(t.nameBytes, pos + RECORD_HEADER_BYTES);
+    return true;
+  }
+
+  /** Publishes everything claimed so far and wakes the worker if it sleeps. */
+  publish(): void {
+    // The record bytes were written with plain stores; this SeqCst store orders them before
+    // the worker's Atomics.load of Head, so it never sees a half-written record.
+    Atomics.store(this.v.ctl, RingSlot.Head, this.head | 0);
+    this.publishedHead = this.head;
+    this.publishedLogical = this.logical;
+    wakeWorker(this.v.ctl);
+  }
+
+  /** Forgets every claim since the last publish. */
+  revert(): void {
+    this.logical -= (this.head - this.publishedHead) >>> 0;
+    this.head = this.publishedHead;
+  }
+
+  /** Logical position the next claim starts at (the position of an External marker, say). */
+  get position(): number {
+    return this.logical;
+  }
+
+  /** Blocks the thread for at most backpressureMs in total, until `need` bytes are free. */
+  private waitForSpace(need: number, deadline: { at: number }): boolean {
+    const ctl = this.v.ctl;
+    if (deadline.at === 0) deadline.at = Date.now() + this.backpressureMs;
+    for (;;) {
+      const gen = Atomics.load(ctl, RingSlot.TailGen);
+      this.tailCache = Atomics.load(ctl, RingSlot.Tail) >>> 0;
+      if (((this.head - this.tailCache) >>> 0) + need <= this.v.size) return true;
+      if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
+      const left = deadline.at - Date.now();
+      if (left <= 0) return false;
+      // Published records may still sit in the ring because the worker sleeps; make sure it
+      // knows, then wait for it to release space (it bumps TailGen and notifies).
+      wakeWorker(ctl);
+      Atomics.wait(ctl, RingSlot.TailGen, gen, left);
+    }
+  }
+
+  /** Bytes of beside-the-ring payloads not yet written by the worker. */
+  externalBytes(): number {
+    return loadBig(this.v.big, RingBig.ExternalBytes);
+  }
+
+  /** Blocks (bounded by the deadline) until external payloads in flight are at most `limit`. */
+  waitForExternal(limit: number, deadline: { at: number }): boolean {
+    const ctl = this.v.ctl;
+    if (deadline.at === 0) deadline.at = Date.now() + this.backpressureMs;
+    for (;;) {
+      const gen = Atomics.load(ctl, RingSlot.TailGen);
+      if (this.externalBytes() <= limit) return true;
+      if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
+      const left = deadline.at - Date.now();
+      if (left <= 0) return false;
+      wakeWorker(ctl);
+      Atomics.wait(ctl, RingSlot.TailGen, gen, left);
+    }
+  }
+}
+
+export function backpressureError(shard: number, ms: number): WalrusError {
+  return new WalrusError(
+    'ERR_WALRUS_BACKPRESSURE',
+    `shard ${shard} could not take the entry within ${ms} ms: its ring is full; nothing was written (await wal.drain() and retry)`,
+  );
+}

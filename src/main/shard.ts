@@ -1,0 +1,397 @@
+/**
+ * One shard as the main thread sees it: the worker that owns its files, the ring producer,
+ * durability waiters (group commit on the main side) and request/response plumbing.
+ */
+import { Worker } from 'node:worker_threads';
+import { WalrusError, closedError, deserializeError } from '../shared/errors.js';
+import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../shared/layout.js';
+import type { FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../shared/messages.js';
+import { unreachable } from '../shared/messages.js';
+import { RingBig, RingSlot, addBig, loadBig, storeBig, wakeWorker } from '../shared/ring.js';
+import { RingProducer, backpressureError, type ProducerTopic } from './producer.js';
+
+const WORKER_URL = new URL('../workers/shard-worker.js', import.meta.url);
+
+export interface ReadReply {
+  data: ArrayBuffer;
+  entries: Float64Array;
+}
+
+interface Waiter {
+  target: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+interface Pending {
+  resolve: (m: FromWorker) => void;
+  reject: (e: Error) => void;
+}
+
+export interface ShardReady {
+  topics: RecoveredTopic[];
+  maxTopicId: number;
+  tornBytes: number;
+  uring: boolean;
+  cleanShutdown: boolean;
+}
+
+export class ShardClient {
+  readonly producer: RingProducer;
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextRequestId = 1;
+  private readonly durableWaiters: Waiter[] = [];
+  private watching = false;
+  private holds = 0;
+  /** Set once the shard has failed (I/O error or worker crash); appends then throw it. */
+  failure: Error | null = null;
+  private exited = false;
+  private readonly exitPromise: Promise<void>;
+  /** Topic ids are shard-local and never reused. */
+  nextTopicId = 1;
+  /** External payload bytes allowed in flight before appends wait. */
+  private readonly externalLimit: number;
+
+  private constructor(
+    readonly index: number,
+    init: ShardInit,
+    backpressureMs: number,
+  ) {
+    this.producer = new RingProducer(init.ring, backpressureMs);
+    this.externalLimit = Math.max(64 * 1024 * 1024, 4 * this.producer.v.size);
+    this.worker = new Worker(WORKER_URL, { workerData: init, stdout: false, stderr: false });
+    this.worker.unref();
+    this.worker.on('message', (m: FromWorker) => this.onMessage(m));
+    this.worker.on('error', (err) => this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker crashed: ${err.message}`, { cause: err })));
+    this.exitPromise = new Promise((resolve) =>
+      this.worker.once('exit', (code) => {
+        this.exited = true;
+        if (!this.failure && code !== 0) this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker exited with code ${code}`));
+        this.rejectAll(this.failure ?? closedError());
+        resolve();
+      }),
+    );
+  }
+
+  /** Starts the worker and waits for its recovery to finish. */
+  static async start(index: number, init: ShardInit, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
+    const shard = new ShardClient(index, init, backpressureMs);
+    shard.hold();
+    try {
+      const m = await new Promise<FromWorker>((resolve, reject) => {
+        shard.pending.set(0, { resolve, reject });
+      });
+      if (m.type === 'openFailed') throw deserializeError(m.error);
+      if (m.type !== 'ready') throw new Error(`walrus-ts internal error: unexpected ${m.type} during open`);
+      shard.nextTopicId = m.maxTopicId + 1;
+      return { shard, ready: m };
+    } catch (err) {
+      await shard.terminate();
+      throw err;
+    } finally {
+      shard.release();
+    }
+  }
+
+  private onMessage(m: FromWorker): void {
+    switch (m.type) {
+      case 'ready':
+      case 'openFailed':
+        this.settle(0, m);
+        return;
+      case 'readResult':
+      case 'closed':
+        this.settle(m.id, m);
+        return;
+      case 'requestFailed': {
+        const p = this.pending.get(m.id);
+        if (p) {
+          this.pending.delete(m.id);
+          this.release();
+          p.reject(deserializeError(m.error));
+        }
+        return;
+      }
+      case 'failed':
+        this.fail(deserializeError(m.error));
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  private settle(id: number, m: FromWorker): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (id !== 0) this.release();
+    p.resolve(m);
+  }
+
+  private fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    this.rejectAll(this.failure);
+  }
+
+  private rejectAll(err: Error): void {
+    for (const w of this.durableWaiters.splice(0)) {
+      this.release();
+      w.reject(err);
+    }
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      if (id !== 0) this.release();
+      p.reject(err);
+    }
+  }
+
+  /** Keeps the process alive while something waits on this shard. */
+  private hold(): void {
+    if (this.holds++ === 0 && !this.exited) this.worker.ref();
+  }
+
+  private release(): void {
+    if (--this.holds === 0 && !this.exited) this.worker.unref();
+  }
+
+  /** Throws the shard's failure, if any, so appends refuse promptly. */
+  checkWritable(): void {
+    if (this.failure) throw this.failure;
+    if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) {
+      throw this.failure ?? new WalrusError('ERR_WALRUS_IO', `shard ${this.index} failed an I/O operation and refuses appends until reopened`);
+    }
+  }
+
+  private pressure(): Error {
+    if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) {
+      return this.failure ?? new WalrusError('ERR_WALRUS_IO', `shard ${this.index} failed an I/O operation and refuses appends until reopened`);
+    }
+    return backpressureError(this.index, this.producer.backpressureMs);
+  }
+
+  /** Appends one entry whose payload length has been validated. */
+  appendOne(t: ProducerTopic, data: Uint8Array | string, len: number): number {
+    this.checkWritable();
+    const p = this.producer;
+    const fp = recordFootprint(len);
+    if (fp > p.externalThreshold) return this.appendExternal(t, [data], [len]);
+    const deadline = { at: 0 };
+    if (!t.defined && !p.claimTopicDef(t, deadline)) {
+      p.revert();
+      throw this.pressure();
+    }
+    const pos = p.claim(fp, deadline);
+    if (pos < 0) {
+      p.revert();
+      throw this.pressure();
+    }
+    const offset = t.next;
+    p.writeHeader(pos, fp, len, t.id, RecordKind.Entry, offset, 1);
+    if (len > 0) p.writePayload(pos, data, len);
+    p.publish();
+    t.defined = true;
+    t.next = offset + 1;
+    return offset;
+  }
+
+  /** Appends a validated, non-empty batch atomically; returns the first offset. */
+  appendBatch(t: ProducerTopic, entries: readonly (Uint8Array | string)[], lens: number[], ringBytes: number): number {
+    this.checkWritable();
+    const p = this.producer;
+    if (ringBytes > p.externalThreshold) return this.appendExternal(t, entries, lens);
+    const deadline = { at: 0 };
+    if (!t.defined && !p.claimTopicDef(t, deadline)) {
+      p.revert();
+      throw this.pressure();
+    }
+    const first = t.next;
+    const n = entries.length;
+    for (let i = 0; i < n; i++) {
+      const len = lens[i]!;
+      const fp = recordFootprint(len);
+      const pos = p.claim(fp, deadline);
+      if (pos < 0) {
+        p.revert();
+        throw this.pressure();
+      }
+      p.writeHeader(pos, fp, len, t.id, RecordKind.Entry, first + i, n - i);
+      if (len > 0) p.writePayload(pos, entries[i]!, len);
+    }
+    // One publish for the whole batch: the worker never sees part of it.
+    p.publish();
+    t.defined = true;
+    t.next = first + n;
+    return first;
+  }
+
+  /**
+   * Entries too large for the ring travel beside it: their payloads are copied into one
+   * transferable buffer posted to the worker, and a header-only External record holds their
+   * place (and their order) in the ring.
+   */
+  private appendExternal(t: ProducerTopic, entries: readonly (Uint8Array | string)[], lens: number[]): number {
+    const p = this.producer;
+    let total = 0;
+    for (const len of lens) total += len;
+    const deadline = { at: 0 };
+    // Bound the memory of payloads in flight; a single group larger than the bound may go
+    // alone, otherwise it could never be written.
+    if (p.externalBytes() + total > this.externalLimit && !p.waitForExternal(Math.max(0, this.externalLimit - total), deadline)) {
+      throw this.pressure();
+    }
+    if (!t.defined && !p.claimTopicDef(t, deadline)) {
+      p.revert();
+      throw this.pressure();
+    }
+    const pos = p.claim(RECORD_HEADER_BYTES, deadline);
+    if (pos < 0) {
+      p.revert();
+      throw this.pressure();
+    }
+    const logicalPos = p.position - RECORD_HEADER_BYTES;
+    const data = new Uint8Array(total);
+    let at = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (typeof e === 'string') Buffer.from(data.buffer, at, lens[i]!).write(e, 0, lens[i]!, 'utf8');
+      else data.set(e, at);
+      at += lens[i]!;
+    }
+    const first = t.next;
+    p.writeHeader(pos, RECORD_HEADER_BYTES, 0, t.id, RecordKind.External, first, entries.length);
+    const msg: ToWorker = { type: 'external', pos: logicalPos, payload: data, lengths: Float64Array.from(lens) };
+    // The payload is posted before the marker is published, and messages arrive in order, so
+    // the worker has it by the time it reaches the marker (or soon after).
+    this.worker.postMessage(msg, [data.buffer]);
+    addBig(p.v.big, RingBig.ExternalBytes, total);
+    p.publish();
+    t.defined = true;
+    t.next = first + entries.length;
+    return first;
+  }
+
+  /** Resolves once everything published so far is durable; forces a prompt fsync. */
+  waitDurable(): Promise<void> {
+    const target = this.producer.publishedLogical;
+    const big = this.producer.v.big;
+    if (loadBig(big, RingBig.Durable) >= target) return Promise.resolve();
+    if (this.failure) return Promise.reject(this.failure);
+    if (loadBig(big, RingBig.SyncRequest) < target) storeBig(big, RingBig.SyncRequest, target);
+    wakeWorker(this.producer.v.ctl);
+    return new Promise<void>((resolve, reject) => {
+      this.hold();
+      this.durableWaiters.push({ target, resolve, reject });
+      if (!this.watching) void this.watchDurable();
+    });
+  }
+
+  /** Resolves once everything published so far is written to the files (not necessarily durable). */
+  async waitWritten(): Promise<void> {
+    const target = this.producer.publishedLogical;
+    await this.waitSlot(RingSlot.TailGen, () => loadBig(this.producer.v.big, RingBig.Written) >= target);
+  }
+
+  /** Resolves when the ring is at most half full and external payloads are below their bound. */
+  async waitRoom(): Promise<void> {
+    const p = this.producer;
+    await this.waitSlot(RingSlot.TailGen, () => p.inUse() <= p.v.size / 2 && p.externalBytes() <= this.externalLimit / 2);
+  }
+
+  private async waitSlot(slot: number, done: () => boolean): Promise<void> {
+    const ctl = this.producer.v.ctl;
+    this.hold();
+    try {
+      for (;;) {
+        const gen = Atomics.load(ctl, slot);
+        if (done()) return;
+        if (this.failure) throw this.failure;
+        if (this.exited) throw closedError();
+        wakeWorker(ctl);
+        // Bounded wait: a missed notification costs at most this long, never a hang.
+        const r = Atomics.waitAsync(ctl, slot, gen, 250);
+        if (r.async) await r.value;
+      }
+    } finally {
+      this.release();
+    }
+  }
+
+  private async watchDurable(): Promise<void> {
+    const { ctl, big } = this.producer.v;
+    this.watching = true;
+    try {
+      while (this.durableWaiters.length > 0) {
+        const gen = Atomics.load(ctl, RingSlot.DurableGen);
+        const durable = loadBig(big, RingBig.Durable);
+        // Targets are taken from a non-decreasing position, so waiters are in target order:
+        // one fsync releases every waiter up to its watermark at once.
+        while (this.durableWaiters.length > 0 && this.durableWaiters[0]!.target <= durable) {
+          this.durableWaiters.shift()!.resolve();
+          this.release();
+        }
+        if (this.durableWaiters.length === 0) break;
+        if (this.failure || Atomics.load(ctl, RingSlot.State) === 1) {
+          // The 'failed' message carries the error; wait for it briefly if it is not here yet.
+          if (this.failure) this.rejectAll(this.failure);
+        }
+        const r = Atomics.waitAsync(ctl, RingSlot.DurableGen, gen, 250);
+        if (r.async) await r.value;
+      }
+    } finally {
+      this.watching = false;
+    }
+  }
+
+  /** Sends a request and resolves with the worker's reply. */
+  request(msg: { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number } | { type: 'close' }): Promise<FromWorker> {
+    if (this.exited) return Promise.reject(closedError());
+    const id = this.nextRequestId++;
+    this.hold();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ ...msg, id } as ToWorker);
+      wakeWorker(this.producer.v.ctl);
+    });
+  }
+
+  async read(topicId: number, from: number, maxEntries: number, maxBytes: number): Promise<ReadReply> {
+    const m = await this.request({ type: 'read', topicId, from, maxEntries, maxBytes });
+    if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to read`);
+    return { data: m.data, entries: m.entries };
+  }
+
+  /** Flushes, fsyncs and stops the worker. */
+  async close(): Promise<void> {
+    if (!this.exited && !this.failure) {
+      try {
+        await this.request({ type: 'close' });
+      } catch (err) {
+        await this.terminate();
+        throw err;
+      }
+    }
+    await this.terminate();
+  }
+
+  async terminate(): Promise<void> {
+    if (!this.exited) {
+      this.worker.postMessage({ type: 'close', id: -1 } satisfies ToWorker);
+      const timer = setTimeout(() => void this.worker.terminate(), 5000);
+      await this.exitPromise;
+      clearTimeout(timer);
+    }
+  }
+
+  stats(): { fsyncs: number; writeSubmits: number; bytesWritten: number; recordsWritten: number; durable: number; written: number } {
+    const big = this.producer.v.big;
+    return {
+      fsyncs: loadBig(big, RingBig.Fsyncs),
+      writeSubmits: loadBig(big, RingBig.WriteSubmits),
+      bytesWritten: loadBig(big, RingBig.BytesWritten),
+      recordsWritten: loadBig(big, RingBig.RecordsWritten),
+      durable: loadBig(big, RingBig.Durable),
+      written: loadBig(big, RingBig.Written),
+    };
+  }
+}

@@ -1,0 +1,289 @@
+/** The public Walrus class. */
+import { native } from '../shared/native.js';
+import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
+import { RECORD_HEADER_BYTES, recordFootprint } from '../shared/layout.js';
+import { createRing } from '../shared/ring.js';
+import { encodeTopic, topicHash } from '../shared/topic.js';
+import { lockNamespace, namespaceDir } from './namespace.js';
+import { type Backend, type ResolvedOptions, type WalrusOptions, resolveOptions } from './options.js';
+import type { ProducerTopic } from './producer.js';
+import { ShardClient } from './shard.js';
+import { shardsOnDisk } from '../workers/segments.js';
+
+/** An entry as reads return it. */
+export interface Entry {
+  topic: string;
+  offset: number;
+  data: Buffer;
+}
+
+export interface ShardStats {
+  /** fdatasync calls made by the shard's group commit. */
+  fsyncs: number;
+  /** Write submissions (io_uring_enter or pwritev rounds). */
+  writeSubmits: number;
+  bytesWritten: number;
+  recordsWritten: number;
+}
+
+export interface WalrusStats {
+  /** Bytes of torn tail that the last open truncated. */
+  recoveredTornBytes: number;
+  /** Whether the previous instance closed cleanly. */
+  recoveredClean: boolean;
+  /** 'io_uring' or 'pwritev'. */
+  io: 'io_uring' | 'pwritev';
+  shards: ShardStats[];
+}
+
+export const MAX_BATCH_ENTRIES = 2000;
+export const MAX_BATCH_BYTES = 10 * 1024 ** 3;
+const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+
+interface Topic extends ProducerTopic {
+  name: string;
+  shard: ShardClient;
+}
+
+/** The default backend for later `open` calls (enableFdBackend / disableFdBackend). */
+const backendDefault: { value: Backend } = { value: 'fd' };
+
+/** Makes `'fd'` the default backend of later `Walrus.open` calls. */
+export function enableFdBackend(): void {
+  backendDefault.value = 'fd';
+}
+
+/** Makes `'mmap'` the default backend of later `Walrus.open` calls. */
+export function disableFdBackend(): void {
+  backendDefault.value = 'mmap';
+}
+
+export class Walrus {
+  private readonly topicMap = new Map<string, Topic>();
+  private closing: Promise<void> | null = null;
+  private readonly onBeforeExit = (): void => this.flushBeforeExit();
+
+  private constructor(
+    private readonly opts: ResolvedOptions,
+    private readonly shards: ShardClient[],
+    private readonly lockFd: number,
+    private readonly recovered: { tornBytes: number; clean: boolean; uring: boolean },
+  ) {
+    process.on('beforeExit', this.onBeforeExit);
+  }
+
+  /** Opens (creating if needed) the log in `options.dir` / `options.key`. */
+  static async open(options?: WalrusOptions): Promise<Walrus> {
+    const opts = resolveOptions(options, backendDefault.value);
+    if (opts.backend === 'mmap') {
+      throw new WalrusError('ERR_WALRUS_IO', "the 'mmap' backend is not available in this version; use backend 'fd'");
+    }
+    const ns = namespaceDir(opts.dir, opts.key);
+    const lockFd = lockNamespace(ns);
+    const started: ShardClient[] = [];
+    try {
+      const onDisk = shardsOnDisk(ns);
+      const count = Math.max(opts.shards, onDisk.length > 0 ? onDisk[onDisk.length - 1]! + 1 : 0);
+      const useUring = opts.ioUring && native.uringSupported();
+      const results = await Promise.allSettled(
+        Array.from({ length: count }, (_, i) =>
+          ShardClient.start(
+            i,
+            {
+              shard: i,
+              dir: ns,
+              ring: createRing(opts.ringBytes),
+              fsync: opts.fsync,
+              blockBytes: opts.blockBytes,
+              segmentSlots: opts.segmentBlocks,
+              maxRecordBytes: opts.maxRecordBytes,
+              useUring,
+              cpu: opts.pinWorkers ? (i + 1) % Math.max(1, count + 1) : -1,
+              debug: opts.debug,
+            },
+            opts.backpressureMs,
+          ),
+        ),
+      );
+      for (const r of results) if (r.status === 'fulfilled') started.push(r.value.shard);
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      let tornBytes = 0;
+      let clean = true;
+      const wal = new Walrus(opts, started, lockFd, { tornBytes: 0, clean: true, uring: useUring });
+      for (const r of results) {
+        const { shard, ready } = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof ShardClient.start>>>).value;
+        tornBytes += ready.tornBytes;
+        clean &&= ready.cleanShutdown;
+        for (const t of ready.topics) {
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard });
+        }
+      }
+      wal.recovered.tornBytes = tornBytes;
+      wal.recovered.clean = clean;
+      return wal;
+    } catch (err) {
+      await Promise.allSettled(started.map((s) => s.terminate()));
+      native.close(lockFd);
+      throw err;
+    }
+  }
+
+  private topicFor(topic: string): Topic {
+    const t = this.topicMap.get(topic);
+    if (t !== undefined) return t;
+    const nameBytes = encodeTopic(topic);
+    const shard = this.shards[topicHash(nameBytes) % this.shards.length]!;
+    const created: Topic = { id: shard.nextTopicId++, name: topic, next: 0, defined: false, nameBytes, shard };
+    this.topicMap.set(topic, created);
+    return created;
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw closedError();
+  }
+
+  private payloadLength(data: unknown, name: string): number {
+    let len: number;
+    if (typeof data === 'string') len = Buffer.byteLength(data, 'utf8');
+    else if (data instanceof Uint8Array) len = data.byteLength;
+    else throw invalidArgType(name, 'of type string or an instance of Buffer or Uint8Array', data);
+    if (len > this.opts.maxRecordBytes) {
+      throw new WalrusError('ERR_WALRUS_RECORD_TOO_LARGE', `${name} is ${len} bytes, larger than maxRecordBytes (${this.opts.maxRecordBytes}); nothing was written`);
+    }
+    return len;
+  }
+
+  /** Appends one entry; returns its offset in the topic. Synchronous: returns at enqueue. */
+  append(topic: string, data: Uint8Array | string): number {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    const len = this.payloadLength(data, 'data');
+    const t = this.topicFor(topic);
+    return t.shard.appendOne(t, data, len);
+  }
+
+  /**
+   * Appends up to 2,000 entries (10 GiB) atomically: after any crash either all of them are
+   * recovered or none. Returns the offset of the first (for `[]`, the next offset).
+   */
+  batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    if (!Array.isArray(entries)) throw invalidArgType('entries', 'an instance of Array', entries);
+    if (entries.length > MAX_BATCH_ENTRIES) {
+      throw new WalrusError('ERR_WALRUS_BATCH_LIMIT', `a batch holds at most ${MAX_BATCH_ENTRIES} entries, got ${entries.length}; nothing was written`);
+    }
+    const lens = new Array<number>(entries.length);
+    let total = 0;
+    let ringBytes = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const len = this.payloadLength(entries[i], `entries[${i}]`);
+      lens[i] = len;
+      total += len;
+      ringBytes += recordFootprint(len);
+    }
+    if (total > MAX_BATCH_BYTES) {
+      throw new WalrusError('ERR_WALRUS_BATCH_LIMIT', `a batch holds at most ${MAX_BATCH_BYTES} bytes, got ${total}; nothing was written`);
+    }
+    const t = this.topicFor(topic);
+    if (entries.length === 0) return t.next;
+    return t.shard.appendBatch(t, entries, lens, ringBytes + RECORD_HEADER_BYTES);
+  }
+
+  /** Resolves once every entry appended before the call is on stable storage, in every shard. */
+  async sync(): Promise<void> {
+    this.checkOpen();
+    await Promise.all(this.shards.map((s) => s.waitDurable()));
+  }
+
+  /** Appends, then resolves with the offset once the entry is durable. */
+  async appendAndSync(topic: string, data: Uint8Array | string): Promise<number> {
+    const offset = this.append(topic, data);
+    await this.topicMap.get(topic)!.shard.waitDurable();
+    return offset;
+  }
+
+  /** Resolves when every shard has room in its ring again (after ERR_WALRUS_BACKPRESSURE). */
+  async drain(): Promise<void> {
+    this.checkOpen();
+    await Promise.all(this.shards.map((s) => s.waitRoom()));
+  }
+
+  /**
+   * Replays `topic` from offset `from` up to its end as it was when `iterate` was called,
+   * without touching its cursor.
+   */
+  iterate(topic: string, from = 0): AsyncIterableIterator<Entry> {
+    this.checkOpen();
+    if (typeof from !== 'number') throw invalidArgType('from', 'of type number', from);
+    if (!Number.isSafeInteger(from) || from < 0) throw outOfRange('from', 'a non-negative safe integer', from);
+    let t = this.topicMap.get(topic);
+    if (t === undefined) encodeTopic(topic);
+    const end = t?.next ?? 0;
+    return this.replay(t, from, end);
+  }
+
+  private async *replay(t: Topic | undefined, from: number, end: number): AsyncIterableIterator<Entry> {
+    if (!t) return;
+    let next = from;
+    while (next < end) {
+      this.checkOpen();
+      const r = await t.shard.read(t.id, next, Math.min(MAX_BATCH_ENTRIES, end - next), READ_CHUNK_BYTES);
+      const n = r.entries.length / 3;
+      if (n === 0) throw new WalrusError('ERR_WALRUS_IO', `topic ${JSON.stringify(t.name)}: offset ${next} is missing from shard ${t.shard.index}`);
+      for (let k = 0; k < n && next < end; k++) {
+        const offset = r.entries[k * 3]!;
+        yield { topic: t.name, offset, data: Buffer.from(r.data, r.entries[k * 3 + 1]!, r.entries[k * 3 + 2]!) };
+        next = offset + 1;
+      }
+    }
+  }
+
+  /** Every topic that has at least one entry. */
+  topics(): string[] {
+    const out: string[] = [];
+    for (const t of this.topicMap.values()) if (t.next > 0) out.push(t.name);
+    return out;
+  }
+
+  stats(): WalrusStats {
+    return {
+      recoveredTornBytes: this.recovered.tornBytes,
+      recoveredClean: this.recovered.clean,
+      io: this.recovered.uring ? 'io_uring' : 'pwritev',
+      shards: this.shards.map((s) => {
+        const { fsyncs, writeSubmits, bytesWritten, recordsWritten } = s.stats();
+        return { fsyncs, writeSubmits, bytesWritten, recordsWritten };
+      }),
+    };
+  }
+
+  /** Writes and fsyncs everything appended, stops the workers and releases the directory. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    process.off('beforeExit', this.onBeforeExit);
+    try {
+      const results = await Promise.allSettled(this.shards.map((s) => s.close()));
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    } finally {
+      native.close(this.lockFd);
+    }
+  }
+
+  /**
+   * The event loop is about to empty while records may still sit in a ring: write them
+   * (no fsync: the schedule decides that) so a normal exit never drops appended entries.
+   */
+  private flushBeforeExit(): void {
+    if (this.closing) return;
+    for (const s of this.shards) {
+      if (s.producer.inUse() > 0 && !s.failure) void s.waitWritten().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Every byte layout that more than one thread or language relies on is defined here, once.
+ *
+ * `native/layout.h` is generated from `NATIVE_LAYOUT` below (`npm run gen:layout`), the addon
+ * exports the values it was compiled with, and `test/layout.test.ts` fails if either copy
+ * drifts from this file. docs/FORMAT.md describes the same layouts in prose.
+ */
+
+/** On-disk format version written in every segment header. */
+export const FORMAT_VERSION = 1;
+
+/**
+ * Record header: every entry, in the ring and on disk, starts with these 32 bytes, followed by
+ * the payload and zero padding up to the next multiple of RECORD_ALIGN. All integers are
+ * little-endian. The CRC32C covers bytes [RECORD_CRC_END, RECORD_HEADER_BYTES + len): every
+ * header field after the CRC itself, then the payload. Padding is not covered.
+ */
+export const RECORD_HEADER_BYTES = 32;
+export const RECORD_ALIGN = 8;
+export const REC_CRC = 0; // u32 CRC32C
+export const REC_LEN = 4; // u32 payload length in bytes
+export const REC_TOPIC = 8; // u32 shard-local topic id (0 = the shard's meta topic)
+export const REC_KIND = 12; // u8, one of RecordKind
+export const REC_FLAGS = 13; // u8, reserved, 0
+export const REC_RESERVED = 14; // u16, reserved, 0
+export const REC_OFFSET_LO = 16; // u32 low half of the entry's offset in its topic
+export const REC_OFFSET_HI = 20; // u32 high half (offsets stay below 2^53)
+export const REC_SALT = 24; // u32 salt of the block the record was written into
+export const REC_REMAINING = 28; // u32 entries left in this record's batch, this one included (1 = last)
+/** First byte covered by the record CRC. */
+export const RECORD_CRC_START = 4;
+
+/** Record kinds. Kinds >= RING_ONLY_KIND_MIN exist only in the ring, never on disk. */
+export const RecordKind = {
+  /** A user entry. */
+  Entry: 1,
+  /** A record of the shard's meta topic (topic id 0); msgpack payload, see meta.ts. */
+  Meta: 2,
+  /** Ring only: an entry whose payload travels beside the ring (too large for it). */
+  External: 16,
+  /** Ring only: declares a new topic id; payload is the topic name in UTF-8. */
+  TopicDef: 17,
+  /** Ring only: the rest of the ring up to its end is unused; continue at ring offset 0. */
+  Wrap: 18,
+} as const;
+export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
+export const RING_ONLY_KIND_MIN = 16;
+
+/** The shard-local topic id reserved for the meta topic. */
+export const META_TOPIC_ID = 0;
+
+/** Bytes a record occupies (header + payload + padding). */
+export function recordFootprint(payloadBytes: number): number {
+  return (RECORD_HEADER_BYTES + payloadBytes + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1);
+}
+
+/**
+ * Segment file: a 64-byte header at offset 0, zeros up to SEGMENT_DATA_START, then a grid of
+ * `slots` block slots of `blockBytes` each. A block occupies one or more consecutive slots.
+ */
+export const SEGMENT_MAGIC = 'WALRUSTS'; // 8 ASCII bytes at offset 0
+export const SEGMENT_HEADER_BYTES = 64;
+export const SEGMENT_DATA_START = 4096;
+export const SEG_MAGIC = 0; // 8 bytes
+export const SEG_VERSION = 8; // u32 FORMAT_VERSION
+export const SEG_HEADER_BYTES = 12; // u32 SEGMENT_HEADER_BYTES
+export const SEG_SHARD = 16; // u32 shard index
+export const SEG_BLOCK_BYTES = 20; // u32 slot size
+export const SEG_SEQ_LO = 24; // u32 segment sequence number, low half
+export const SEG_SEQ_HI = 28; // u32 high half
+export const SEG_SLOTS = 32; // u32 number of slots
+export const SEG_SALT = 36; // u32 random, chosen when the segment file is (re)initialised
+export const SEG_CRC = 60; // u32 CRC32C of bytes [0, 60)
+
+/** Block header: the first 64 bytes of a block's first slot; records follow it. */
+export const BLOCK_MAGIC = 0x4b4c4257; // 'WBLK' read as a little-endian u32
+export const BLOCK_HEADER_BYTES = 64;
+export const BLK_MAGIC = 0; // u32 BLOCK_MAGIC
+export const BLK_TOPIC = 4; // u32 topic id
+export const BLK_SEQ_LO = 8; // u32 shard-wide block sequence number, low half
+export const BLK_SEQ_HI = 12; // u32 high half
+export const BLK_FIRST_LO = 16; // u32 topic offset of the block's first record, low half
+export const BLK_FIRST_HI = 20; // u32 high half
+export const BLK_SLOTS = 24; // u32 slots the block spans
+export const BLK_SALT = 28; // u32 salt every record of this block carries in REC_SALT
+export const BLK_CRC = 60; // u32 CRC32C of bytes [0, 60)
+
+/**
+ * Ring control area at the start of each shard's SharedArrayBuffer, followed by the ring data
+ * (a power-of-two number of bytes). Int32 slots are indexes into an Int32Array over the
+ * control area; BigInt64 slots are indexes into a BigInt64Array over the same bytes, starting
+ * at byte RING_BIG_BASE.
+ */
+export const RING_CONTROL_BYTES = 256;
+export const RingSlot = {
+  /** Producer: ring bytes published, modulo 2^32. */
+  Head: 0,
+  /** Worker: ring bytes released (written to disk), modulo 2^32. */
+  Tail: 1,
+  /** Incremented and notified to wake a sleeping worker. */
+  Doorbell: 2,
+  /** Worker sets 1 before it sleeps on Doorbell. */
+  WorkerSleeping: 3,
+  /** Producer sets 1 while it blocks waiting for ring space. */
+  ProducerWaiting: 4,
+  /** ShardState. */
+  State: 5,
+  /** Incremented and notified after every fsync that advanced Durable. */
+  DurableGen: 6,
+  /** Incremented and notified after every release of ring space. */
+  TailGen: 7,
+} as const;
+export const RING_BIG_BASE = 64;
+export const RingBig = {
+  /** Logical ring position (bytes since open) up to which records are written to the files. */
+  Written: 0,
+  /** Logical position up to which records are on stable storage. */
+  Durable: 1,
+  /** Highest logical position a sync() caller is waiting for. */
+  SyncRequest: 2,
+  /** Bytes of external (beside-the-ring) payloads not yet written. */
+  ExternalBytes: 3,
+  /** fdatasync calls completed (stats). */
+  Fsyncs: 4,
+  /** Write submissions (one pwritev per run, or one io_uring_enter per drain). */
+  WriteSubmits: 5,
+  /** Bytes written to segment files. */
+  BytesWritten: 6,
+  /** Records written. */
+  RecordsWritten: 7,
+} as const;
+export const ShardState = { Open: 0, Failed: 1, Closed: 2 } as const;
+
+/** Write-batch descriptors passed to the addon (Float64Array, see native.ts). */
+export const WRITE_OP_FIELDS = 4; // fd, file position, first iovec index, iovec count
+export const IOV_FIELDS = 3; // source (-1 = ring, k = external buffer k), offset, length
+export const IOV_SOURCE_RING = -1;
+
+/** Every numeric constant the C++ side compiles against. */
+export const NATIVE_LAYOUT = {
+  RECORD_HEADER_BYTES,
+  RECORD_ALIGN,
+  RECORD_CRC_START,
+  REC_CRC,
+  REC_LEN,
+  REC_KIND,
+  RING_CONTROL_BYTES,
+  WRITE_OP_FIELDS,
+  IOV_FIELDS,
+  IOV_SOURCE_RING,
+} as const;

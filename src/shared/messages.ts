@@ -1,0 +1,64 @@
+/**
+ * Everything that crosses between the main thread and a shard worker. Each direction is a
+ * discriminated union, handled by an exhaustive switch whose default throws.
+ */
+import type { SerializedError } from './errors.js';
+import type { FsyncSchedule } from './schedule.js';
+
+/** workerData of a shard worker. */
+export interface ShardInit {
+  shard: number;
+  /** The namespace directory (absolute). */
+  dir: string;
+  ring: SharedArrayBuffer;
+  fsync: FsyncSchedule;
+  blockBytes: number;
+  segmentSlots: number;
+  maxRecordBytes: number;
+  useUring: boolean;
+  /** CPU to pin the worker to, or -1. */
+  cpu: number;
+  debug: boolean;
+}
+
+/** A topic as recovery found it. */
+export interface RecoveredTopic {
+  id: number;
+  name: string;
+  /** The offset the next entry will get. */
+  next: number;
+}
+
+export type ToWorker =
+  /**
+   * The payloads of the External ring record at logical ring position `pos`: `lengths[i]`
+   * bytes each, back to back in `payload`.
+   */
+  | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array }
+  | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
+  | { type: 'close'; id: number };
+
+export type FromWorker =
+  | {
+      type: 'ready';
+      topics: RecoveredTopic[];
+      /** Highest topic id ever used in this shard (ids are never reused). */
+      maxTopicId: number;
+      tornBytes: number;
+      uring: boolean;
+      cleanShutdown: boolean;
+    }
+  /** Recovery failed; the worker exits after this. */
+  | { type: 'openFailed'; error: SerializedError }
+  /**
+   * `entries` holds three numbers per entry: offset, payload start in `data`, payload length.
+   */
+  | { type: 'readResult'; id: number; data: ArrayBuffer; entries: Float64Array }
+  | { type: 'requestFailed'; id: number; error: SerializedError }
+  /** The shard hit an I/O error and refuses further appends. */
+  | { type: 'failed'; error: SerializedError }
+  | { type: 'closed'; id: number };
+
+export function unreachable(x: never): never {
+  throw new Error(`walrus-ts internal error: unhandled message ${JSON.stringify(x)}`);
+}

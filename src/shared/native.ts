@@ -1,0 +1,87 @@
+/**
+ * The addon's surface, typed. C++ stays thin: it performs system calls and checksums and
+ * reports every failure; policy, defaults and argument validation live in TypeScript.
+ *
+ * Every failing system call throws an `Error` whose `code` is the errno name (`'EIO'`),
+ * `errno` the positive errno number and `syscall` the call that failed (`'pwritev'`,
+ * `'fdatasync'`, `'io_uring_enter'`, ...). Callers wrap it with `ioError()` (errors.ts).
+ */
+import { createRequire } from 'node:module';
+
+export interface IoContext {
+  /** True when this context submits through io_uring, false when it uses pwritev. */
+  readonly uring: boolean;
+  /**
+   * Writes a batch and optionally makes it durable, synchronously.
+   *
+   * `ops` holds `opCount` write operations of WRITE_OP_FIELDS doubles each:
+   * `[fd, filePosition, firstIov, iovCount]`; each writes its iovecs back to back starting at
+   * `filePosition`. `iovs` holds IOV_FIELDS doubles per iovec: `[source, offset, length]`,
+   * where source IOV_SOURCE_RING (-1) means the ring SharedArrayBuffer given to the
+   * constructor (offset from its byte 0) and source k >= 0 means `ext[k]` (offset from the
+   * view's first byte). After every write has completed in full, each of the first
+   * `syncCount` fds in `syncFds` is fdatasync'd. With io_uring all of it goes in one
+   * submission (each fd's writes linked to its fdatasync); short writes are completed;
+   * the first failure throws, and nothing after a failed write is reported as done.
+   */
+  writeBatch(
+    ops: Float64Array,
+    opCount: number,
+    iovs: Float64Array,
+    ext: Uint8Array[],
+    syncFds: Int32Array,
+    syncCount: number,
+  ): void;
+  /** Releases the io_uring instance. Idempotent. */
+  close(): void;
+}
+
+export interface NativeBinding {
+  /** CRC32C (Castagnoli) of `data`, continuing from `seed` (a previous result; default 0). */
+  crc32c(data: Uint8Array, seed?: number): number;
+  /** Whether crc32c uses the SSE4.2 (x86-64) or CRC (arm64) instructions. */
+  crc32cHardware(): boolean;
+  /**
+   * For each of the first `count` byte positions in `positions`, computes the record CRC of
+   * the frame at that position of `buf` (length read from its header) and stores it in the
+   * frame's CRC field.
+   */
+  sealFrames(buf: Uint8Array, positions: Uint32Array, count: number): void;
+  /**
+   * Walks frames from `start` while each has a length that fits before `end` and a matching
+   * CRC; returns the position of the first frame that fails either check, or the position
+   * where the walk reached `end` (or fewer than RECORD_HEADER_BYTES remained).
+   */
+  verifyFrames(buf: Uint8Array, start: number, end: number): number;
+
+  open(path: string, flags: number, mode: number): number;
+  close(fd: number): void;
+  /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
+  pread(fd: number, buf: Uint8Array, position: number): number;
+  /** Writes every byte of `bufs` at `position`, completing short writes; returns bytes written. */
+  pwritev(fd: number, bufs: Uint8Array[], position: number): number;
+  fdatasync(fd: number): void;
+  fsync(fd: number): void;
+  /** fallocate(fd, 0, offset, length); throws EOPNOTSUPP where the file system lacks it. */
+  fallocate(fd: number, offset: number, length: number): void;
+  ftruncate(fd: number, length: number): void;
+  fstatSize(fd: number): number;
+  rename(from: string, to: string): void;
+  unlink(path: string): void;
+  /** flock(fd, LOCK_EX|LOCK_NB or LOCK_SH|LOCK_NB); false when another holder has it. */
+  flock(fd: number, exclusive: boolean): boolean;
+  /** Pins the calling thread to `cpu`; false where the kernel refuses. */
+  setAffinity(cpu: number): boolean;
+  /** True when io_uring_setup works here and supports what writeBatch needs. */
+  uringSupported(): boolean;
+  IoContext: new (ring: SharedArrayBuffer, useUring: boolean, queueDepth: number) => IoContext;
+  /** open(2) flag values of this platform. */
+  constants: Readonly<Record<'O_RDONLY' | 'O_RDWR' | 'O_CREAT' | 'O_EXCL' | 'O_CLOEXEC' | 'O_NOFOLLOW' | 'O_DIRECTORY', number>>;
+  /** The layout constants the addon was compiled with (see NATIVE_LAYOUT). */
+  layout: Readonly<Record<string, number>>;
+}
+
+const requireNative = createRequire(import.meta.url);
+
+/** The addon, loaded once per thread (Node loads a context-aware addon per isolate). */
+export const native: NativeBinding = requireNative('../../build/Release/walrus.node') as NativeBinding;

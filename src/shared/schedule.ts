@@ -1,0 +1,57 @@
+/** Fsync schedules and read consistency modes: the public values and their wire form. */
+import { invalidArgType, outOfRange } from './errors.js';
+
+/** When appended data is made durable (see docs/DURABILITY.md). */
+export type FsyncSchedule =
+  | { readonly kind: 'milliseconds'; readonly ms: number }
+  | { readonly kind: 'syncEach' }
+  | { readonly kind: 'noFsync' };
+
+export const FsyncSchedule = Object.freeze({
+  /** Data is fsynced at most about `ms` milliseconds after it was appended. */
+  milliseconds(ms: number): FsyncSchedule {
+    if (typeof ms !== 'number') throw invalidArgType('ms', 'of type number', ms);
+    if (!Number.isInteger(ms) || ms < 1 || ms > 3_600_000) outOfRangeThrow('ms', 'an integer >= 1 and <= 3600000', ms);
+    return Object.freeze({ kind: 'milliseconds', ms });
+  },
+  /** Each shard fsyncs after every write it issues, with no delay. */
+  SyncEach: Object.freeze({ kind: 'syncEach' }) as FsyncSchedule,
+  /** The library never fsyncs on its own; sync() and close() still do. */
+  NoFsync: Object.freeze({ kind: 'noFsync' }) as FsyncSchedule,
+});
+
+/** How cursor advances are persisted (see docs/DURABILITY.md). */
+export type ReadConsistency =
+  | { readonly kind: 'strictlyAtOnce' }
+  | { readonly kind: 'atLeastOnce'; readonly persistEvery: number };
+
+export const ReadConsistency = Object.freeze({
+  /** A checkpointing read resolves only after its cursor advance is durable. */
+  StrictlyAtOnce: Object.freeze({ kind: 'strictlyAtOnce' }) as ReadConsistency,
+  /** The cursor is persisted at least every `persistEvery` checkpointed entries per topic. */
+  atLeastOnce(persistEvery: number): ReadConsistency {
+    if (typeof persistEvery !== 'number') throw invalidArgType('persistEvery', 'of type number', persistEvery);
+    if (!Number.isInteger(persistEvery) || persistEvery < 1 || persistEvery > 2 ** 31) {
+      outOfRangeThrow('persistEvery', 'an integer >= 1 and <= 2147483648', persistEvery);
+    }
+    return Object.freeze({ kind: 'atLeastOnce', persistEvery });
+  },
+});
+
+function outOfRangeThrow(name: string, range: string, v: unknown): never {
+  throw outOfRange(name, range, v);
+}
+
+export function isFsyncSchedule(v: unknown): v is FsyncSchedule {
+  if (typeof v !== 'object' || v === null) return false;
+  const s = v as { kind?: unknown; ms?: unknown };
+  if (s.kind === 'syncEach' || s.kind === 'noFsync') return true;
+  return s.kind === 'milliseconds' && typeof s.ms === 'number' && Number.isInteger(s.ms) && s.ms >= 1;
+}
+
+export function isReadConsistency(v: unknown): v is ReadConsistency {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as { kind?: unknown; persistEvery?: unknown };
+  if (c.kind === 'strictlyAtOnce') return true;
+  return c.kind === 'atLeastOnce' && typeof c.persistEvery === 'number' && Number.isInteger(c.persistEvery) && c.persistEvery >= 1;
+}

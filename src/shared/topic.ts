@@ -1,0 +1,39 @@
+/** Topic names: validation and the stable shard routing hash. */
+import { WalrusError, invalidArgType } from './errors.js';
+
+export const MAX_TOPIC_BYTES = 255;
+
+/**
+ * Validates a topic name and returns its UTF-8 bytes. A topic is a non-empty string of at most
+ * MAX_TOPIC_BYTES UTF-8 bytes without NUL or lone surrogates (they cannot round-trip).
+ */
+export function encodeTopic(topic: unknown, argName = 'topic'): Buffer {
+  if (typeof topic !== 'string') throw invalidArgType(argName, 'of type string', topic);
+  if (topic.length === 0) throw new WalrusError('ERR_WALRUS_INVALID_TOPIC', 'invalid topic: the name is empty');
+  if (!topic.isWellFormed()) {
+    throw new WalrusError('ERR_WALRUS_INVALID_TOPIC', 'invalid topic: the name contains a lone surrogate');
+  }
+  if (topic.includes('\0')) throw new WalrusError('ERR_WALRUS_INVALID_TOPIC', 'invalid topic: the name contains NUL');
+  const bytes = Buffer.from(topic, 'utf8');
+  if (bytes.length > MAX_TOPIC_BYTES) {
+    throw new WalrusError(
+      'ERR_WALRUS_INVALID_TOPIC',
+      `invalid topic: the name is ${bytes.length} UTF-8 bytes long, the limit is ${MAX_TOPIC_BYTES}`,
+    );
+  }
+  return bytes;
+}
+
+/**
+ * FNV-1a (32-bit) of the topic's UTF-8 bytes. Part of the on-disk contract: a topic created
+ * with N shards lives in shard fnv1a(name) % N. Existing topics are found where recovery finds
+ * them, so changing `shards` later only affects new topics.
+ */
+export function topicHash(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i]!;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}

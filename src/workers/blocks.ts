@@ -1,0 +1,142 @@
+/**
+ * Blocks and topic chains. A block is a run of slots owned by one topic; a topic's entries
+ * live in its blocks, in order, so reading a topic is sequential I/O that never touches
+ * another topic's bytes.
+ */
+import {
+  BLK_CRC,
+  BLK_FIRST_HI,
+  BLK_FIRST_LO,
+  BLK_MAGIC,
+  BLK_SALT,
+  BLK_SEQ_HI,
+  BLK_SEQ_LO,
+  BLK_SLOTS,
+  BLK_TOPIC,
+  BLOCK_HEADER_BYTES,
+  BLOCK_MAGIC,
+} from '../shared/layout.js';
+import { native } from '../shared/native.js';
+import type { Segment } from './segments.js';
+
+const TWO_32 = 2 ** 32;
+/** The sparse in-block index keeps the position of every INDEX_EVERY-th record. */
+export const INDEX_EVERY = 32;
+
+export interface Block {
+  seq: number;
+  topicId: number;
+  segment: Segment;
+  slot: number;
+  slots: number;
+  /** File position of the block header. */
+  start: number;
+  /** File position of the first record. */
+  dataStart: number;
+  /** Bytes available for records. */
+  capacity: number;
+  /** Bytes of records written (or recovered). */
+  used: number;
+  /** Offset of the first record. */
+  first: number;
+  /** Offset after the last record. */
+  next: number;
+  salt: number;
+  /** Pairs [offset, position relative to dataStart], every INDEX_EVERY records. */
+  index: number[];
+}
+
+export interface TopicLog {
+  id: number;
+  name: string;
+  blocks: Block[];
+  /** The block new records go to, or null when the next record needs a new block. */
+  cur: Block | null;
+  /** Offset after the last record written. */
+  next: number;
+  /** Offset after the last record that completed its batch: the recoverable end. */
+  complete: number;
+  /** `complete` as of the last successful fsync. */
+  durable: number;
+  /** `durable` as last recorded in a sync mark. */
+  marked: number;
+}
+
+export function newTopic(id: number, name: string): TopicLog {
+  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0 };
+}
+
+/** Records the position of a record about to be appended at relative position `rel`. */
+export function indexRecord(b: Block, offset: number, rel: number): void {
+  if ((offset - b.first) % INDEX_EVERY === 0) b.index.push(offset, rel);
+}
+
+/** Relative position of the last indexed record at or before `offset`, with its offset. */
+export function seekInBlock(b: Block, offset: number): { offset: number; rel: number } {
+  const idx = b.index;
+  let lo = 0;
+  let hi = idx.length / 2 - 1;
+  let best = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (idx[mid * 2]! <= offset) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return best < 0 ? { offset: b.first, rel: 0 } : { offset: idx[best * 2]!, rel: idx[best * 2 + 1]! };
+}
+
+/** The block of `t` that holds `offset`, or undefined. Blocks are in offset order. */
+export function findBlock(t: TopicLog, offset: number): Block | undefined {
+  const bs = t.blocks;
+  let lo = 0;
+  let hi = bs.length - 1;
+  let found: Block | undefined;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (bs[mid]!.first <= offset) {
+      found = bs[mid];
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  return found && offset < found.next ? found : undefined;
+}
+
+export interface BlockHeader {
+  topicId: number;
+  seq: number;
+  first: number;
+  slots: number;
+  salt: number;
+}
+
+export function encodeBlockHeader(h: BlockHeader): Uint8Array {
+  const b = new Uint8Array(BLOCK_HEADER_BYTES);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(BLK_MAGIC, BLOCK_MAGIC, true);
+  dv.setUint32(BLK_TOPIC, h.topicId, true);
+  dv.setUint32(BLK_SEQ_LO, h.seq % TWO_32, true);
+  dv.setUint32(BLK_SEQ_HI, Math.floor(h.seq / TWO_32), true);
+  dv.setUint32(BLK_FIRST_LO, h.first % TWO_32, true);
+  dv.setUint32(BLK_FIRST_HI, Math.floor(h.first / TWO_32), true);
+  dv.setUint32(BLK_SLOTS, h.slots, true);
+  dv.setUint32(BLK_SALT, h.salt, true);
+  dv.setUint32(BLK_CRC, native.crc32c(b.subarray(0, BLK_CRC)), true);
+  return b;
+}
+
+/** Decodes a block header; null if it is not a valid one (never written, torn, or garbage). */
+export function decodeBlockHeader(b: Uint8Array): BlockHeader | null {
+  if (b.length < BLOCK_HEADER_BYTES) return null;
+  const dv = new DataView(b.buffer, b.byteOffset, BLOCK_HEADER_BYTES);
+  if (dv.getUint32(BLK_MAGIC, true) !== BLOCK_MAGIC) return null;
+  if (dv.getUint32(BLK_CRC, true) !== native.crc32c(b.subarray(0, BLK_CRC))) return null;
+  return {
+    topicId: dv.getUint32(BLK_TOPIC, true),
+    seq: dv.getUint32(BLK_SEQ_LO, true) + dv.getUint32(BLK_SEQ_HI, true) * TWO_32,
+    first: dv.getUint32(BLK_FIRST_LO, true) + dv.getUint32(BLK_FIRST_HI, true) * TWO_32,
+    slots: dv.getUint32(BLK_SLOTS, true),
+    salt: dv.getUint32(BLK_SALT, true),
+  };
+}

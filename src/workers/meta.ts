@@ -1,0 +1,57 @@
+/**
+ * Records of a shard's meta topic (topic id 0). Their payloads are msgpack maps; docs/FORMAT.md
+ * lists every kind. Unknown kinds are rejected, not skipped: a newer writer's meta records must
+ * not be half-understood by an older reader.
+ */
+import { Packr } from 'msgpackr';
+
+export type MetaRecord =
+  /** A topic id is bound to a name. */
+  | { k: 'topic'; id: number; name: string }
+  /**
+   * Sync mark: every listed topic (id 0 = the meta topic itself) was durable up to `next`
+   * (exclusive) when the fsync before this record completed.
+   */
+  | { k: 'sync'; t: [number, number][] }
+  /** Clean shutdown: everything before this record was fsynced; `t` lists every topic's end. */
+  | { k: 'close'; t: [number, number][] };
+
+// Plain maps, no shared record structures: every meta record decodes on its own.
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encodeMeta(m: MetaRecord): Uint8Array {
+  return packr.pack(m);
+}
+
+/** Decodes a meta payload; returns a reason string when it is not a valid meta record. */
+export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
+  let v: unknown;
+  try {
+    v = packr.unpack(bytes);
+  } catch (err) {
+    return `undecodable meta record (${(err as Error).message})`;
+  }
+  if (typeof v !== 'object' || v === null) return 'meta record is not a map';
+  const m = v as { k?: unknown; id?: unknown; name?: unknown; t?: unknown };
+  switch (m.k) {
+    case 'topic':
+      if (isId(m.id) && m.id > 0 && typeof m.name === 'string') return { k: 'topic', id: m.id, name: m.name };
+      return 'malformed topic record';
+    case 'sync':
+    case 'close':
+      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {
+        return { k: m.k, t: m.t as [number, number][] };
+      }
+      return `malformed ${m.k} record`;
+    default:
+      return `unknown meta record kind ${JSON.stringify(m.k)}`;
+  }
+}
+
+function isId(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 32;
+}
+
+function isOffset(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}

@@ -1,0 +1,372 @@
+/**
+ * Recovery: rebuilds a shard's topics from its segment files.
+ *
+ * 1. Every segment header is checked; a last segment whose header never made it to disk (and
+ *    holds nothing else) is a creation cut short and is removed.
+ * 2. Every slot of every segment is probed for a valid block header (magic, CRC, and the salt
+ *    derived from the segment's salt: blocks of an earlier incarnation of a file never pass).
+ * 3. Each topic's blocks are replayed in block-sequence order as one chain: a block continues
+ *    the chain only if its first offset is the offset the chain expects, and within a block
+ *    records are accepted while their length, CRC, topic, kind, salt, offset and batch
+ *    position are all what the chain expects. A batch is accepted only whole.
+ * 4. What the chain could not accept is a torn tail, unless a sync mark in the meta topic
+ *    says it had been made durable: then `open` fails with ERR_WALRUS_CORRUPT.
+ * The meta topic (id 0) is replayed first; it names the topics and carries the sync marks.
+ */
+import { corruptError } from '../shared/errors.js';
+import {
+  META_TOPIC_ID,
+  RECORD_HEADER_BYTES,
+  REC_FLAGS,
+  REC_KIND,
+  REC_OFFSET_HI,
+  REC_OFFSET_LO,
+  REC_REMAINING,
+  REC_RESERVED,
+  REC_SALT,
+  REC_TOPIC,
+  RecordKind,
+  SEGMENT_DATA_START,
+  SEGMENT_HEADER_BYTES,
+  BLOCK_HEADER_BYTES,
+  recordFootprint,
+  REC_LEN,
+} from '../shared/layout.js';
+import { native } from '../shared/native.js';
+import { type Block, type TopicLog, decodeBlockHeader, indexRecord } from './blocks.js';
+import { decodeMeta, type MetaRecord } from './meta.js';
+import { OPEN_EXISTING, type Segment, blockSalt, decodeSegmentHeader, fsyncDir, listSegments, slotPosition } from './segments.js';
+import type { ShardStore } from './store.js';
+
+const TWO_32 = 2 ** 32;
+
+export interface RecoveryResult {
+  tornBytes: number;
+  /** The previous instance closed cleanly (its close record is the last meta record). */
+  clean: boolean;
+}
+
+/** Where a chain stopped accepting data, for error messages. */
+interface BreakPoint {
+  file: string;
+  pos: number;
+}
+
+/** A byte range recovery overwrites with zeros: torn bytes, or the header of a dropped block. */
+interface Repair {
+  seg: Segment;
+  pos: number;
+  length: number;
+}
+
+interface ChainResult {
+  tornBytes: number;
+  /** Where the first unaccepted bytes are (null if the chain ended cleanly). */
+  broke: BreakPoint | null;
+}
+
+export function recover(store: ShardStore, debug: (msg: string) => void): RecoveryResult {
+  let tornBytes = 0;
+  const repairs: Repair[] = [];
+  const found = new Map<number, Block[]>();
+  const files = listSegments(store.dir, store.shard);
+  for (let k = 0; k < files.length; k++) {
+    const seg = openSegment(store, files[k]!, k === files.length - 1, debug);
+    if (!seg) continue;
+    store.segments.push(seg);
+    store.lastSegmentSeq = seg.seq;
+    for (const b of probeBlocks(seg)) {
+      let list = found.get(b.topicId);
+      if (!list) found.set(b.topicId, (list = []));
+      list.push(b);
+      if (b.seq > store.lastBlockSeq) store.lastBlockSeq = b.seq;
+      if (b.topicId > store.maxTopicId) store.maxTopicId = b.topicId;
+    }
+  }
+  for (const list of found.values()) list.sort((a, b) => a.seq - b.seq);
+
+  const names = new Map<number, string>();
+  const marks = new Map<number, number>();
+  let lastMeta: MetaRecord | null = null;
+  const meta = store.meta;
+  const metaChain = replayChain(meta, found.get(META_TOPIC_ID) ?? [], RecordKind.Meta, repairs, (payload, file, pos) => {
+    const m = decodeMeta(payload);
+    if (typeof m === 'string') throw corruptError(file, pos, m);
+    lastMeta = m;
+    if (m.k === 'topic') names.set(m.id, m.name);
+    else for (const [id, next] of m.t) marks.set(id, Math.max(marks.get(id) ?? 0, next));
+  });
+  tornBytes += metaChain.tornBytes;
+  checkDurable(meta, 'the meta topic', marks, metaChain.broke, store);
+  found.delete(META_TOPIC_ID);
+
+  const broken = new Set<number>(metaChain.broke ? [META_TOPIC_ID] : []);
+  for (const [id, name] of names) {
+    const t = store.addTopic(id, name);
+    store.maxTopicId = Math.max(store.maxTopicId, id);
+    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, repairs, null);
+    found.delete(id);
+    tornBytes += chain.tornBytes;
+    if (chain.broke) broken.add(id);
+    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke, store);
+  }
+  // Blocks of topics whose declaration never became durable: written after the last point
+  // that reached the disk, so part of the torn tail.
+  for (const [id, blocks] of found) {
+    if (marks.has(id)) {
+      const b = blocks[0]!;
+      throw corruptError(b.segment.path, b.start, `topic id ${id} has durable data but no declaration`);
+    }
+    for (const b of blocks) {
+      const scratch = readBlock(b, new Uint8Array(0));
+      tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
+      repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+    }
+  }
+
+  for (const t of store.topics.values()) t.marked = marks.get(t.id) ?? 0;
+  const closeRec = lastMeta as MetaRecord | null;
+  // Clean: the close record is the last meta record and every topic ends where it says (the
+  // meta topic one record later: the close record itself).
+  const clean =
+    closeRec !== null &&
+    closeRec.k === 'close' &&
+    broken.size === 0 &&
+    tornBytes === 0 &&
+    closeRec.t.every(([id, next]) => store.topics.get(id)?.complete === (id === META_TOPIC_ID ? next + 1 : next));
+  for (const t of store.topics.values()) {
+    // Torn bytes were zeroed above, so the last block ends in zeros after its last accepted
+    // record, exactly as after a clean close: new records continue there.
+    t.cur = t.blocks.length > 0 ? t.blocks[t.blocks.length - 1]! : null;
+    t.next = t.complete;
+  }
+  chooseCurrentSegment(store);
+  applyRepairs(repairs);
+  // What recovery accepted (and the zeros over what it dropped) is now the base of everything
+  // after it: make it durable before any new record can depend on it.
+  for (const seg of store.segments) native.fdatasync(seg.fd);
+  return { tornBytes, clean };
+}
+
+function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, debug: (msg: string) => void): Segment | null {
+  const fd = native.open(f.path, OPEN_EXISTING, 0);
+  const head = new Uint8Array(SEGMENT_HEADER_BYTES);
+  const got = native.pread(fd, head, 0);
+  const h = decodeSegmentHeader(head.subarray(0, got));
+  if (typeof h === 'string') {
+    if (isLast && isAllZeroAfter(fd, SEGMENT_HEADER_BYTES)) {
+      // Creation writes the header, preallocates and fsyncs before the file is used; a last
+      // file with no valid header and nothing else in it is a creation cut short.
+      native.close(fd);
+      native.unlink(f.path);
+      fsyncDir(store.dir);
+      debug(`removed ${f.path}: segment creation was interrupted (${h})`);
+      return null;
+    }
+    native.close(fd);
+    throw corruptError(f.path, 0, h);
+  }
+  if (h.shard !== store.shard || h.seq !== f.seq) {
+    native.close(fd);
+    throw corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
+  }
+  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt };
+}
+
+function isAllZeroAfter(fd: number, from: number): boolean {
+  const buf = new Uint8Array(1 << 20);
+  for (let pos = from; ; pos += buf.length) {
+    const got = native.pread(fd, buf, pos);
+    for (let i = 0; i < got; i++) if (buf[i] !== 0) return false;
+    if (got < buf.length) return true;
+  }
+}
+
+/** Every valid block header in `seg`; sets seg.nextSlot past the last one. */
+function probeBlocks(seg: Segment): Block[] {
+  const out: Block[] = [];
+  const hb = new Uint8Array(BLOCK_HEADER_BYTES);
+  let slot = 0;
+  while (slot < seg.slots) {
+    const start = slotPosition(slot, seg.blockBytes);
+    const got = native.pread(seg.fd, hb, start);
+    const h = got === BLOCK_HEADER_BYTES ? decodeBlockHeader(hb) : null;
+    if (!h || h.salt !== blockSalt(seg.salt, h.seq) || h.slots < 1 || slot + h.slots > seg.slots) {
+      slot++;
+      continue;
+    }
+    out.push({
+      seq: h.seq,
+      topicId: h.topicId,
+      segment: seg,
+      slot,
+      slots: h.slots,
+      start,
+      dataStart: start + BLOCK_HEADER_BYTES,
+      capacity: h.slots * seg.blockBytes - BLOCK_HEADER_BYTES,
+      used: 0,
+      first: h.first,
+      next: h.first,
+      salt: h.salt,
+      index: [],
+    });
+    slot += h.slots;
+    seg.nextSlot = slot;
+  }
+  return out;
+}
+
+/** A record of a batch not yet known to be complete. */
+interface Pending {
+  block: Block;
+  rel: number;
+  offset: number;
+}
+
+/**
+ * Replays `blocks` (in sequence order) into `t`. Accepted records extend `t.blocks`;
+ * `onMeta` sees each accepted meta payload.
+ */
+function replayChain(
+  t: TopicLog,
+  blocks: Block[],
+  kind: number,
+  repairs: Repair[],
+  onMeta: ((payload: Uint8Array, file: string, pos: number) => void) | null,
+): ChainResult {
+  let expected = 0;
+  let complete = 0;
+  /** The `remaining` value the next record must carry inside a batch; 0 outside one. */
+  let expectRemaining = 0;
+  let tornBytes = 0;
+  let broke: BreakPoint | null = null;
+  let pending: Pending[] = [];
+  let scratch: Uint8Array = new Uint8Array(0);
+  const rollback = (): void => {
+    // An incomplete batch is dropped whole: its records leave their blocks.
+    for (let k = pending.length - 1; k >= 0; k--) {
+      const p = pending[k]!;
+      tornBytes += p.block.used - p.rel;
+      repairs.push({ seg: p.block.segment, pos: p.block.dataStart + p.rel, length: p.block.used - p.rel });
+      if (p.rel === 0) repairs.push({ seg: p.block.segment, pos: p.block.start, length: BLOCK_HEADER_BYTES });
+      p.block.used = p.rel;
+      p.block.next = p.offset;
+      trimIndex(p.block);
+    }
+    expected = complete;
+    expectRemaining = 0;
+    pending = [];
+  };
+  for (const b of blocks) {
+    scratch = readBlock(b, scratch);
+    if (b.first !== expected) {
+      if (pending.length > 0 && b.first === complete) rollback();
+      else {
+        // A block that does not continue the chain was written after the point the chain
+        // broke (or abandoned by an earlier recovery): torn.
+        tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
+        repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+        broke ??= { file: b.segment.path, pos: b.start };
+        continue;
+      }
+    }
+    const words = new Int32Array(scratch.buffer, 0, scratch.length >> 2);
+    const valid = native.verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
+    let pos = 0;
+    while (pos < valid) {
+      const i = pos >> 2;
+      const len = words[i + (REC_LEN >> 2)]! >>> 0;
+      const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
+      const remaining = words[i + (REC_REMAINING >> 2)]! >>> 0;
+      const ok =
+        (words[i + (REC_TOPIC >> 2)]! >>> 0) === t.id &&
+        scratch[pos + REC_KIND] === kind &&
+        scratch[pos + REC_FLAGS] === 0 &&
+        (scratch[pos + REC_RESERVED]! | scratch[pos + REC_RESERVED + 1]!) === 0 &&
+        (words[i + (REC_SALT >> 2)]! >>> 0) === b.salt &&
+        offset === expected &&
+        remaining >= 1 &&
+        (expectRemaining === 0 || remaining === expectRemaining);
+      if (!ok) break;
+      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos);
+      indexRecord(b, offset, pos);
+      pending.push({ block: b, rel: pos, offset });
+      pos += recordFootprint(len);
+      b.used = pos;
+      expected = offset + 1;
+      b.next = expected;
+      if (remaining === 1) {
+        complete = expected;
+        expectRemaining = 0;
+        pending = [];
+      } else expectRemaining = remaining - 1;
+    }
+    if (b.used > 0) t.blocks.push(b);
+    else repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+    const tail = nonZeroExtent(scratch, pos, b.capacity);
+    if (tail > 0) {
+      tornBytes += tail;
+      repairs.push({ seg: b.segment, pos: b.dataStart + pos, length: tail });
+      broke ??= { file: b.segment.path, pos: b.dataStart + pos };
+    }
+  }
+  if (pending.length > 0) {
+    broke ??= { file: pending[0]!.block.segment.path, pos: pending[0]!.block.dataStart + pending[0]!.rel };
+    rollback();
+  }
+  // Blocks left without records by a rollback hold nothing the chain needs.
+  t.blocks = t.blocks.filter((b) => b.used > 0);
+  t.next = complete;
+  t.complete = complete;
+  return { tornBytes, broke };
+}
+
+/**
+ * Overwrites torn bytes and dropped block headers with zeros, so that the next recovery finds
+ * a clean end where this one truncated, and no stale frame can ever be taken for a new one.
+ * Idempotent: a crash in the middle leaves bytes the next recovery drops again.
+ */
+function applyRepairs(repairs: Repair[]): void {
+  const zeros = new Uint8Array(1 << 20);
+  for (const r of repairs) {
+    for (let done = 0; done < r.length; ) {
+      const n = Math.min(zeros.length, r.length - done);
+      native.pwritev(r.seg.fd, [zeros.subarray(0, n)], r.pos + done);
+      done += n;
+    }
+  }
+}
+
+function trimIndex(b: Block): void {
+  while (b.index.length > 0 && b.index[b.index.length - 1]! >= b.used) b.index.length -= 2;
+}
+
+function readBlock(b: Block, scratch: Uint8Array): Uint8Array {
+  const buf = scratch.length >= b.capacity ? scratch : new Uint8Array(b.capacity);
+  const got = native.pread(b.segment.fd, buf.subarray(0, b.capacity), b.dataStart);
+  if (got < b.capacity) buf.fill(0, got, b.capacity);
+  return buf;
+}
+
+/** Bytes from `from` up to the last non-zero byte before `end` (0 if all zero). */
+function nonZeroExtent(buf: Uint8Array, from: number, end: number): number {
+  let e = end;
+  // Word-wise first: unwritten space is long runs of zeros.
+  while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
+  while (e > from && buf[e - 1] === 0) e--;
+  return e - from;
+}
+
+function checkDurable(t: TopicLog, what: string, marks: Map<number, number>, broke: BreakPoint | null, store: ShardStore): void {
+  const mark = marks.get(t.id) ?? 0;
+  if (t.complete >= mark) return;
+  const last = t.blocks[t.blocks.length - 1];
+  const where = broke ?? (last ? { file: last.segment.path, pos: last.dataStart + last.used } : { file: store.segments[0]?.path ?? store.dir, pos: SEGMENT_DATA_START });
+  throw corruptError(where.file, where.pos, `${what} recovers ${t.complete} entries but ${mark} had been made durable`);
+}
+
+/** New blocks go after every block recovery found, in the last segment if it is compatible. */
+function chooseCurrentSegment(store: ShardStore): void {
+  const last = store.segments[store.segments.length - 1];
+  store.current = last && last.blockBytes === store.blockBytes ? last : null;
+}

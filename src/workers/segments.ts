@@ -1,0 +1,170 @@
+/**
+ * Segment files of one shard: naming, creation (header, preallocation, fsync of the file and
+ * of the directory) and the slot grid that blocks are carved from.
+ */
+import { randomInt } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ioError } from '../shared/errors.js';
+import {
+  FORMAT_VERSION,
+  SEGMENT_DATA_START,
+  SEGMENT_HEADER_BYTES,
+  SEGMENT_MAGIC,
+  SEG_BLOCK_BYTES,
+  SEG_CRC,
+  SEG_HEADER_BYTES,
+  SEG_MAGIC,
+  SEG_SALT,
+  SEG_SEQ_HI,
+  SEG_SEQ_LO,
+  SEG_SHARD,
+  SEG_SLOTS,
+  SEG_VERSION,
+} from '../shared/layout.js';
+import { native } from '../shared/native.js';
+
+const TWO_32 = 2 ** 32;
+
+export interface Segment {
+  seq: number;
+  path: string;
+  fd: number;
+  slots: number;
+  blockBytes: number;
+  /** First slot not yet handed to a block. */
+  nextSlot: number;
+  salt: number;
+}
+
+/** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
+export function segmentName(shard: number, seq: number): string {
+  return `s${String(shard).padStart(3, '0')}-${String(seq).padStart(20, '0')}.seg`;
+}
+
+const SEGMENT_RE = /^s(\d{3,})-(\d{20})\.seg$/;
+
+/** Segment files of `shard` in `dir`, by ascending sequence number. */
+export function listSegments(dir: string, shard: number): { seq: number; path: string }[] {
+  const out: { seq: number; path: string }[] = [];
+  for (const name of readdirSync(dir)) {
+    const m = SEGMENT_RE.exec(name);
+    if (m && Number(m[1]) === shard) out.push({ seq: Number(m[2]), path: join(dir, name) });
+  }
+  return out.sort((a, b) => a.seq - b.seq);
+}
+
+/** Shard indexes that have segment files in `dir`. */
+export function shardsOnDisk(dir: string): number[] {
+  const set = new Set<number>();
+  for (const name of readdirSync(dir)) {
+    const m = SEGMENT_RE.exec(name);
+    if (m) set.add(Number(m[1]));
+  }
+  return [...set].sort((a, b) => a - b);
+}
+
+export function segmentBytes(slots: number, blockBytes: number): number {
+  return SEGMENT_DATA_START + slots * blockBytes;
+}
+
+export function slotPosition(slot: number, blockBytes: number): number {
+  return SEGMENT_DATA_START + slot * blockBytes;
+}
+
+export function encodeSegmentHeader(shard: number, seq: number, slots: number, blockBytes: number, salt: number): Uint8Array {
+  const h = new Uint8Array(SEGMENT_HEADER_BYTES);
+  const dv = new DataView(h.buffer);
+  h.set(Buffer.from(SEGMENT_MAGIC, 'ascii'), SEG_MAGIC);
+  dv.setUint32(SEG_VERSION, FORMAT_VERSION, true);
+  dv.setUint32(SEG_HEADER_BYTES, SEGMENT_HEADER_BYTES, true);
+  dv.setUint32(SEG_SHARD, shard, true);
+  dv.setUint32(SEG_BLOCK_BYTES, blockBytes, true);
+  dv.setUint32(SEG_SEQ_LO, seq % TWO_32, true);
+  dv.setUint32(SEG_SEQ_HI, Math.floor(seq / TWO_32), true);
+  dv.setUint32(SEG_SLOTS, slots, true);
+  dv.setUint32(SEG_SALT, salt, true);
+  dv.setUint32(SEG_CRC, native.crc32c(h.subarray(0, SEG_CRC)), true);
+  return h;
+}
+
+export interface SegmentHeader {
+  shard: number;
+  seq: number;
+  slots: number;
+  blockBytes: number;
+  salt: number;
+}
+
+/** Decodes a segment header, or returns a reason it is invalid. */
+export function decodeSegmentHeader(h: Uint8Array): SegmentHeader | string {
+  if (h.length < SEGMENT_HEADER_BYTES) return 'the file is shorter than a segment header';
+  const dv = new DataView(h.buffer, h.byteOffset, SEGMENT_HEADER_BYTES);
+  if (Buffer.from(h.buffer, h.byteOffset, 8).toString('latin1') !== SEGMENT_MAGIC) return 'bad segment magic';
+  if (dv.getUint32(SEG_CRC, true) !== native.crc32c(h.subarray(0, SEG_CRC))) return 'segment header checksum mismatch';
+  const version = dv.getUint32(SEG_VERSION, true);
+  if (version !== FORMAT_VERSION) return `unsupported format version ${version}`;
+  if (dv.getUint32(SEG_HEADER_BYTES, true) !== SEGMENT_HEADER_BYTES) return 'unexpected segment header size';
+  const blockBytes = dv.getUint32(SEG_BLOCK_BYTES, true);
+  const slots = dv.getUint32(SEG_SLOTS, true);
+  if (blockBytes < 4096 || blockBytes % 4096 !== 0 || slots < 1) return 'invalid segment geometry';
+  return {
+    shard: dv.getUint32(SEG_SHARD, true),
+    seq: dv.getUint32(SEG_SEQ_LO, true) + dv.getUint32(SEG_SEQ_HI, true) * TWO_32,
+    slots,
+    blockBytes,
+    salt: dv.getUint32(SEG_SALT, true),
+  };
+}
+
+const { O_RDWR, O_CREAT, O_EXCL, O_CLOEXEC, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = native.constants;
+export const OPEN_EXISTING = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+const CREATE_NEW = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
+export const FILE_MODE = 0o600;
+
+/** fsync of a directory, so a file created or removed in it survives power loss. */
+export function fsyncDir(dir: string): void {
+  let fd = -1;
+  try {
+    fd = native.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    native.fsync(fd);
+  } catch (err) {
+    throw ioError(err, 'fsync of the data directory failed', dir);
+  } finally {
+    if (fd >= 0) native.close(fd);
+  }
+}
+
+/**
+ * Creates a segment: exclusive create, header, preallocation, fdatasync, directory fsync.
+ * Only then is the file used, so a segment that recovery sees with a valid header was fully
+ * set up, and one without is a creation cut short by a crash.
+ */
+export function createSegment(dir: string, shard: number, seq: number, slots: number, blockBytes: number): Segment {
+  const path = join(dir, segmentName(shard, seq));
+  const salt = randomInt(1, 2 ** 32 - 1);
+  let fd = -1;
+  try {
+    fd = native.open(path, CREATE_NEW, FILE_MODE);
+    native.pwritev(fd, [encodeSegmentHeader(shard, seq, slots, blockBytes, salt)], 0);
+    const size = segmentBytes(slots, blockBytes);
+    try {
+      native.fallocate(fd, 0, size);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EOPNOTSUPP') throw err;
+      native.ftruncate(fd, size);
+    }
+    native.fdatasync(fd);
+  } catch (err) {
+    if (fd >= 0) native.close(fd);
+    throw ioError(err, `creating segment ${path} failed`, path);
+  }
+  fsyncDir(dir);
+  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt };
+}
+
+/** The salt every record of a block carries: unique per block incarnation. */
+export function blockSalt(segmentSalt: number, blockSeq: number): number {
+  const mixed = Math.imul((segmentSalt ^ (blockSeq % TWO_32)) >>> 0, 0x9e3779b1) ^ Math.floor(blockSeq / TWO_32);
+  return (mixed ^ (mixed >>> 15)) >>> 0;
+}

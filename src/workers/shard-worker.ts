@@ -1,0 +1,244 @@
+/**
+ * A shard worker: owns one shard's files. It recovers them, then loops: drain the ring into a
+ * write batch, submit it (with the fsync when the schedule or a sync() waiter asks for one),
+ * release the ring, publish watermarks; sleep on the doorbell when there is nothing to do.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { WalrusError, ioError, serializeError } from '../shared/errors.js';
+import type { FromWorker, ShardInit, ToWorker } from '../shared/messages.js';
+import { unreachable } from '../shared/messages.js';
+import { native } from '../shared/native.js';
+import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
+import { ShardState } from '../shared/layout.js';
+import { readEntries } from './reader.js';
+import { recover } from './recovery.js';
+import { ShardStore } from './store.js';
+import { Writer } from './writer.js';
+
+const init = workerData as ShardInit;
+const port = parentPort!;
+const ring = ringViews(init.ring);
+const { ctl, big } = ring;
+const debug = init.debug ? (msg: string) => process.stderr.write(`WALRUS ${process.pid} shard ${init.shard}: ${msg}\n`) : () => {};
+
+function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
+  port.postMessage(m, transfer ?? []);
+}
+
+/** Wakes the loop from a message handler (the loop may be asleep on the doorbell). */
+function ringDoorbell(): void {
+  Atomics.add(ctl, RingSlot.Doorbell, 1);
+  Atomics.notify(ctl, RingSlot.Doorbell);
+}
+
+class ShardWorker {
+  private failed: WalrusError | null = null;
+  private closeRequests: number[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly store: ShardStore,
+    private readonly writer: Writer,
+  ) {}
+
+  onMessage(m: ToWorker): void {
+    switch (m.type) {
+      case 'external':
+        this.writer.externals.set(m.pos, { payload: m.payload, lengths: m.lengths });
+        ringDoorbell();
+        return;
+      case 'read':
+        this.onRead(m);
+        return;
+      case 'close':
+        this.closeRequests.push(m.id);
+        ringDoorbell();
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  private onRead(m: Extract<ToWorker, { type: 'read' }>): void {
+    // Read-your-writes: everything published before this request is written first, so the
+    // read finds it in the files. A failure to write fails the shard, not only this read.
+    if (!this.failed) {
+      try {
+        this.drainAll();
+      } catch (err) {
+        this.handleError(err);
+      }
+    }
+    try {
+      const t = this.store.topics.get(m.topicId);
+      const out = t ? readEntries(t, m.from, m.maxEntries, m.maxBytes) : { data: new ArrayBuffer(0), entries: new Float64Array(0) };
+      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries }, [out.data, out.entries.buffer as ArrayBuffer]);
+    } catch (err) {
+      post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
+    }
+  }
+
+  /** Writes everything available now (no fsync unless the schedule wants one). */
+  private drainAll(): void {
+    while (this.writer.hasRingData()) {
+      const r = this.writer.collect();
+      if (!this.writer.hasPending()) break;
+      this.writer.submit(this.syncDue());
+      if (r.blocked) break;
+    }
+  }
+
+  /** Whether the next submit should carry an fsync. */
+  private syncDue(): boolean {
+    const w = this.writer;
+    if (loadBig(big, RingBig.SyncRequest) > w.durableLogical) return true;
+    switch (init.fsync.kind) {
+      case 'syncEach':
+        return true;
+      case 'milliseconds':
+        return w.unsyncedSince !== 0 && Date.now() - w.unsyncedSince >= init.fsync.ms;
+      case 'noFsync':
+        return false;
+      default:
+        return unreachable(init.fsync);
+    }
+  }
+
+  /** One round of work; returns whether anything was done. */
+  private step(): { worked: boolean; blocked: boolean } {
+    const w = this.writer;
+    let worked = false;
+    let blocked = false;
+    if (w.hasRingData()) {
+      const r = w.collect();
+      blocked = r.blocked;
+      if (w.hasPending()) {
+        w.submit(this.syncDue());
+        worked = true;
+      }
+    }
+    if (!worked && w.hasUnsynced() && this.syncDue()) {
+      w.submit(true);
+      worked = true;
+    }
+    if (!worked && this.store.prepareSpare()) worked = true;
+    return { worked, blocked };
+  }
+
+  /** Milliseconds until the schedule wants an fsync, or undefined when nothing waits. */
+  private sleepBudget(): number | undefined {
+    const w = this.writer;
+    if (init.fsync.kind !== 'milliseconds' || w.unsyncedSince === 0) return undefined;
+    return Math.max(0, w.unsyncedSince + init.fsync.ms - Date.now());
+  }
+
+  async run(): Promise<void> {
+    for (;;) {
+      if (this.closeRequests.length > 0) {
+        this.finish();
+        return;
+      }
+      let blocked = false;
+      if (!this.failed) {
+        try {
+          const r = this.step();
+          if (r.worked && !r.blocked) {
+            // Let messages (reads, external payloads, close) in between rounds.
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            continue;
+          }
+          blocked = r.blocked;
+        } catch (err) {
+          this.handleError(err);
+        }
+      }
+      // Sleep protocol, paired with wakeWorker() in ring.ts: read the doorbell, announce the
+      // sleep, re-check for work, then wait for a doorbell change.
+      const seen = Atomics.load(ctl, RingSlot.Doorbell);
+      Atomics.store(ctl, RingSlot.WorkerSleeping, 1);
+      const w = this.writer;
+      const work =
+        this.closeRequests.length > 0 ||
+        (!this.failed && ((!blocked && w.hasRingData()) || (w.hasUnsynced() && loadBig(big, RingBig.SyncRequest) > w.durableLogical)));
+      if (!work) {
+        const budget = this.failed ? undefined : this.sleepBudget();
+        const r = Atomics.waitAsync(ctl, RingSlot.Doorbell, seen, budget);
+        if (r.async) await r.value;
+      }
+      Atomics.store(ctl, RingSlot.WorkerSleeping, 0);
+    }
+  }
+
+  private handleError(err: unknown): void {
+    if (this.failed) return;
+    const e = err instanceof WalrusError ? err : ioError(err, 'shard worker failure');
+    this.failed = e;
+    debug(`failed: ${e.message}`);
+    // Nothing after a failed write or fsync is acknowledged: the shard stops taking records
+    // and wakes every waiter so that they see the failure.
+    Atomics.store(ctl, RingSlot.State, ShardState.Failed);
+    Atomics.add(ctl, RingSlot.TailGen, 1);
+    Atomics.notify(ctl, RingSlot.TailGen);
+    Atomics.add(ctl, RingSlot.DurableGen, 1);
+    Atomics.notify(ctl, RingSlot.DurableGen);
+    post({ type: 'failed', error: serializeError(e) });
+  }
+
+  /** Close: write and fsync everything, record the clean shutdown, release the files. */
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    let error: unknown = null;
+    if (!this.failed) {
+      try {
+        this.drainAll();
+        this.writer.appendCloseMark();
+        this.writer.submit(true);
+      } catch (err) {
+        this.handleError(err);
+        error = err;
+      }
+    }
+    try {
+      this.store.closeFiles();
+    } catch (err) {
+      error ??= err;
+    }
+    Atomics.store(ctl, RingSlot.State, this.failed ? ShardState.Failed : ShardState.Closed);
+    for (const id of this.closeRequests) {
+      if (id < 0) continue;
+      if (error) post({ type: 'requestFailed', id, error: serializeError(this.failed ?? error) });
+      else post({ type: 'closed', id });
+    }
+    port.close();
+  }
+}
+
+function start(): void {
+  if (init.cpu >= 0 && !native.setAffinity(init.cpu)) debug(`could not pin to cpu ${init.cpu}`);
+  const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots);
+  let shard: ShardWorker;
+  try {
+    const result = recover(store, debug);
+    const io = new native.IoContext(init.ring, init.useUring, 256);
+    const writer = new Writer(ring, store, io);
+    writer.noteRecovered();
+    shard = new ShardWorker(store, writer);
+    const topics = [...store.topics.values()].filter((t) => t.id !== 0).map((t) => ({ id: t.id, name: t.name, next: t.next }));
+    debug(`recovered ${topics.length} topics, ${result.tornBytes} torn bytes, clean=${result.clean}, io_uring=${io.uring}`);
+    post({ type: 'ready', topics, maxTopicId: store.maxTopicId, tornBytes: result.tornBytes, uring: io.uring, cleanShutdown: result.clean });
+  } catch (err) {
+    try {
+      store.closeFiles();
+    } catch {
+      // The recovery error is the one worth reporting.
+    }
+    post({ type: 'openFailed', error: serializeError(err instanceof WalrusError ? err : ioError(err, 'recovery failed')) });
+    port.close();
+    return;
+  }
+  port.on('message', (m: ToWorker) => shard.onMessage(m));
+  void shard.run();
+}
+
+start();

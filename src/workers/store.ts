@@ -1,0 +1,116 @@
+/**
+ * A shard's files and topics as its worker holds them: segments, the topic chains and block
+ * allocation. Recovery builds it; the writer appends to it; the reader looks things up in it.
+ */
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID } from '../shared/layout.js';
+import { native } from '../shared/native.js';
+import { type Block, type TopicLog, encodeBlockHeader, newTopic } from './blocks.js';
+import { type Segment, blockSalt, createSegment, slotPosition } from './segments.js';
+
+export class ShardStore {
+  readonly segments: Segment[] = [];
+  readonly topics = new Map<number, TopicLog>();
+  /** The segment blocks are allocated from (the last one), if any. */
+  current: Segment | null = null;
+  /** A fully created, empty segment ready to become current. */
+  spare: Segment | null = null;
+  lastBlockSeq = 0;
+  lastSegmentSeq = 0;
+  maxTopicId = 0;
+
+  constructor(
+    readonly dir: string,
+    readonly shard: number,
+    readonly blockBytes: number,
+    readonly segmentSlots: number,
+  ) {
+    this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, ''));
+  }
+
+  get meta(): TopicLog {
+    return this.topics.get(META_TOPIC_ID)!;
+  }
+
+  /** Registers a topic id (from a TopicDef record or from recovery). */
+  addTopic(id: number, name: string): TopicLog {
+    let t = this.topics.get(id);
+    if (!t) {
+      t = newTopic(id, name);
+      this.topics.set(id, t);
+    }
+    if (id > this.maxTopicId) this.maxTopicId = id;
+    return t;
+  }
+
+  /**
+   * Allocates a new block for `t` big enough for a record of `footprint` bytes, whose first
+   * record will have offset `t.next`. Returns the block and its header bytes, which must be
+   * written at `block.start` before (or together with) its first record.
+   */
+  allocateBlock(t: TopicLog, footprint: number): { block: Block; header: Uint8Array } {
+    const slots = Math.max(1, Math.ceil((BLOCK_HEADER_BYTES + footprint) / this.blockBytes));
+    let seg = this.current;
+    if (!seg || seg.nextSlot + slots > seg.slots) seg = this.rollSegment(slots);
+    const slot = seg.nextSlot;
+    seg.nextSlot += slots;
+    const seq = ++this.lastBlockSeq;
+    const start = slotPosition(slot, this.blockBytes);
+    const salt = blockSalt(seg.salt, seq);
+    const block: Block = {
+      seq,
+      topicId: t.id,
+      segment: seg,
+      slot,
+      slots,
+      start,
+      dataStart: start + BLOCK_HEADER_BYTES,
+      capacity: slots * this.blockBytes - BLOCK_HEADER_BYTES,
+      used: 0,
+      first: t.next,
+      next: t.next,
+      salt,
+      index: [],
+    };
+    t.blocks.push(block);
+    t.cur = block;
+    return { block, header: encodeBlockHeader({ topicId: t.id, seq, first: t.next, slots, salt }) };
+  }
+
+  /** Makes a segment with room for `slots` current, from the spare if it is big enough. */
+  private rollSegment(slots: number): Segment {
+    let seg = this.spare;
+    if (seg && seg.slots >= slots) {
+      this.spare = null;
+    } else {
+      seg = this.createSegment(Math.max(slots, this.segmentSlots));
+    }
+    this.current = seg;
+    return seg;
+  }
+
+  private createSegment(slots: number): Segment {
+    const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes);
+    this.segments.push(seg);
+    return seg;
+  }
+
+  /**
+   * Creates the next segment ahead of need once the current one is half used, so rotation
+   * does not stall a drain on file creation and two fsyncs.
+   */
+  prepareSpare(): boolean {
+    const cur = this.current;
+    if (this.spare || (cur && cur.nextSlot * 2 < cur.slots)) return false;
+    this.spare = this.createSegment(this.segmentSlots);
+    return true;
+  }
+
+  closeFiles(): void {
+    for (const s of this.segments) {
+      if (s.fd >= 0) {
+        native.close(s.fd);
+        s.fd = -1;
+      }
+    }
+  }
+}

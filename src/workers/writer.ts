@@ -1,0 +1,392 @@
+/**
+ * The drain: turns what the main thread published in the ring into one write batch (every
+ * topic block the drain touched, each as one run of iovecs pointing into the ring), seals
+ * the record CRCs, submits it through the addon (io_uring or pwritev) with the fsync when
+ * one is due, then releases the ring space and publishes the watermarks.
+ */
+import { ioError } from '../shared/errors.js';
+import {
+  IOV_FIELDS,
+  IOV_SOURCE_RING,
+  META_TOPIC_ID,
+  RECORD_HEADER_BYTES,
+  REC_SALT,
+  RING_CONTROL_BYTES,
+  RecordKind,
+  WRITE_OP_FIELDS,
+  recordFootprint,
+} from '../shared/layout.js';
+import { type IoContext, native } from '../shared/native.js';
+import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
+import { type Block, type TopicLog, indexRecord } from './blocks.js';
+import { encodeMeta, type MetaRecord } from './meta.js';
+import type { ShardStore } from './store.js';
+
+const TWO_32 = 2 ** 32;
+const ZEROS = new Uint8Array(8);
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+interface Run {
+  fd: number;
+  pos: number;
+  end: number;
+  /** Triples: source, offset, length. */
+  iovs: number[];
+}
+
+interface ExternalGroup {
+  payload: Uint8Array;
+  lengths: Float64Array;
+}
+
+export interface DrainResult {
+  /** Ring bytes consumed (written, or skipped as padding). */
+  consumed: number;
+  /** The drain stopped at an External record whose payload has not arrived yet. */
+  blocked: boolean;
+}
+
+export class Writer {
+  /** Ring tail modulo 2^32, and as a logical position. */
+  private tail = 0;
+  logicalTail = 0;
+  /** Logical position durable on disk. */
+  durableLogical = 0;
+  readonly externals = new Map<number, ExternalGroup>();
+  /** Time (ms) of the first write not yet fsynced, or 0. */
+  unsyncedSince = 0;
+  private readonly dirtyFds = new Set<number>();
+  private readonly dirtyTopics = new Set<TopicLog>();
+  /** Topic durable ends to record in the next sync mark. */
+  private readonly pendingMarks = new Map<TopicLog, number>();
+
+  // Per-drain batch under construction.
+  private runs: Run[] = [];
+  private readonly runOf = new Map<Block, Run>();
+  private ext: Uint8Array[] = [];
+  private seal: Uint32Array;
+  private sealCount = 0;
+  private externalBytes = 0;
+  private records = 0;
+  private ops = new Float64Array(WRITE_OP_FIELDS * 64);
+  private iovs = new Float64Array(IOV_FIELDS * 1024);
+  private syncFds = new Int32Array(16);
+
+  constructor(
+    private readonly ring: RingViews,
+    private readonly store: ShardStore,
+    private readonly io: IoContext,
+  ) {
+    this.seal = new Uint32Array(ring.size / RECORD_HEADER_BYTES + 1);
+  }
+
+  /** True when the ring holds published records not yet consumed. */
+  hasRingData(): boolean {
+    return (Atomics.load(this.ring.ctl, RingSlot.Head) >>> 0) !== this.tail;
+  }
+
+  hasUnsynced(): boolean {
+    return this.dirtyFds.size > 0;
+  }
+
+  /**
+   * Collects every published record into the pending batch (nothing is written yet).
+   * Stops early at an External record whose payload has not arrived.
+   */
+  collect(): DrainResult {
+    const { ctl, words, data, size, mask } = this.ring;
+    const head = Atomics.load(ctl, RingSlot.Head) >>> 0;
+    const store = this.store;
+    let tail = this.tail;
+    let consumed = 0;
+    let blocked = false;
+    if (tail !== head && this.pendingMarks.size > 0) this.appendSyncMark();
+    while (tail !== head) {
+      const pos = tail & mask;
+      if (size - pos < RECORD_HEADER_BYTES) {
+        consumed += size - pos;
+        tail = (tail + size - pos) >>> 0;
+        continue;
+      }
+      const i = pos >> 2;
+      const kind = words[i + 3]! & 0xff;
+      const len = words[i + 1]! >>> 0;
+      let step = 0;
+      switch (kind) {
+        case RecordKind.Entry: {
+          step = recordFootprint(len);
+          const t = this.topicOf(words[i + 2]! >>> 0);
+          const offset = (words[i + 4]! >>> 0) + (words[i + 5]! >>> 0) * TWO_32;
+          const block = this.place(t, step, offset, words[i + 7]! >>> 0);
+          words[i + (REC_SALT >> 2)] = block.salt;
+          this.seal[this.sealCount++] = pos;
+          this.pushIov(this.runOf.get(block)!, IOV_SOURCE_RING, RING_CONTROL_BYTES + pos, step);
+          this.records++;
+          break;
+        }
+        case RecordKind.External: {
+          const at = this.logicalTail + consumed;
+          const group = this.externals.get(at);
+          if (!group) {
+            blocked = true;
+            break;
+          }
+          this.externals.delete(at);
+          this.expandExternal(words[i + 2]! >>> 0, (words[i + 4]! >>> 0) + (words[i + 5]! >>> 0) * TWO_32, group);
+          step = RECORD_HEADER_BYTES;
+          break;
+        }
+        case RecordKind.TopicDef: {
+          step = recordFootprint(len);
+          const id = words[i + 2]! >>> 0;
+          const name = utf8.decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
+          store.addTopic(id, name);
+          this.appendMeta({ k: 'topic', id, name });
+          break;
+        }
+        case RecordKind.Wrap:
+          step = size - pos;
+          break;
+        default:
+          throw new Error(`walrus-ts internal error: unknown record kind ${kind} in the ring at ${pos}`);
+      }
+      if (blocked) break;
+      consumed += step;
+      tail = (tail + step) >>> 0;
+    }
+    this.pendingTail = tail;
+    this.pendingConsumed = consumed;
+    return { consumed, blocked };
+  }
+
+  private pendingTail = 0;
+  private pendingConsumed = 0;
+
+  private topicOf(id: number): TopicLog {
+    const t = this.store.topics.get(id);
+    if (!t) throw new Error(`walrus-ts internal error: record for undeclared topic id ${id}`);
+    return t;
+  }
+
+  /** Places a record of `footprint` bytes at the end of topic `t`; returns its block. */
+  private place(t: TopicLog, footprint: number, offset: number, remaining: number): Block {
+    if (offset !== t.next) {
+      throw new Error(`walrus-ts internal error: topic ${t.id} expected offset ${t.next}, the ring holds ${offset}`);
+    }
+    let b = t.cur;
+    if (b === null || b.used + footprint > b.capacity) {
+      const { block, header } = this.store.allocateBlock(t, footprint);
+      b = block;
+      const run: Run = { fd: b.segment.fd, pos: b.start, end: b.start, iovs: [] };
+      this.runs.push(run);
+      this.runOf.set(b, run);
+      this.pushIov(run, this.addExt(header), 0, header.length);
+    } else {
+      const filePos = b.dataStart + b.used;
+      const run = this.runOf.get(b);
+      if (run === undefined || run.end !== filePos) {
+        const r: Run = { fd: b.segment.fd, pos: filePos, end: filePos, iovs: [] };
+        this.runs.push(r);
+        this.runOf.set(b, r);
+      }
+    }
+    indexRecord(b, offset, b.used);
+    b.used += footprint;
+    b.next = offset + 1;
+    t.next = offset + 1;
+    if (remaining === 1) t.complete = t.next;
+    this.dirtyTopics.add(t);
+    return b;
+  }
+
+  private pushIov(run: Run, source: number, offset: number, length: number): void {
+    const v = run.iovs;
+    const n = v.length;
+    // Adjacent records of one topic that are adjacent in the ring become one iovec.
+    if (n > 0 && v[n - 3] === source && v[n - 2]! + v[n - 1]! === offset) v[n - 1]! += length;
+    else v.push(source, offset, length);
+    run.end += length;
+  }
+
+  private addExt(b: Uint8Array): number {
+    this.ext.push(b);
+    return this.ext.length - 1;
+  }
+
+  /**
+   * Frames a record that is not in the ring (meta, external): fills `header` (a view at
+   * `headerStart` of ext source `headerSource`), places the record and queues its iovecs.
+   */
+  private placeFrame(
+    t: TopicLog,
+    kind: number,
+    offset: number,
+    remaining: number,
+    header: Uint8Array,
+    headerSource: number,
+    headerStart: number,
+    payload: Uint8Array,
+    payloadSource: number,
+    payloadStart: number,
+  ): void {
+    const len = payload.length;
+    const fp = recordFootprint(len);
+    const dv = new DataView(header.buffer, header.byteOffset, RECORD_HEADER_BYTES);
+    dv.setUint32(4, len, true);
+    dv.setUint32(8, t.id, true);
+    dv.setUint32(12, kind, true);
+    dv.setUint32(16, offset % TWO_32, true);
+    dv.setUint32(20, Math.floor(offset / TWO_32), true);
+    dv.setUint32(28, remaining, true);
+    const block = this.place(t, fp, offset, remaining);
+    dv.setUint32(REC_SALT, block.salt, true);
+    dv.setUint32(0, native.crc32c(payload, native.crc32c(header.subarray(4, RECORD_HEADER_BYTES))), true);
+    const run = this.runOf.get(block)!;
+    this.pushIov(run, headerSource, headerStart, RECORD_HEADER_BYTES);
+    if (len > 0) this.pushIov(run, payloadSource, payloadStart, len);
+    if (fp - RECORD_HEADER_BYTES - len > 0) this.pushIov(run, this.addExt(ZEROS), 0, fp - RECORD_HEADER_BYTES - len);
+    this.records++;
+  }
+
+  appendMeta(m: MetaRecord): void {
+    const meta = this.store.meta;
+    const payload = encodeMeta(m);
+    const header = new Uint8Array(RECORD_HEADER_BYTES);
+    this.placeFrame(meta, RecordKind.Meta, meta.next, 1, header, this.addExt(header), 0, payload, this.addExt(payload), 0);
+  }
+
+  private appendSyncMark(): void {
+    const t: [number, number][] = [];
+    for (const [topic, next] of this.pendingMarks) {
+      t.push([topic.id, next]);
+      topic.marked = next;
+    }
+    this.pendingMarks.clear();
+    this.appendMeta({ k: 'sync', t });
+  }
+
+  private expandExternal(topicId: number, first: number, g: ExternalGroup): void {
+    const t = this.topicOf(topicId);
+    const n = g.lengths.length;
+    const src = this.addExt(g.payload);
+    const headers = new Uint8Array(RECORD_HEADER_BYTES * n);
+    const headerSrc = this.addExt(headers);
+    let at = 0;
+    for (let k = 0; k < n; k++) {
+      const len = g.lengths[k]!;
+      const h = k * RECORD_HEADER_BYTES;
+      const header = headers.subarray(h, h + RECORD_HEADER_BYTES);
+      this.placeFrame(t, RecordKind.Entry, first + k, n - k, header, headerSrc, h, g.payload.subarray(at, at + len), src, at);
+      at += len;
+    }
+    this.externalBytes += at;
+  }
+
+  /** Whether collect() gathered anything to write. */
+  hasPending(): boolean {
+    return this.runs.length > 0 || this.pendingConsumed > 0;
+  }
+
+  /**
+   * Writes the pending batch and, when `sync` is true, fdatasyncs every file written since
+   * the last fsync, in the same submission. Throws ERR_WALRUS_IO on any failure.
+   */
+  submit(sync: boolean): void {
+    const runs = this.runs;
+    let nIov = 0;
+    for (const r of runs) nIov += r.iovs.length / 3;
+    if (this.ops.length < runs.length * WRITE_OP_FIELDS) this.ops = new Float64Array(runs.length * WRITE_OP_FIELDS * 2);
+    if (this.iovs.length < nIov * IOV_FIELDS) this.iovs = new Float64Array(nIov * IOV_FIELDS * 2);
+    const ops = this.ops;
+    const iovs = this.iovs;
+    let iv = 0;
+    for (let k = 0; k < runs.length; k++) {
+      const r = runs[k]!;
+      const o = k * WRITE_OP_FIELDS;
+      ops[o] = r.fd;
+      ops[o + 1] = r.pos;
+      ops[o + 2] = iv / IOV_FIELDS;
+      ops[o + 3] = r.iovs.length / 3;
+      for (let j = 0; j < r.iovs.length; j++) iovs[iv++] = r.iovs[j]!;
+      this.dirtyFds.add(r.fd);
+    }
+    let nSync = 0;
+    if (sync) {
+      if (this.syncFds.length < this.dirtyFds.size) this.syncFds = new Int32Array(this.dirtyFds.size * 2);
+      for (const fd of this.dirtyFds) this.syncFds[nSync++] = fd;
+    }
+    if (this.sealCount > 0) native.sealFrames(this.ring.data, this.seal, this.sealCount);
+    if (runs.length > 0 || nSync > 0) {
+      try {
+        this.io.writeBatch(ops, runs.length, iovs, this.ext, this.syncFds, nSync);
+      } catch (err) {
+        throw ioError(err, sync ? 'writing or syncing the log failed' : 'writing the log failed');
+      }
+    }
+    this.completeBatch(sync && nSync > 0, nSync);
+  }
+
+  private completeBatch(synced: boolean, nSync: number): void {
+    const { ctl, big } = this.ring;
+    let bytes = 0;
+    for (const r of this.runs) bytes += r.end - r.pos;
+    const consumed = this.pendingConsumed;
+    this.tail = this.pendingTail;
+    this.logicalTail += consumed;
+    if (this.runs.length > 0) {
+      addBig(big, RingBig.WriteSubmits, 1);
+      addBig(big, RingBig.BytesWritten, bytes);
+      addBig(big, RingBig.RecordsWritten, this.records);
+      if (this.unsyncedSince === 0) this.unsyncedSince = Date.now();
+    }
+    if (consumed > 0 || this.externalBytes > 0) {
+      // Space is released only now: until the write completed, the kernel read from it.
+      Atomics.store(ctl, RingSlot.Tail, this.tail | 0);
+      storeBig(big, RingBig.Written, this.logicalTail);
+      if (this.externalBytes > 0) addBig(big, RingBig.ExternalBytes, -this.externalBytes);
+      Atomics.add(ctl, RingSlot.TailGen, 1);
+      Atomics.notify(ctl, RingSlot.TailGen);
+    }
+    if (synced) {
+      addBig(big, RingBig.Fsyncs, nSync);
+      this.durableLogical = this.logicalTail;
+      for (const t of this.dirtyTopics) {
+        t.durable = t.complete;
+        if (t.durable !== t.marked) this.pendingMarks.set(t, t.durable);
+      }
+      this.dirtyTopics.clear();
+      this.dirtyFds.clear();
+      this.unsyncedSince = 0;
+      storeBig(big, RingBig.Durable, this.durableLogical);
+      Atomics.add(ctl, RingSlot.DurableGen, 1);
+      Atomics.notify(ctl, RingSlot.DurableGen);
+    }
+    this.runs = [];
+    this.runOf.clear();
+    this.ext = [];
+    this.sealCount = 0;
+    this.externalBytes = 0;
+    this.records = 0;
+    this.pendingConsumed = 0;
+  }
+
+  /**
+   * Recovery fsyncs everything it recovered; the first drain records that in a sync mark so
+   * that later damage to it is reported as corruption, not taken for a torn tail.
+   */
+  noteRecovered(): void {
+    for (const t of this.store.topics.values()) {
+      t.durable = t.complete;
+      if (t.durable !== t.marked) this.pendingMarks.set(t, t.durable);
+    }
+  }
+
+  /** Appends the clean-shutdown record listing every topic's end (written by the next submit). */
+  appendCloseMark(): void {
+    if (this.pendingMarks.size > 0) this.appendSyncMark();
+    const t: [number, number][] = [];
+    for (const topic of this.store.topics.values()) if (topic.id !== META_TOPIC_ID) t.push([topic.id, topic.complete]);
+    t.push([META_TOPIC_ID, this.store.meta.next]);
+    this.appendMeta({ k: 'close', t });
+  }
+}

@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import { Walrus, WalrusError, FsyncSchedule } from '../dist/index.js';
+import { collect, pseudoRandom, tempDir } from './helpers.js';
+
+describe('append, batchAppend, iterate', () => {
+  it('assigns dense offsets per topic and reads back byte-exact entries', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 2 });
+    try {
+      const expected = new Map<string, Buffer[]>();
+      for (let i = 0; i < 300; i++) {
+        const topic = `t${i % 7}`;
+        const data = pseudoRandom(i + 1, (i * 37) % 1500);
+        const list = expected.get(topic) ?? [];
+        expect(wal.append(topic, data)).toBe(list.length);
+        list.push(data);
+        expected.set(topic, list);
+      }
+      expect(wal.topics().sort()).toEqual([...expected.keys()].sort());
+      for (const [topic, list] of expected) {
+        const got = await collect(wal.iterate(topic));
+        expect(got.map((e) => e.offset)).toEqual(list.map((_, i) => i));
+        got.forEach((e, i) => {
+          expect(e.topic).toBe(topic);
+          expect(Buffer.compare(e.data, list[i]!)).toBe(0);
+        });
+      }
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('stores strings as UTF-8, allows empty payloads, and iterates from a late offset', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir });
+    try {
+      const values = ['', 'plain', 'héllo wörld', '日本語テキスト', '🦭🦭', 'x'.repeat(5000)];
+      for (const v of values) wal.append('strings', v);
+      wal.append('strings', new Uint8Array(0));
+      const got = await collect(wal.iterate('strings'));
+      expect(got.map((e) => e.data.toString('utf8'))).toEqual([...values, '']);
+      const late = await collect(wal.iterate('strings', 4));
+      expect(late.map((e) => e.offset)).toEqual([4, 5, 6]);
+      expect(await collect(wal.iterate('strings', 100))).toEqual([]);
+      expect(await collect(wal.iterate('nobody-wrote-here'))).toEqual([]);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('iterate stops at the end the topic had when it was called', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir });
+    try {
+      for (let i = 0; i < 10; i++) wal.append('t', `e${i}`);
+      const it = wal.iterate('t');
+      for (let i = 10; i < 20; i++) wal.append('t', `e${i}`);
+      expect((await collect(it)).length).toBe(10);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('batchAppend returns the first offset, and [] returns the next offset without writing', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir });
+    try {
+      expect(wal.batchAppend('b', [])).toBe(0);
+      expect(wal.topics()).toEqual([]);
+      expect(wal.batchAppend('b', ['a', 'b', 'c'])).toBe(0);
+      expect(wal.append('b', 'd')).toBe(3);
+      expect(wal.batchAppend('b', [Buffer.from('e'), 'f'])).toBe(4);
+      expect(wal.batchAppend('b', [])).toBe(6);
+      const got = await collect(wal.iterate('b'));
+      expect(got.map((e) => e.data.toString())).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('persists across a clean close and continues offsets after reopen', async () => {
+    const dir = tempDir();
+    const data = Array.from({ length: 500 }, (_, i) => pseudoRandom(i + 7, 500 + (i % 500)));
+    let wal = await Walrus.open({ dir, fsync: FsyncSchedule.NoFsync });
+    data.slice(0, 250).forEach((d) => wal.append('p', d));
+    await wal.close();
+    wal = await Walrus.open({ dir });
+    expect(wal.stats().recoveredTornBytes).toBe(0);
+    expect(wal.stats().recoveredClean).toBe(true);
+    expect(wal.append('p', data[250]!)).toBe(250);
+    data.slice(251).forEach((d) => wal.append('p', d));
+    await wal.close();
+    wal = await Walrus.open({ dir });
+    try {
+      const got = await collect(wal.iterate('p'));
+      expect(got.length).toBe(500);
+      got.forEach((e, i) => expect(Buffer.compare(e.data, data[i]!)).toBe(0));
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('rejects bad input with the documented errors and writes nothing', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, maxRecordBytes: 1000 });
+    try {
+      const code = (f: () => unknown): string | undefined => {
+        try {
+          f();
+        } catch (e) {
+          return (e as { code?: string }).code;
+        }
+        return undefined;
+      };
+      expect(code(() => wal.append('', 'x'))).toBe('ERR_WALRUS_INVALID_TOPIC');
+      expect(code(() => wal.append('a\0b', 'x'))).toBe('ERR_WALRUS_INVALID_TOPIC');
+      expect(code(() => wal.append('\ud800', 'x'))).toBe('ERR_WALRUS_INVALID_TOPIC');
+      expect(code(() => wal.append('é'.repeat(128), 'x'))).toBe('ERR_WALRUS_INVALID_TOPIC');
+      expect(code(() => wal.append('é'.repeat(127) + 'a', 'x'))).toBeUndefined();
+      expect(code(() => wal.append(42 as unknown as string, 'x'))).toBe('ERR_INVALID_ARG_TYPE');
+      expect(code(() => wal.append('t', 42 as unknown as string))).toBe('ERR_INVALID_ARG_TYPE');
+      expect(code(() => wal.append('t', Buffer.alloc(1001)))).toBe('ERR_WALRUS_RECORD_TOO_LARGE');
+      expect(code(() => wal.batchAppend('t', ['ok', Buffer.alloc(1001)]))).toBe('ERR_WALRUS_RECORD_TOO_LARGE');
+      expect(code(() => wal.batchAppend('t', Array.from({ length: 2001 }, () => 'x')))).toBe('ERR_WALRUS_BATCH_LIMIT');
+      expect(code(() => wal.batchAppend('t', 'nope' as unknown as string[]))).toBe('ERR_INVALID_ARG_TYPE');
+      expect(code(() => wal.iterate('t', -1))).toBe('ERR_OUT_OF_RANGE');
+      expect(wal.append('t', Buffer.alloc(1000))).toBe(0);
+      expect((await collect(wal.iterate('t'))).length).toBe(1);
+    } finally {
+      await wal.close();
+    }
+    const err = await Walrus.open({ dir, shards: 0 }).catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe('ERR_OUT_OF_RANGE');
+    expect(String((err as Error).message)).toContain('options.shards');
+    const bad = await Walrus.open({ dir, bogus: 1 } as never).catch((e: unknown) => e);
+    expect((bad as { code?: string }).code).toBe('ERR_INVALID_ARG_VALUE');
+  });
+
+  it('after close every call rejects or throws ERR_WALRUS_CLOSED and close is idempotent', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir });
+    wal.append('t', 'x');
+    const p1 = wal.close();
+    const p2 = wal.close();
+    expect(p1).toBe(p2);
+    await p1;
+    expect(() => wal.append('t', 'y')).toThrow(WalrusError);
+    expect(() => wal.append('t', 'y')).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
+    await expect(wal.sync()).rejects.toMatchObject({ code: 'ERR_WALRUS_CLOSED' });
+    await expect(wal.appendAndSync('t', 'z')).rejects.toMatchObject({ code: 'ERR_WALRUS_CLOSED' });
+    expect(() => wal.iterate('t')).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
+  });
+});

@@ -1,0 +1,113 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Walrus, FsyncSchedule } from '../dist/index.js';
+import { native } from '../dist/shared/native.js';
+import { collect, tempDir } from './helpers.js';
+
+const paths = native.uringSupported() ? (['io_uring', 'pwritev'] as const) : (['pwritev'] as const);
+
+function fsyncs(wal: Walrus): number {
+  return wal.stats().shards.reduce((a, s) => a + s.fsyncs, 0);
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<number> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return Date.now() - t0;
+}
+
+describe.each(paths)('fsync schedules and group commit (%s)', (io) => {
+  const envBefore = process.env.WALRUS_DISABLE_IO_URING;
+  afterEach(() => {
+    if (envBefore === undefined) delete process.env.WALRUS_DISABLE_IO_URING;
+    else process.env.WALRUS_DISABLE_IO_URING = envBefore;
+  });
+  const open = (dir: string, fsync: FsyncSchedule, shards = 1) => {
+    if (io === 'pwritev') process.env.WALRUS_DISABLE_IO_URING = '1';
+    else delete process.env.WALRUS_DISABLE_IO_URING;
+    return Walrus.open({ dir, fsync, shards });
+  };
+
+  it('uses the requested I/O path', async () => {
+    const wal = await open(tempDir(), FsyncSchedule.NoFsync);
+    try {
+      expect(wal.stats().io).toBe(io);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('group commit: 256 concurrent appendAndSync share far fewer fdatasyncs', async () => {
+    const wal = await open(tempDir(), FsyncSchedule.NoFsync);
+    try {
+      const before = fsyncs(wal);
+      const offsets = await Promise.all(Array.from({ length: 256 }, (_, i) => wal.appendAndSync('gc', `entry ${i}`)));
+      expect(offsets).toEqual(Array.from({ length: 256 }, (_, i) => i));
+      const used = fsyncs(wal) - before;
+      expect(used).toBeGreaterThanOrEqual(1);
+      expect(used).toBeLessThanOrEqual(16);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('NoFsync never fsyncs on its own; sync() forces one promptly', async () => {
+    const wal = await open(tempDir(), FsyncSchedule.NoFsync);
+    try {
+      const before = fsyncs(wal);
+      for (let i = 0; i < 100; i++) wal.append('n', `x${i}`);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(fsyncs(wal)).toBe(before);
+      await wal.sync();
+      expect(fsyncs(wal)).toBeGreaterThan(before);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('SyncEach fsyncs after every write it issues, without being asked', async () => {
+    const wal = await open(tempDir(), FsyncSchedule.SyncEach);
+    try {
+      const before = fsyncs(wal);
+      wal.append('s', 'one');
+      await waitFor(() => fsyncs(wal) > before, 2000);
+      const mid = fsyncs(wal);
+      wal.append('s', 'two');
+      await waitFor(() => fsyncs(wal) > mid, 2000);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('milliseconds(n) fsyncs about n ms after an append, not before', async () => {
+    const wal = await open(tempDir(), FsyncSchedule.milliseconds(150));
+    try {
+      await new Promise((r) => setTimeout(r, 50));
+      const before = fsyncs(wal);
+      const t0 = Date.now();
+      wal.append('m', 'x');
+      await waitFor(() => fsyncs(wal) > before, 3000);
+      const elapsed = Date.now() - t0;
+      expect(elapsed).toBeGreaterThanOrEqual(140);
+      // Generous upper bound: the schedule promises "about n ms"; CI machines are noisy.
+      expect(elapsed).toBeLessThan(2000);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('sync() covers every shard', async () => {
+    const wal = await open(tempDir(), FsyncSchedule.NoFsync, 3);
+    try {
+      for (let i = 0; i < 60; i++) wal.append(`topic-${i}`, `v${i}`);
+      await wal.sync();
+      const per = wal.stats().shards.map((s) => s.fsyncs);
+      expect(per.filter((n) => n > 0).length).toBe(per.length);
+      for (let i = 0; i < 60; i++) expect((await collect(wal.iterate(`topic-${i}`)))[0]!.data.toString()).toBe(`v${i}`);
+    } finally {
+      await wal.close();
+    }
+  });
+});
