@@ -1,0 +1,108 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Walrus, FsyncSchedule, ReadConsistency, enableFdBackend, disableFdBackend } from '../dist/index.js';
+import { sanitizeKey } from '../dist/main/namespace.js';
+import { tempDir } from './helpers.js';
+
+async function openError(options: Record<string, unknown>): Promise<{ code?: string; message: string; name: string }> {
+  try {
+    const wal = await Walrus.open(options as never);
+    await wal.close();
+  } catch (e) {
+    return e as { code?: string; message: string; name: string };
+  }
+  throw new Error('open succeeded');
+}
+
+describe('option validation', () => {
+  const cases: [string, Record<string, unknown>, string, string][] = [
+    ['options', { dir: 42 }, 'ERR_INVALID_ARG_TYPE', 'options.dir'],
+    ['key type', { key: 7 }, 'ERR_INVALID_ARG_TYPE', 'options.key'],
+    ['key surrogate', { key: 'a\ud800' }, 'ERR_INVALID_ARG_VALUE', 'options.key'],
+    ['consistency', { consistency: 'strict' }, 'ERR_INVALID_ARG_TYPE', 'options.consistency'],
+    ['fsync', { fsync: 200 }, 'ERR_INVALID_ARG_TYPE', 'options.fsync'],
+    ['shards type', { shards: '2' }, 'ERR_INVALID_ARG_TYPE', 'options.shards'],
+    ['shards range', { shards: 0 }, 'ERR_OUT_OF_RANGE', 'options.shards'],
+    ['shards integer', { shards: 1.5 }, 'ERR_OUT_OF_RANGE', 'options.shards'],
+    ['backend', { backend: 'disk' }, 'ERR_INVALID_ARG_VALUE', 'options.backend'],
+    ['maxRecordBytes', { maxRecordBytes: -1 }, 'ERR_OUT_OF_RANGE', 'options.maxRecordBytes'],
+    ['maxRecordBytes max', { maxRecordBytes: 2 ** 31 + 1 }, 'ERR_OUT_OF_RANGE', 'options.maxRecordBytes'],
+    ['ringBytes pow2', { ringBytes: 5000 }, 'ERR_INVALID_ARG_VALUE', 'options.ringBytes'],
+    ['ringBytes range', { ringBytes: 1024 }, 'ERR_OUT_OF_RANGE', 'options.ringBytes'],
+    ['blockBytes', { blockBytes: 5000 }, 'ERR_INVALID_ARG_VALUE', 'options.blockBytes'],
+    ['segmentBlocks', { segmentBlocks: 0 }, 'ERR_OUT_OF_RANGE', 'options.segmentBlocks'],
+    ['backpressureMs', { backpressureMs: -5 }, 'ERR_OUT_OF_RANGE', 'options.backpressureMs'],
+    ['ioUring', { ioUring: 'yes' }, 'ERR_INVALID_ARG_TYPE', 'options.ioUring'],
+    ['pinWorkers', { pinWorkers: 1 }, 'ERR_INVALID_ARG_TYPE', 'options.pinWorkers'],
+    ['unknown', { fsyncMs: 5 }, 'ERR_INVALID_ARG_VALUE', 'fsyncMs'],
+  ];
+  it.each(cases)('%s', async (_name, opts, code, mention) => {
+    const err = await openError({ dir: tempDir(), ...opts });
+    expect(err.code).toBe(code);
+    expect(err.message).toContain(mention);
+  });
+
+  it('validates schedule and consistency constructors', () => {
+    expect(() => FsyncSchedule.milliseconds(0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => FsyncSchedule.milliseconds('5' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => ReadConsistency.atLeastOnce(0)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(FsyncSchedule.milliseconds(5)).toEqual({ kind: 'milliseconds', ms: 5 });
+    expect(ReadConsistency.atLeastOnce(10)).toEqual({ kind: 'atLeastOnce', persistEvery: 10 });
+  });
+
+  it('the mmap backend is refused clearly until it exists, also through disableFdBackend()', async () => {
+    const dir = tempDir();
+    expect((await openError({ dir, backend: 'mmap' })).message).toContain('mmap');
+    disableFdBackend();
+    try {
+      expect((await openError({ dir })).message).toContain('mmap');
+    } finally {
+      enableFdBackend();
+    }
+    const wal = await Walrus.open({ dir });
+    await wal.close();
+  });
+
+  it('takes dir and key from WALRUS_DATA_DIR and WALRUS_INSTANCE_KEY', async () => {
+    const dir = tempDir();
+    const saved = [process.env.WALRUS_DATA_DIR, process.env.WALRUS_INSTANCE_KEY];
+    process.env.WALRUS_DATA_DIR = dir;
+    process.env.WALRUS_INSTANCE_KEY = 'svc-a';
+    try {
+      const wal = await Walrus.open();
+      wal.append('t', 'x');
+      await wal.close();
+      expect(readdirSync(join(dir, 'svc-a')).some((f) => f.endsWith('.seg'))).toBe(true);
+    } finally {
+      if (saved[0] === undefined) delete process.env.WALRUS_DATA_DIR;
+      else process.env.WALRUS_DATA_DIR = saved[0];
+      if (saved[1] === undefined) delete process.env.WALRUS_INSTANCE_KEY;
+      else process.env.WALRUS_INSTANCE_KEY = saved[1];
+    }
+  });
+});
+
+describe('namespace keys', () => {
+  it('sanitizes injectively and never leaves the data directory', () => {
+    const keys = ['', 'a', 'A', '..', '.', '/', 'a/b', 'a%2Fb', '%', '%25', 'é', '\0', 'walrus.lock', '~', 'x'.repeat(300), 'x'.repeat(301)];
+    const names = keys.map(sanitizeKey);
+    expect(new Set(names).size).toBe(keys.length);
+    for (const n of names.slice(1)) {
+      expect(n).not.toMatch(/[./\0]/);
+      expect(n.length).toBeLessThanOrEqual(255);
+    }
+  });
+
+  it('keeps hostile keys inside dir', async () => {
+    const dir = tempDir();
+    for (const key of ['..', '../x', '/etc', 'a\0b', '🦭']) {
+      const wal = await Walrus.open({ dir, key, shards: 1 });
+      wal.append('t', key);
+      await wal.close();
+    }
+    const entries = readdirSync(dir);
+    expect(entries.length).toBe(5);
+    for (const e of entries) expect(e).toMatch(/^[A-Za-z0-9_%-]+$/);
+  });
+});
