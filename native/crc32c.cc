@@ -96,10 +96,13 @@ inline uint32_t Shift(const ShiftTable& table, uint32_t c) {
 
 // Stripe sizes for the three-way interleave: the instruction has a latency of about three
 // cycles and a throughput of one, so three independent streams keep it busy.
+// Three sizes, so that records of a few hundred bytes are interleaved too.
 constexpr size_t kLongStripe = 8192;
 constexpr size_t kShortStripe = 256;
+constexpr size_t kTinyStripe = 64;
 constexpr ShiftTable kShiftLong = MakeShiftTable(kLongStripe);
 constexpr ShiftTable kShiftShort = MakeShiftTable(kShortStripe);
+constexpr ShiftTable kShiftTiny = MakeShiftTable(kTinyStripe);
 
 inline uint64_t Load64(const uint8_t* p) {
   uint64_t v;
@@ -152,6 +155,7 @@ WALRUS_HW_TARGET uint32_t Crc32cHw(const uint8_t* p, size_t n, uint32_t seed) {
   }
   c = HwThreeWay<kLongStripe>(p, n, c, kShiftLong);
   c = HwThreeWay<kShortStripe>(p, n, c, kShiftShort);
+  c = HwThreeWay<kTinyStripe>(p, n, c, kShiftTiny);
   while (n >= 8) {
     c = HwWord(c, Load64(p));
     p += 8;

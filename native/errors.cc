@@ -47,8 +47,10 @@ constexpr ErrnoEntry kErrnoNames[] = {
 std::string Describe(int err) {
   char buffer[128] = {0};
   std::string text = StrerrorResult(strerror_r(err, buffer, sizeof buffer), buffer);
-  // Node writes "EIO: i/o error, write"; keep its lower-case style.
-  if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z' && !(text.size() > 1 && text[1] >= 'A' && text[1] <= 'Z')) {
+  // Node writes "EIO: i/o error, write": lower-case the first letter unless it starts an
+  // acronym.
+  const bool acronym = text.size() > 1 && text[1] >= 'A' && text[1] <= 'Z';
+  if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z' && !acronym) {
     text[0] = static_cast<char>(text[0] - 'A' + 'a');
   }
   return text;
@@ -69,7 +71,8 @@ const char* ErrnoName(int err) {
 
 void ThrowErrno(Napi::Env env, int err, const char* syscall) {
   const char* code = ErrnoName(err);
-  Napi::Error error = Napi::Error::New(env, std::string(code) + ": " + Describe(err) + ", " + syscall);
+  Napi::Error error =
+      Napi::Error::New(env, std::string(code) + ": " + Describe(err) + ", " + syscall);
   error.Set("code", Napi::String::New(env, code));
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("syscall", Napi::String::New(env, syscall));

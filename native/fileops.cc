@@ -66,7 +66,9 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
     iov[i].iov_len = bytes.length;
     total += bytes.length;
   }
-  if (total > kMaxSafeInteger - position) ThrowRange(env, "position + total length exceeds 2^53 - 1");
+  if (total > kMaxSafeInteger - position) {
+    ThrowRange(env, "position + total length exceeds 2^53 - 1");
+  }
   uint64_t written = 0;
   const int rc = WriteAll(fd, iov.data(), iov.size(), position, &written);
   if (rc < 0) ThrowErrno(env, -rc, "pwritev");

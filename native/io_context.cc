@@ -120,7 +120,7 @@ IoContext::IoContext(const Napi::CallbackInfo& info)
     const int rc = ring_.Init(static_cast<unsigned>(depth));
     if (rc < 0) ThrowErrno(env, -rc, "io_uring_setup");
     // A worker thread that exits without close() must not leak the ring descriptor.
-    if (false) {
+    if (napi_add_env_cleanup_hook(env, OnEnvCleanup, this) != napi_ok) {
       ring_.Close();
       throw Napi::Error::New(env);
     }
@@ -218,7 +218,8 @@ void IoContext::BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, c
     if (!IsIndex(fields[1], kMaxSafeInteger)) {
       ThrowRange(env, name() + ": position must be an integer from 0 to 2^53 - 1");
     }
-    if (!IsIndex(fields[2], iov_total) || !IsIndex(fields[3], iov_total - static_cast<uint64_t>(fields[2]))) {
+    if (!IsIndex(fields[2], iov_total) ||
+        !IsIndex(fields[3], iov_total - static_cast<uint64_t>(fields[2]))) {
       ThrowRange(env, name() + ": iovecs [firstIov, firstIov + iovCount) must lie inside iovs");
     }
     const int fd = static_cast<int>(fields[0]);
@@ -237,8 +238,10 @@ void IoContext::BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, c
       } else {
         ThrowRange(env, "iovs[" + std::to_string(j) + "]: source must be -1 or an index of ext");
       }
-      if (!IsIndex(v[1], from.length) || !IsIndex(v[2], from.length - static_cast<uint64_t>(v[1]))) {
-        ThrowRange(env, "iovs[" + std::to_string(j) + "]: [offset, offset + length) must lie inside its buffer");
+      if (!IsIndex(v[1], from.length) ||
+          !IsIndex(v[2], from.length - static_cast<uint64_t>(v[1]))) {
+        ThrowRange(env, "iovs[" + std::to_string(j) +
+                            "]: [offset, offset + length) must lie inside its buffer");
       }
       const uint64_t length = static_cast<uint64_t>(v[2]);
       if (length > kMaxSafeInteger - position - piece.bytes) {

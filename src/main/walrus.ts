@@ -204,6 +204,16 @@ export class Walrus {
     return offset;
   }
 
+  /**
+   * Resolves once every entry appended before the call has been written to the files (handed
+   * to the kernel), without waiting for an fsync: it survives a crash of this process, not a
+   * power loss. Use `sync()` for durability.
+   */
+  async flush(): Promise<void> {
+    this.checkOpen();
+    await Promise.all(this.shards.map((s) => s.waitWritten()));
+  }
+
   /** Resolves when every shard has room in its ring again (after ERR_WALRUS_BACKPRESSURE). */
   async drain(): Promise<void> {
     this.checkOpen();

@@ -48,9 +48,10 @@ export interface NativeBinding {
    */
   sealFrames(buf: Uint8Array, positions: Uint32Array, count: number): void;
   /**
-   * Walks frames from `start` while each has a length that fits before `end` and a matching
-   * CRC; returns the position of the first frame that fails either check, or the position
-   * where the walk reached `end` (or fewer than RECORD_HEADER_BYTES remained).
+   * Walks frames from `start` while each has a length that fits before `end` (the whole
+   * footprint, padding to RECORD_ALIGN included) and a matching CRC; returns the position of
+   * the first frame that fails either check, or the position where the walk reached `end` (or
+   * fewer than RECORD_HEADER_BYTES remained). The result is always in [start, end].
    */
   verifyFrames(buf: Uint8Array, start: number, end: number): number;
 

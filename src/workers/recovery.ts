@@ -126,14 +126,15 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
 
   for (const t of store.topics.values()) t.marked = marks.get(t.id) ?? 0;
   const closeRec = lastMeta as MetaRecord | null;
-  // Clean: the close record is the last meta record and every topic ends where it says (the
-  // meta topic one record later: the close record itself).
+  // Clean: a shard with no files yet, or one whose last meta record is a close record and
+  // whose topics all end where it says (the meta topic one record later: the close record).
   const clean =
-    closeRec !== null &&
-    closeRec.k === 'close' &&
     broken.size === 0 &&
     tornBytes === 0 &&
-    closeRec.t.every(([id, next]) => store.topics.get(id)?.complete === (id === META_TOPIC_ID ? next + 1 : next));
+    (closeRec === null
+      ? files.length === 0
+      : closeRec.k === 'close' &&
+        closeRec.t.every(([id, next]) => store.topics.get(id)?.complete === (id === META_TOPIC_ID ? next + 1 : next)));
   for (const t of store.topics.values()) {
     // Torn bytes were zeroed above, so the last block ends in zeros after its last accepted
     // record, exactly as after a clean close: new records continue there.
