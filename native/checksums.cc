@@ -74,7 +74,7 @@ void SealFramesJs(const Napi::CallbackInfo& info) {
   const uint64_t count = IndexArg(env, info[2], positions.length, "count");
   const uint32_t* const position = reinterpret_cast<const uint32_t*>(positions.data);
   for (uint64_t i = 0; i < count; i++) {
-    const uint64_t at = position[i];
+    const uint64_t at = *static_cast<const volatile uint32_t*>(position + i);  // read once
     if (at > buf.length || buf.length - at < kHeaderBytes) {
       ThrowRange(env, "positions[" + std::to_string(i) + "] = " + std::to_string(at) +
                           " leaves no room for a frame header in buf");

@@ -20,6 +20,9 @@ namespace {
 constexpr napi_type_tag kIoContextTag = {0x8d2b6c0f5e3a4711ULL, 0xa7c4e9d21b0f3c58ULL};
 constexpr uint32_t kMaxQueueDepth = 32768;  // IORING_MAX_ENTRIES
 
+// A single read the compiler may not repeat (see BuildBatch).
+inline double Once(const double* p) { return *static_cast<const volatile double*>(p); }
+
 static_assert(WALRUS_WRITE_OP_FIELDS == 4, "ops are [fd, position, firstIov, iovCount]");
 static_assert(WALRUS_IOV_FIELDS == 3, "iovs are [source, offset, length]");
 static_assert(WALRUS_IOV_SOURCE_RING == -1, "the ring is source -1");
@@ -190,11 +193,12 @@ void IoContext::WriteBatchJs(const Napi::CallbackInfo& info) {
   BuildBatch(env, ops, op_count, iovs);
   const int32_t* const sync_fds = reinterpret_cast<const int32_t*>(sync.data);
   for (uint64_t i = 0; i < sync_count; i++) {
-    if (sync_fds[i] < 0) {
+    const int32_t fd = *static_cast<const volatile int32_t*>(sync_fds + i);
+    if (fd < 0) {
       ThrowRange(env, "syncFds[" + std::to_string(i) + "] must be a file descriptor, got " +
-                          std::to_string(sync_fds[i]));
+                          std::to_string(fd));
     }
-    batch_.sync_fds.push_back(sync_fds[i]);
+    batch_.sync_fds.push_back(fd);
   }
   std::sort(batch_.sync_fds.begin(), batch_.sync_fds.end());
   batch_.sync_fds.erase(std::unique(batch_.sync_fds.begin(), batch_.sync_fds.end()),
@@ -211,8 +215,12 @@ void IoContext::BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, c
   const double* const iov = reinterpret_cast<const double*>(iovs.data);
   const uint64_t iov_total = iovs.length / WALRUS_IOV_FIELDS;
   batch_.Clear();
+  // Every field is copied once before it is checked: the arrays may be views of memory that
+  // another thread can change, and the value checked must be the value used.
   for (uint64_t k = 0; k < op_count; k++) {
-    const double* const fields = op + k * WALRUS_WRITE_OP_FIELDS;
+    const double* const op_at = op + k * WALRUS_WRITE_OP_FIELDS;
+    const double fields[WALRUS_WRITE_OP_FIELDS] = {Once(op_at), Once(op_at + 1), Once(op_at + 2),
+                                                   Once(op_at + 3)};
     const auto name = [k] { return "ops[" + std::to_string(k) + "]"; };
     if (!IsIndex(fields[0], INT_MAX)) ThrowRange(env, name() + ": fd must be a file descriptor");
     if (!IsIndex(fields[1], kMaxSafeInteger)) {
@@ -228,7 +236,8 @@ void IoContext::BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, c
     const uint64_t end = first + static_cast<uint64_t>(fields[3]);
     WritePiece piece{fd, position, batch_.iov.size(), 0, 0};
     for (uint64_t j = first; j < end; j++) {
-      const double* const v = iov + j * WALRUS_IOV_FIELDS;
+      const double* const iov_at = iov + j * WALRUS_IOV_FIELDS;
+      const double v[WALRUS_IOV_FIELDS] = {Once(iov_at), Once(iov_at + 1), Once(iov_at + 2)};
       const double source = v[0];
       Bytes from;
       if (source == WALRUS_IOV_SOURCE_RING) {
