@@ -416,11 +416,14 @@ async function runWorker(body: string): Promise<unknown> {
     (async () => { ${body} })().then((value) => parentPort.postMessage({ value }), (error) => parentPort.postMessage({ error: String(error && error.stack || error) }));
   `;
   const worker = new Worker(source, { eval: true, workerData: { url: nativeModuleUrl } });
+  // Listen for 'exit' before awaiting the message: under load both can be delivered before
+  // the continuation after the message runs, and a late listener would wait forever.
+  const exited = new Promise((resolve) => worker.once('exit', resolve));
   const message = await new Promise<{ value?: unknown; error?: string }>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
   });
-  await new Promise((resolve) => worker.once('exit', resolve));
+  await exited;
   if (message.error !== undefined) throw new Error(message.error);
   return message.value;
 }

@@ -38,6 +38,8 @@ export class RingProducer {
   private tailCache = 0;
   /** Records at most this large go through the ring; larger ones travel beside it. */
   readonly externalThreshold: number;
+  /** When the current operation stops waiting for space (ms timestamp; 0 = not waited yet). */
+  private deadline = 0;
 
   constructor(
     sab: SharedArrayBuffer,
@@ -53,11 +55,16 @@ export class RingProducer {
     return (this.head - Atomics.load(this.v.ctl, RingSlot.Tail)) >>> 0;
   }
 
+  /** Starts an operation: all its claims together wait at most backpressureMs. */
+  begin(): void {
+    this.deadline = 0;
+  }
+
   /**
    * Claims `footprint` contiguous bytes and returns their ring offset, or -1 when the ring
-   * stayed full until `deadline` (ms timestamp; 0 = compute from now on first wait).
+   * stayed full until the operation's deadline.
    */
-  claim(footprint: number, deadline: { at: number }): number {
+  claim(footprint: number): number {
     const size = this.v.size;
     let pos = this.head & this.v.mask;
     const toEnd = size - pos;
@@ -65,7 +72,7 @@ export class RingProducer {
     const need = wraps ? footprint + toEnd : footprint;
     if (((this.head - this.tailCache) >>> 0) + need > size) {
       this.tailCache = Atomics.load(this.v.ctl, RingSlot.Tail) >>> 0;
-      if (((this.head - this.tailCache) >>> 0) + need > size && !this.waitForSpace(need, deadline)) return -1;
+      if (((this.head - this.tailCache) >>> 0) + need > size && !this.waitForSpace(need)) return -1;
     }
     if (wraps) {
       // A record never straddles the end of the ring. A remainder shorter than a header is
@@ -111,10 +118,10 @@ export class RingProducer {
   }
 
   /** Claims and writes the TopicDef record of `t` (not published). */
-  claimTopicDef(t: ProducerTopic, deadline: { at: number }): boolean {
+  claimTopicDef(t: ProducerTopic): boolean {
     const len = t.nameBytes.length;
     const fp = recordFootprint(len);
-    const pos = this.claim(fp, deadline);
+    const pos = this.claim(fp);
     if (pos < 0) return false;
     this.writeHeader(pos, fp, len, t.id, RecordKind.TopicDef, 0, 1);
     this.v.data.set(t.nameBytes, pos + RECORD_HEADER_BYTES);
@@ -143,15 +150,15 @@ export class RingProducer {
   }
 
   /** Blocks the thread for at most backpressureMs in total, until `need` bytes are free. */
-  private waitForSpace(need: number, deadline: { at: number }): boolean {
+  private waitForSpace(need: number): boolean {
     const ctl = this.v.ctl;
-    if (deadline.at === 0) deadline.at = Date.now() + this.backpressureMs;
+    if (this.deadline === 0) this.deadline = Date.now() + this.backpressureMs;
     for (;;) {
       const gen = Atomics.load(ctl, RingSlot.TailGen);
       this.tailCache = Atomics.load(ctl, RingSlot.Tail) >>> 0;
       if (((this.head - this.tailCache) >>> 0) + need <= this.v.size) return true;
       if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
-      const left = deadline.at - Date.now();
+      const left = this.deadline - Date.now();
       if (left <= 0) return false;
       // Published records may still sit in the ring because the worker sleeps; make sure it
       // knows, then wait for it to release space (it bumps TailGen and notifies).
@@ -166,14 +173,14 @@ export class RingProducer {
   }
 
   /** Blocks (bounded by the deadline) until external payloads in flight are at most `limit`. */
-  waitForExternal(limit: number, deadline: { at: number }): boolean {
+  waitForExternal(limit: number): boolean {
     const ctl = this.v.ctl;
-    if (deadline.at === 0) deadline.at = Date.now() + this.backpressureMs;
+    if (this.deadline === 0) this.deadline = Date.now() + this.backpressureMs;
     for (;;) {
       const gen = Atomics.load(ctl, RingSlot.TailGen);
       if (this.externalBytes() <= limit) return true;
       if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
-      const left = deadline.at - Date.now();
+      const left = this.deadline - Date.now();
       if (left <= 0) return false;
       wakeWorker(ctl);
       Atomics.wait(ctl, RingSlot.TailGen, gen, left);

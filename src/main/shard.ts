@@ -176,12 +176,12 @@ export class ShardClient {
     const p = this.producer;
     const fp = recordFootprint(len);
     if (fp > p.externalThreshold) return this.appendExternal(t, [data], [len]);
-    const deadline = { at: 0 };
-    if (!t.defined && !p.claimTopicDef(t, deadline)) {
+    p.begin();
+    if (!t.defined && !p.claimTopicDef(t)) {
       p.revert();
       throw this.pressure();
     }
-    const pos = p.claim(fp, deadline);
+    const pos = p.claim(fp);
     if (pos < 0) {
       p.revert();
       throw this.pressure();
@@ -200,8 +200,8 @@ export class ShardClient {
     this.checkWritable();
     const p = this.producer;
     if (ringBytes > p.externalThreshold) return this.appendExternal(t, entries, lens);
-    const deadline = { at: 0 };
-    if (!t.defined && !p.claimTopicDef(t, deadline)) {
+    p.begin();
+    if (!t.defined && !p.claimTopicDef(t)) {
       p.revert();
       throw this.pressure();
     }
@@ -210,7 +210,7 @@ export class ShardClient {
     for (let i = 0; i < n; i++) {
       const len = lens[i]!;
       const fp = recordFootprint(len);
-      const pos = p.claim(fp, deadline);
+      const pos = p.claim(fp);
       if (pos < 0) {
         p.revert();
         throw this.pressure();
@@ -234,17 +234,17 @@ export class ShardClient {
     const p = this.producer;
     let total = 0;
     for (const len of lens) total += len;
-    const deadline = { at: 0 };
+    p.begin();
     // Bound the memory of payloads in flight; a single group larger than the bound may go
     // alone, otherwise it could never be written.
-    if (p.externalBytes() + total > this.externalLimit && !p.waitForExternal(Math.max(0, this.externalLimit - total), deadline)) {
+    if (p.externalBytes() + total > this.externalLimit && !p.waitForExternal(Math.max(0, this.externalLimit - total))) {
       throw this.pressure();
     }
-    if (!t.defined && !p.claimTopicDef(t, deadline)) {
+    if (!t.defined && !p.claimTopicDef(t)) {
       p.revert();
       throw this.pressure();
     }
-    const pos = p.claim(RECORD_HEADER_BYTES, deadline);
+    const pos = p.claim(RECORD_HEADER_BYTES);
     if (pos < 0) {
       p.revert();
       throw this.pressure();

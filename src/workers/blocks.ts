@@ -44,6 +44,18 @@ export interface Block {
   salt: number;
   /** Pairs [offset, position relative to dataStart], every INDEX_EVERY records. */
   index: number[];
+  /** The run of the write batch being built that ends at this block's end, if any. */
+  run: Run | null;
+}
+
+/** A contiguous range of a file that one write operation of a batch fills. */
+export interface Run {
+  fd: number;
+  pos: number;
+  end: number;
+  /** Triples: iovec source, offset, length. */
+  iovs: number[];
+  block: Block;
 }
 
 export interface TopicLog {

@@ -210,6 +210,7 @@ function probeBlocks(seg: Segment): Block[] {
       next: h.first,
       salt: h.salt,
       index: [],
+      run: null,
     });
     slot += h.slots;
     seg.nextSlot = slot;

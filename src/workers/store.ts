@@ -70,6 +70,7 @@ export class ShardStore {
       next: t.next,
       salt,
       index: [],
+      run: null,
     };
     t.blocks.push(block);
     t.cur = block;

@@ -18,21 +18,13 @@ import {
 } from '../shared/layout.js';
 import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
-import { type Block, type TopicLog, indexRecord } from './blocks.js';
+import { type Block, type Run, type TopicLog, INDEX_EVERY, indexRecord } from './blocks.js';
 import { encodeMeta, type MetaRecord } from './meta.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
 const ZEROS = new Uint8Array(8);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-interface Run {
-  fd: number;
-  pos: number;
-  end: number;
-  /** Triples: source, offset, length. */
-  iovs: number[];
-}
 
 interface ExternalGroup {
   payload: Uint8Array;
@@ -62,7 +54,6 @@ export class Writer {
 
   // Per-drain batch under construction.
   private runs: Run[] = [];
-  private readonly runOf = new Map<Block, Run>();
   private ext: Uint8Array[] = [];
   private seal: Uint32Array;
   private sealCount = 0;
@@ -100,6 +91,8 @@ export class Writer {
     let tail = this.tail;
     let consumed = 0;
     let blocked = false;
+    let lastId = -1;
+    let lastTopic: TopicLog | null = null;
     if (tail !== head && this.pendingMarks.size > 0) this.appendSyncMark();
     while (tail !== head) {
       const pos = tail & mask;
@@ -115,12 +108,35 @@ export class Writer {
       switch (kind) {
         case RecordKind.Entry: {
           step = recordFootprint(len);
-          const t = this.topicOf(words[i + 2]! >>> 0);
+          const id = words[i + 2]! >>> 0;
+          if (id !== lastId) {
+            lastTopic = this.topicOf(id);
+            lastId = id;
+          }
+          const t = lastTopic!;
           const offset = (words[i + 4]! >>> 0) + (words[i + 5]! >>> 0) * TWO_32;
-          const block = this.place(t, step, offset, words[i + 7]! >>> 0);
-          words[i + (REC_SALT >> 2)] = block.salt;
+          const remaining = words[i + 7]! >>> 0;
+          const b = t.cur;
+          let run: Run;
+          if (b !== null && b.run !== null && offset === t.next && b.used + step <= b.capacity && b.run.end === b.dataStart + b.used) {
+            // Fast path: the record continues the run this drain already has for its block.
+            run = b.run;
+            if ((offset - b.first) % INDEX_EVERY === 0) b.index.push(offset, b.used);
+            b.used += step;
+            b.next = t.next = offset + 1;
+            if (remaining === 1) t.complete = t.next;
+          } else {
+            run = this.place(t, step, offset, remaining).run!;
+          }
+          words[i + (REC_SALT >> 2)] = run.block.salt;
           this.seal[this.sealCount++] = pos;
-          this.pushIov(this.runOf.get(block)!, IOV_SOURCE_RING, RING_CONTROL_BYTES + pos, step);
+          const v = run.iovs;
+          const n = v.length;
+          const at = RING_CONTROL_BYTES + pos;
+          // Adjacent records of one topic that are adjacent in the ring become one iovec.
+          if (n > 0 && v[n - 3] === IOV_SOURCE_RING && v[n - 2]! + v[n - 1]! === at) v[n - 1]! += step;
+          else v.push(IOV_SOURCE_RING, at, step);
+          run.end += step;
           this.records++;
           break;
         }
@@ -168,7 +184,10 @@ export class Writer {
     return t;
   }
 
-  /** Places a record of `footprint` bytes at the end of topic `t`; returns its block. */
+  /**
+   * Places a record of `footprint` bytes at the end of topic `t` (allocating a block if the
+   * current one is full) and makes sure a run of this batch ends where it goes; returns its block.
+   */
   private place(t: TopicLog, footprint: number, offset: number, remaining: number): Block {
     if (offset !== t.next) {
       throw new Error(`walrus-ts internal error: topic ${t.id} expected offset ${t.next}, the ring holds ${offset}`);
@@ -177,26 +196,27 @@ export class Writer {
     if (b === null || b.used + footprint > b.capacity) {
       const { block, header } = this.store.allocateBlock(t, footprint);
       b = block;
-      const run: Run = { fd: b.segment.fd, pos: b.start, end: b.start, iovs: [] };
-      this.runs.push(run);
-      this.runOf.set(b, run);
+      const run = this.newRun(b, b.start);
       this.pushIov(run, this.addExt(header), 0, header.length);
-    } else {
-      const filePos = b.dataStart + b.used;
-      const run = this.runOf.get(b);
-      if (run === undefined || run.end !== filePos) {
-        const r: Run = { fd: b.segment.fd, pos: filePos, end: filePos, iovs: [] };
-        this.runs.push(r);
-        this.runOf.set(b, r);
-      }
+    } else if (b.run === null || b.run.end !== b.dataStart + b.used) {
+      this.newRun(b, b.dataStart + b.used);
     }
     indexRecord(b, offset, b.used);
     b.used += footprint;
     b.next = offset + 1;
     t.next = offset + 1;
     if (remaining === 1) t.complete = t.next;
+    // Every topic touched by a drain passes here at least once (its first record of the
+    // drain has no run yet), so this is where it is marked dirty.
     this.dirtyTopics.add(t);
     return b;
+  }
+
+  private newRun(b: Block, pos: number): Run {
+    const run: Run = { fd: b.segment.fd, pos, end: pos, iovs: [], block: b };
+    this.runs.push(run);
+    b.run = run;
+    return run;
   }
 
   private pushIov(run: Run, source: number, offset: number, length: number): void {
@@ -241,7 +261,7 @@ export class Writer {
     const block = this.place(t, fp, offset, remaining);
     dv.setUint32(REC_SALT, block.salt, true);
     dv.setUint32(0, native.crc32c(payload, native.crc32c(header.subarray(4, RECORD_HEADER_BYTES))), true);
-    const run = this.runOf.get(block)!;
+    const run = block.run!;
     this.pushIov(run, headerSource, headerStart, RECORD_HEADER_BYTES);
     if (len > 0) this.pushIov(run, payloadSource, payloadStart, len);
     if (fp - RECORD_HEADER_BYTES - len > 0) this.pushIov(run, this.addExt(ZEROS), 0, fp - RECORD_HEADER_BYTES - len);
@@ -361,8 +381,8 @@ export class Writer {
       Atomics.add(ctl, RingSlot.DurableGen, 1);
       Atomics.notify(ctl, RingSlot.DurableGen);
     }
+    for (const r of this.runs) r.block.run = null;
     this.runs = [];
-    this.runOf.clear();
     this.ext = [];
     this.sealCount = 0;
     this.externalBytes = 0;
