@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
 import { collect, tempDir } from './helpers.js';
@@ -19,16 +19,7 @@ async function waitFor(cond: () => boolean, ms: number): Promise<number> {
 }
 
 describe.each(paths)('fsync schedules and group commit (%s)', (io) => {
-  const envBefore = process.env.WALRUS_DISABLE_IO_URING;
-  afterEach(() => {
-    if (envBefore === undefined) delete process.env.WALRUS_DISABLE_IO_URING;
-    else process.env.WALRUS_DISABLE_IO_URING = envBefore;
-  });
-  const open = (dir: string, fsync: FsyncSchedule, shards = 1) => {
-    if (io === 'pwritev') process.env.WALRUS_DISABLE_IO_URING = '1';
-    else delete process.env.WALRUS_DISABLE_IO_URING;
-    return Walrus.open({ dir, fsync, shards });
-  };
+  const open = (dir: string, fsync: FsyncSchedule, shards = 1) => Walrus.open({ dir, fsync, shards, ioUring: io === 'io_uring' });
 
   it('uses the requested I/O path', async () => {
     const wal = await open(tempDir(), FsyncSchedule.NoFsync);
@@ -108,6 +99,30 @@ describe.each(paths)('fsync schedules and group commit (%s)', (io) => {
       for (let i = 0; i < 60; i++) expect((await collect(wal.iterate(`topic-${i}`)))[0]!.data.toString()).toBe(`v${i}`);
     } finally {
       await wal.close();
+    }
+  });
+});
+
+describe('I/O path selection', () => {
+  it("defaults to 'auto' (io_uring for batches touching several files) where io_uring works", async () => {
+    const wal = await Walrus.open({ dir: tempDir() });
+    try {
+      expect(wal.stats().io).toBe(native.uringSupported() ? 'io_uring+pwritev' : 'pwritev');
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('WALRUS_DISABLE_IO_URING=1 forces pwritev even when ioUring is true', async () => {
+    const before = process.env.WALRUS_DISABLE_IO_URING;
+    process.env.WALRUS_DISABLE_IO_URING = '1';
+    try {
+      const wal = await Walrus.open({ dir: tempDir(), ioUring: true });
+      expect(wal.stats().io).toBe('pwritev');
+      await wal.close();
+    } finally {
+      if (before === undefined) delete process.env.WALRUS_DISABLE_IO_URING;
+      else process.env.WALRUS_DISABLE_IO_URING = before;
     }
   });
 });

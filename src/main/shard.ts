@@ -377,6 +377,7 @@ export class ShardClient {
   async terminate(): Promise<void> {
     if (!this.exited) {
       this.worker.postMessage({ type: 'close', id: -1 } satisfies ToWorker);
+      wakeWorker(this.producer.v.ctl);
       const timer = setTimeout(() => void this.worker.terminate(), 5000);
       await this.exitPromise;
       clearTimeout(timer);

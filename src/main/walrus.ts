@@ -8,6 +8,9 @@ import { lockNamespace, namespaceDir } from './namespace.js';
 import { type Backend, type ResolvedOptions, type WalrusOptions, resolveOptions } from './options.js';
 import type { ProducerTopic } from './producer.js';
 import { ShardClient } from './shard.js';
+import type { IoPolicy } from '../shared/messages.js';
+
+const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
 import { shardsOnDisk } from '../workers/segments.js';
 
 /** An entry as reads return it. */
@@ -31,8 +34,8 @@ export interface WalrusStats {
   recoveredTornBytes: number;
   /** Whether the previous instance closed cleanly. */
   recoveredClean: boolean;
-  /** 'io_uring' or 'pwritev'. */
-  io: 'io_uring' | 'pwritev';
+  /** How write batches reach the kernel: see the `ioUring` option. */
+  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev';
   shards: ShardStats[];
 }
 
@@ -67,7 +70,7 @@ export class Walrus {
     private readonly opts: ResolvedOptions,
     private readonly shards: ShardClient[],
     private readonly lockFd: number,
-    private readonly recovered: { tornBytes: number; clean: boolean; uring: boolean },
+    private readonly recovered: { tornBytes: number; clean: boolean; uring: IoPolicy },
   ) {
     process.on('beforeExit', this.onBeforeExit);
   }
@@ -84,7 +87,7 @@ export class Walrus {
     try {
       const onDisk = shardsOnDisk(ns);
       const count = Math.max(opts.shards, onDisk.length > 0 ? onDisk[onDisk.length - 1]! + 1 : 0);
-      const useUring = opts.ioUring && native.uringSupported();
+      const uring: IoPolicy = opts.ioUring === false || !native.uringSupported() ? 'never' : opts.ioUring === 'auto' ? 'multi' : 'always';
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) =>
           ShardClient.start(
@@ -97,7 +100,7 @@ export class Walrus {
               blockBytes: opts.blockBytes,
               segmentSlots: opts.segmentBlocks,
               maxRecordBytes: opts.maxRecordBytes,
-              useUring,
+              uring,
               cpu: opts.pinWorkers ? (i + 1) % Math.max(1, count + 1) : -1,
               debug: opts.debug,
             },
@@ -110,7 +113,7 @@ export class Walrus {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       let tornBytes = 0;
       let clean = true;
-      const wal = new Walrus(opts, started, lockFd, { tornBytes: 0, clean: true, uring: useUring });
+      const wal = new Walrus(opts, started, lockFd, { tornBytes: 0, clean: true, uring });
       for (const r of results) {
         const { shard, ready } = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof ShardClient.start>>>).value;
         tornBytes += ready.tornBytes;
@@ -261,7 +264,7 @@ export class Walrus {
     return {
       recoveredTornBytes: this.recovered.tornBytes,
       recoveredClean: this.recovered.clean,
-      io: this.recovered.uring ? 'io_uring' : 'pwritev',
+      io: IO_NAMES[this.recovered.uring],
       shards: this.shards.map((s) => {
         const { fsyncs, writeSubmits, bytesWritten, recordsWritten } = s.stats();
         return { fsyncs, writeSubmits, bytesWritten, recordsWritten };

@@ -5,6 +5,8 @@
 import type { SerializedError } from './errors.js';
 import type { FsyncSchedule } from './schedule.js';
 
+export type IoPolicy = 'always' | 'multi' | 'never';
+
 /** workerData of a shard worker. */
 export interface ShardInit {
   shard: number;
@@ -15,7 +17,8 @@ export interface ShardInit {
   blockBytes: number;
   segmentSlots: number;
   maxRecordBytes: number;
-  useUring: boolean;
+  /** 'always': every batch through io_uring; 'multi': batches touching more than one file; 'never'. */
+  uring: IoPolicy;
   /** CPU to pin the worker to, or -1. */
   cpu: number;
   debug: boolean;

@@ -3,7 +3,7 @@
  * write batch, submit it (with the fsync when the schedule or a sync() waiter asks for one),
  * release the ring, publish watermarks; sleep on the doorbell when there is nothing to do.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import type { FromWorker, ShardInit, ToWorker } from '../shared/messages.js';
 import { unreachable } from '../shared/messages.js';
@@ -25,12 +25,6 @@ function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
   port.postMessage(m, transfer ?? []);
 }
 
-/** Wakes the loop from a message handler (the loop may be asleep on the doorbell). */
-function ringDoorbell(): void {
-  Atomics.add(ctl, RingSlot.Doorbell, 1);
-  Atomics.notify(ctl, RingSlot.Doorbell);
-}
-
 class ShardWorker {
   private failed: WalrusError | null = null;
   private closeRequests: number[] = [];
@@ -45,14 +39,12 @@ class ShardWorker {
     switch (m.type) {
       case 'external':
         this.writer.externals.set(m.pos, { payload: m.payload, lengths: m.lengths });
-        ringDoorbell();
         return;
       case 'read':
         this.onRead(m);
         return;
       case 'close':
         this.closeRequests.push(m.id);
-        ringDoorbell();
         return;
       default:
         unreachable(m);
@@ -132,8 +124,25 @@ class ShardWorker {
     return Math.max(0, w.unsyncedSince + init.fsync.ms - Date.now());
   }
 
-  async run(): Promise<void> {
+  /** Delivers every message already queued on the port. */
+  private pollMessages(): boolean {
+    let any = false;
+    for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+      this.onMessage(m.message as ToWorker);
+      any = true;
+    }
+    return any;
+  }
+
+  /**
+   * The worker's whole life after recovery: a synchronous loop that never returns to the
+   * event loop. Messages are taken with receiveMessageOnPort and sleeping is a blocking
+   * Atomics.wait, so a wake-up costs one futex wake rather than a trip through the event
+   * loop of each thread (that trip was most of the durable latency).
+   */
+  run(): void {
     for (;;) {
+      this.pollMessages();
       if (this.closeRequests.length > 0) {
         this.finish();
         return;
@@ -142,29 +151,23 @@ class ShardWorker {
       if (!this.failed) {
         try {
           const r = this.step();
-          if (r.worked && !r.blocked) {
-            // Let messages (reads, external payloads, close) in between rounds.
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            continue;
-          }
+          if (r.worked && !r.blocked) continue;
           blocked = r.blocked;
         } catch (err) {
           this.handleError(err);
         }
       }
       // Sleep protocol, paired with wakeWorker() in ring.ts: read the doorbell, announce the
-      // sleep, re-check for work, then wait for a doorbell change.
+      // sleep, re-check for work (messages included: the producer posts before it rings),
+      // then wait for a doorbell change.
       const seen = Atomics.load(ctl, RingSlot.Doorbell);
       Atomics.store(ctl, RingSlot.WorkerSleeping, 1);
       const w = this.writer;
       const work =
+        this.pollMessages() ||
         this.closeRequests.length > 0 ||
         (!this.failed && ((!blocked && w.hasRingData()) || (w.hasUnsynced() && loadBig(big, RingBig.SyncRequest) > w.durableLogical)));
-      if (!work) {
-        const budget = this.failed ? undefined : this.sleepBudget();
-        const r = Atomics.waitAsync(ctl, RingSlot.Doorbell, seen, budget);
-        if (r.async) await r.value;
-      }
+      if (!work) Atomics.wait(ctl, RingSlot.Doorbell, seen, this.failed ? undefined : this.sleepBudget());
       Atomics.store(ctl, RingSlot.WorkerSleeping, 0);
     }
   }
@@ -220,13 +223,14 @@ function start(): void {
   let shard: ShardWorker;
   try {
     const result = recover(store, debug);
-    const io = new native.IoContext(init.ring, init.useUring, 256);
-    const writer = new Writer(ring, store, io);
+    const plain = new native.IoContext(init.ring, false, 1);
+    const uring = init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
+    const writer = new Writer(ring, store, plain, uring, init.uring === 'always');
     writer.noteRecovered();
     shard = new ShardWorker(store, writer);
     const topics = [...store.topics.values()].filter((t) => t.id !== 0).map((t) => ({ id: t.id, name: t.name, next: t.next }));
-    debug(`recovered ${topics.length} topics, ${result.tornBytes} torn bytes, clean=${result.clean}, io_uring=${io.uring}`);
-    post({ type: 'ready', topics, maxTopicId: store.maxTopicId, tornBytes: result.tornBytes, uring: io.uring, cleanShutdown: result.clean });
+    debug(`recovered ${topics.length} topics, ${result.tornBytes} torn bytes, clean=${result.clean}, io=${init.uring}`);
+    post({ type: 'ready', topics, maxTopicId: store.maxTopicId, tornBytes: result.tornBytes, uring: uring !== null, cleanShutdown: result.clean });
   } catch (err) {
     try {
       store.closeFiles();
@@ -237,8 +241,7 @@ function start(): void {
     port.close();
     return;
   }
-  port.on('message', (m: ToWorker) => shard.onMessage(m));
-  void shard.run();
+  shard.run();
 }
 
 start();
