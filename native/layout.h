@@ -8,7 +8,14 @@
 #define WALRUS_RECORD_CRC_START    4
 #define WALRUS_REC_CRC             0
 #define WALRUS_REC_LEN             4
+#define WALRUS_REC_TOPIC           8
 #define WALRUS_REC_KIND            12
+#define WALRUS_REC_FLAGS           13
+#define WALRUS_REC_OFFSET_LO       16
+#define WALRUS_REC_OFFSET_HI       20
+#define WALRUS_REC_SALT            24
+#define WALRUS_REC_REMAINING       28
+#define WALRUS_RECORD_KIND_ENTRY   1
 #define WALRUS_RING_CONTROL_BYTES  256
 #define WALRUS_WRITE_OP_FIELDS     4
 #define WALRUS_IOV_FIELDS          3
@@ -21,7 +28,14 @@
   X(RECORD_CRC_START) \
   X(REC_CRC) \
   X(REC_LEN) \
+  X(REC_TOPIC) \
   X(REC_KIND) \
+  X(REC_FLAGS) \
+  X(REC_OFFSET_LO) \
+  X(REC_OFFSET_HI) \
+  X(REC_SALT) \
+  X(REC_REMAINING) \
+  X(RECORD_KIND_ENTRY) \
   X(RING_CONTROL_BYTES) \
   X(WRITE_OP_FIELDS) \
   X(IOV_FIELDS) \

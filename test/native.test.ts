@@ -720,3 +720,64 @@ describe('io_uring probe', () => {
     }
   });
 });
+
+describe('sealRun', () => {
+  /** Frames of `spec` (topic, offset, remaining, len) back to back; returns buffer and positions. */
+  function frames(spec: [number, number, number, number][]): { buf: Uint8Array; at: number[] } {
+    const at: number[] = [];
+    let size = 0;
+    for (const [, , , len] of spec) {
+      at.push(size);
+      size += (RECORD_HEADER_BYTES + len + 7) & ~7;
+    }
+    const buf = new Uint8Array(size + 64);
+    const dv = new DataView(buf.buffer);
+    spec.forEach(([topic, offset, remaining, len], k) => {
+      const p = at[k]!;
+      dv.setUint32(p + REC_LEN, len, true);
+      dv.setUint32(p + 8, topic, true);
+      buf[p + 12] = 1; // Entry
+      dv.setUint32(p + 16, offset, true);
+      dv.setUint32(p + 28, remaining, true);
+      buf.fill(k + 1, p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + len);
+    });
+    return { buf, at };
+  }
+
+  it('seals a run of one topic with the salt, and stops at another topic', () => {
+    const { buf, at } = frames([
+      [5, 10, 1, 100],
+      [5, 11, 2, 7],
+      [5, 12, 1, 0],
+      [6, 0, 1, 9],
+    ]);
+    const out = new Float64Array(4 + 20);
+    const taken = native.sealRun(buf, 0, buf.length, 5, 10, 0xabcdef01, 1 << 20, out, 0, 2);
+    expect(taken).toBe(at[3]);
+    expect([...out.subarray(0, 4)]).toEqual([3, 13, 1, 2]);
+    // Offsets 10 and 12 are multiples of 2 from indexBase 0: their positions are reported.
+    expect([...out.subarray(4, 8)]).toEqual([10, at[0], 12, at[2]]);
+    const dv = new DataView(buf.buffer);
+    for (const p of at.slice(0, 3)) {
+      expect(dv.getUint32(p + 24, true)).toBe(0xabcdef01);
+      expect(native.verifyFrames(buf, p, buf.length)).toBeGreaterThan(p);
+    }
+    // The fourth frame (other topic) was not touched: its CRC is still 0, so it fails.
+    expect(native.verifyFrames(buf, at[3]!, buf.length)).toBe(at[3]);
+  });
+
+  it('stops at an offset gap, at the room limit and at the limit, and reports no complete batch', () => {
+    const { buf, at } = frames([
+      [1, 0, 3, 50],
+      [1, 1, 2, 50],
+      [1, 3, 1, 50],
+    ]);
+    const out = new Float64Array(8);
+    expect(native.sealRun(buf, 0, buf.length, 1, 0, 7, 1 << 20, out, 0, 32)).toBe(at[2]);
+    expect([...out.subarray(0, 4)]).toEqual([2, -1, 2, 1]);
+    expect(native.sealRun(buf, 0, buf.length, 1, 0, 7, at[1]! + 1, out, 0, 32)).toBe(at[1]);
+    expect(native.sealRun(buf, 0, at[1]! + 10, 1, 0, 7, 1 << 20, out, 0, 32)).toBe(at[1]);
+    expect(native.sealRun(buf, 0, buf.length, 2, 0, 7, 1 << 20, out, 0, 32)).toBe(0);
+    expect(() => native.sealRun(buf, 0, buf.length + 1, 1, 0, 7, 1, out, 0, 32)).toThrow(RangeError);
+  });
+});

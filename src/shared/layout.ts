@@ -12,7 +12,7 @@ export const FORMAT_VERSION = 1;
 /**
  * Record header: every entry, in the ring and on disk, starts with these 32 bytes, followed by
  * the payload and zero padding up to the next multiple of RECORD_ALIGN. All integers are
- * little-endian. The CRC32C covers bytes [RECORD_CRC_END, RECORD_HEADER_BYTES + len): every
+ * little-endian. The CRC32C covers bytes [RECORD_CRC_START, RECORD_HEADER_BYTES + len): every
  * header field after the CRC itself, then the payload. Padding is not covered.
  */
 export const RECORD_HEADER_BYTES = 32;
@@ -49,9 +49,13 @@ export const RING_ONLY_KIND_MIN = 16;
 /** The shard-local topic id reserved for the meta topic. */
 export const META_TOPIC_ID = 0;
 
-/** Bytes a record occupies (header + payload + padding). */
+/**
+ * Bytes a record occupies (header + payload + padding). Exact for any payload length up to
+ * 2^53 (no 32-bit operators: a length read from a damaged file may be near 2^32).
+ */
 export function recordFootprint(payloadBytes: number): number {
-  return (RECORD_HEADER_BYTES + payloadBytes + RECORD_ALIGN - 1) & ~(RECORD_ALIGN - 1);
+  const raw = RECORD_HEADER_BYTES + payloadBytes + RECORD_ALIGN - 1;
+  return raw - (raw % RECORD_ALIGN);
 }
 
 /**
@@ -143,7 +147,14 @@ export const NATIVE_LAYOUT = {
   RECORD_CRC_START,
   REC_CRC,
   REC_LEN,
+  REC_TOPIC,
   REC_KIND,
+  REC_FLAGS,
+  REC_OFFSET_LO,
+  REC_OFFSET_HI,
+  REC_SALT,
+  REC_REMAINING,
+  RECORD_KIND_ENTRY: RecordKind.Entry,
   RING_CONTROL_BYTES,
   WRITE_OP_FIELDS,
   IOV_FIELDS,

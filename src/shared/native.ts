@@ -55,6 +55,27 @@ export interface NativeBinding {
    */
   verifyFrames(buf: Uint8Array, start: number, end: number): number;
 
+  /**
+   * The drain's hot loop: from `start`, takes Entry frames of `topic` with offsets
+   * continuing from `offset`, while each fits before `limit` and the run within `room`
+   * bytes; stamps `salt` into each and seals its CRC. Returns the bytes taken; fills
+   * `out[0]` = frames, `out[1]` = offset after the last frame whose remaining is 1 (-1 if
+   * none), `out[2]` = remaining of the last frame, `out[3]` = index pairs written from
+   * `out[4]` as (offset, position relative to start) for offsets indexBase + k*indexEvery.
+   */
+  sealRun(
+    buf: Uint8Array,
+    start: number,
+    limit: number,
+    topic: number,
+    offset: number,
+    salt: number,
+    room: number,
+    out: Float64Array,
+    indexBase: number,
+    indexEvery: number,
+  ): number;
+
   open(path: string, flags: number, mode: number): number;
   close(fd: number): void;
   /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
