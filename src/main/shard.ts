@@ -331,10 +331,8 @@ export class ShardClient {
           this.release();
         }
         if (this.durableWaiters.length === 0) break;
-        if (this.failure || Atomics.load(ctl, RingSlot.State) === 1) {
-          // The 'failed' message carries the error; wait for it briefly if it is not here yet.
-          if (this.failure) this.rejectAll(this.failure);
-        }
+        // A failure rejects every waiter through fail(), when the worker's 'failed' message
+        // (which carries the error) arrives; until then keep waiting, boundedly.
         const r = Atomics.waitAsync(ctl, RingSlot.DurableGen, gen, 250);
         if (r.async) await r.value;
       }

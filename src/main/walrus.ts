@@ -1,4 +1,5 @@
 /** The public Walrus class. */
+import { availableParallelism } from 'node:os';
 import { native } from '../shared/native.js';
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
 import { RECORD_HEADER_BYTES, recordFootprint } from '../shared/layout.js';
@@ -101,7 +102,7 @@ export class Walrus {
               segmentSlots: opts.segmentBlocks,
               maxRecordBytes: opts.maxRecordBytes,
               uring,
-              cpu: opts.pinWorkers ? (i + 1) % Math.max(1, count + 1) : -1,
+              cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
               debug: opts.debug,
             },
             opts.backpressureMs,
@@ -231,7 +232,7 @@ export class Walrus {
     this.checkOpen();
     if (typeof from !== 'number') throw invalidArgType('from', 'of type number', from);
     if (!Number.isSafeInteger(from) || from < 0) throw outOfRange('from', 'a non-negative safe integer', from);
-    let t = this.topicMap.get(topic);
+    const t = this.topicMap.get(topic);
     if (t === undefined) encodeTopic(topic);
     const end = t?.next ?? 0;
     return this.replay(t, from, end);
