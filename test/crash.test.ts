@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { Walrus } from '../dist/index.js';
+import { Walrus, ReadConsistency } from '../dist/index.js';
 import { payloadFor } from './fixtures/payload.mjs';
 import { tempDir } from './helpers.js';
 
@@ -93,4 +93,82 @@ describe('directory lock', () => {
     const again = await Walrus.open({ dir });
     await again.close();
   });
+});
+
+const CONSUMER = fileURLToPath(new URL('./fixtures/consumer-child.mjs', import.meta.url));
+const QUEUES = ['q1', 'q2', 'q3'];
+
+/** Starts a consuming child, kills it with SIGKILL after `ms`, returns the highest offset it printed per topic. */
+function consumeAndKill(dir: string, mode: string, ms: number): Promise<Map<string, number>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CONSUMER, dir, mode, QUEUES.join(',')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let timer: NodeJS.Timeout | undefined;
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    });
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code, signal) => {
+      if (signal !== 'SIGKILL') return reject(new Error(`consumer exited with ${code}/${signal}: ${err}`));
+      const last = new Map<string, number>();
+      for (const line of out.split('\n')) {
+        const [tag, topic, off] = line.split(' ');
+        if (tag === 'D') {
+          // Within one consumer process, a topic's entries come in order, each once.
+          const prev = last.get(topic!);
+          if (prev !== undefined) expect(Number(off)).toBe(prev + 1);
+          last.set(topic!, Number(off));
+        }
+      }
+      resolve(last);
+    });
+  });
+}
+
+describe('kill -9 of a consuming child process', () => {
+  it.each([
+    ['StrictlyAtOnce never redelivers', 'strict', 0],
+    ['atLeastOnce(8) redelivers at most 8 and skips none', '8', 8],
+  ])('%s', async (_name, mode, n) => {
+    const dir = tempDir();
+    const consistency = mode === 'strict' ? ReadConsistency.StrictlyAtOnce : ReadConsistency.atLeastOnce(n);
+    const setup = await Walrus.open({ dir, shards: 2, consistency });
+    for (let i = 0; i < 3000; i++) setup.append(QUEUES[i % 3]!, `entry ${i}`);
+    await setup.close();
+    let redelivered = 0;
+    let delivered = 0;
+    const cursor = new Map<string, number>(QUEUES.map((q) => [q, 0]));
+    for (let cycle = 0; cycle < 4; cycle++) {
+      const last = await consumeAndKill(dir, mode, 80 + cycle * 40);
+      const wal = await Walrus.open({ dir, shards: 2, consistency });
+      try {
+        for (const q of QUEUES) {
+          const printed = last.get(q);
+          const from = cursor.get(q)!;
+          const peek = await wal.readNext(q, false);
+          const next = peek ? peek.offset : 1000;
+          if (printed === undefined) {
+            // Nothing delivered in this cycle: the cursor did not move backwards.
+            expect(next).toBeGreaterThanOrEqual(from);
+            continue;
+          }
+          delivered += printed + 1 - from;
+          if (mode === 'strict') {
+            expect(next).toBeGreaterThan(printed);
+          } else {
+            expect(next).toBeLessThanOrEqual(printed + 1);
+            expect(next).toBeGreaterThanOrEqual(printed + 1 - n);
+            redelivered += printed + 1 - next;
+          }
+          cursor.set(q, next);
+        }
+      } finally {
+        await wal.close();
+      }
+    }
+    expect(delivered).toBeGreaterThan(0);
+    if (mode === 'strict') expect(redelivered).toBe(0);
+  }, 120_000);
 });

@@ -36,6 +36,11 @@ export interface ShardReady {
   cleanShutdown: boolean;
 }
 
+function readReply(m: FromWorker): ReadReply {
+  if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a read`);
+  return { data: m.data, entries: m.entries };
+}
+
 export class ShardClient {
   readonly producer: RingProducer;
   private readonly worker: Worker;
@@ -342,7 +347,12 @@ export class ShardClient {
   }
 
   /** Sends a request and resolves with the worker's reply. */
-  request(msg: { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number } | { type: 'close' }): Promise<FromWorker> {
+  request(
+    msg:
+      | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
+      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
+      | { type: 'close' },
+  ): Promise<FromWorker> {
     if (this.exited) return Promise.reject(closedError());
     const id = this.nextRequestId++;
     this.hold();
@@ -354,9 +364,12 @@ export class ShardClient {
   }
 
   async read(topicId: number, from: number, maxEntries: number, maxBytes: number): Promise<ReadReply> {
-    const m = await this.request({ type: 'read', topicId, from, maxEntries, maxBytes });
-    if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to read`);
-    return { data: m.data, entries: m.entries };
+    return readReply(await this.request({ type: 'read', topicId, from, maxEntries, maxBytes }));
+  }
+
+  /** Reads from the topic's cursor, advancing it when `checkpoint` (see workers/consumer.ts). */
+  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean): Promise<ReadReply> {
+    return readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint }));
   }
 
   /** Flushes, fsyncs and stops the worker. */

@@ -9,6 +9,7 @@ import { lockNamespace, namespaceDir } from './namespace.js';
 import { type Backend, type ResolvedOptions, type WalrusOptions, resolveOptions } from './options.js';
 import type { ProducerTopic } from './producer.js';
 import { ShardClient } from './shard.js';
+import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
 import type { IoPolicy } from '../shared/messages.js';
 
 const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
@@ -44,9 +45,14 @@ export const MAX_BATCH_ENTRIES = 2000;
 export const MAX_BATCH_BYTES = 10 * 1024 ** 3;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
-interface Topic extends ProducerTopic {
+interface Topic extends ProducerTopic, Watchable {
   name: string;
   shard: ShardClient;
+}
+
+export interface SubscribeOptions {
+  /** Aborting it makes the iterator reject with an AbortError. */
+  signal?: AbortSignal;
 }
 
 /** The default backend for later `open` calls (enableFdBackend / disableFdBackend). */
@@ -98,6 +104,7 @@ export class Walrus {
               dir: ns,
               ring: createRing(opts.ringBytes),
               fsync: opts.fsync,
+              consistency: opts.consistency,
               blockBytes: opts.blockBytes,
               segmentSlots: opts.segmentBlocks,
               maxRecordBytes: opts.maxRecordBytes,
@@ -120,7 +127,7 @@ export class Walrus {
         tornBytes += ready.tornBytes;
         clean &&= ready.cleanShutdown;
         for (const t of ready.topics) {
-          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard });
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard, watchers: null });
         }
       }
       wal.recovered.tornBytes = tornBytes;
@@ -138,7 +145,7 @@ export class Walrus {
     if (t !== undefined) return t;
     const nameBytes = encodeTopic(topic);
     const shard = this.shards[topicHash(nameBytes) % this.shards.length]!;
-    const created: Topic = { id: shard.nextTopicId++, name: topic, next: 0, defined: false, nameBytes, shard };
+    const created: Topic = { id: shard.nextTopicId++, name: topic, next: 0, defined: false, nameBytes, shard, watchers: null };
     this.topicMap.set(topic, created);
     return created;
   }
@@ -164,7 +171,9 @@ export class Walrus {
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     const len = this.payloadLength(data, 'data');
     const t = this.topicFor(topic);
-    return t.shard.appendOne(t, data, len);
+    const offset = t.shard.appendOne(t, data, len);
+    if (t.watchers !== null) notifyAppend(t);
+    return offset;
   }
 
   /**
@@ -192,7 +201,9 @@ export class Walrus {
     }
     const t = this.topicFor(topic);
     if (entries.length === 0) return t.next;
-    return t.shard.appendBatch(t, entries, lens, ringBytes + RECORD_HEADER_BYTES);
+    const first = t.shard.appendBatch(t, entries, lens, ringBytes + RECORD_HEADER_BYTES);
+    if (t.watchers !== null) notifyAppend(t);
+    return first;
   }
 
   /** Resolves once every entry appended before the call is on stable storage, in every shard. */
@@ -254,6 +265,90 @@ export class Walrus {
     }
   }
 
+  /**
+   * The next entry at the topic's read cursor, or null when there is none. With
+   * `checkpoint` (the default) the cursor advances past it (see `consistency`); without, it
+   * is a peek.
+   */
+  async readNext(topic: string, checkpoint = true): Promise<Entry | null> {
+    const entries = await this.consume(topic, 1, Number.MAX_SAFE_INTEGER, checkpoint);
+    return entries[0] ?? null;
+  }
+
+  /**
+   * Entries in order from the topic's read cursor: up to `maxBytes` of payload or 2,000
+   * entries, and at least one when any is available even if it alone exceeds `maxBytes`;
+   * `[]` when none. With `checkpoint` (the default) the cursor advances past them.
+   */
+  async batchRead(topic: string, maxBytes: number, checkpoint = true): Promise<Entry[]> {
+    if (typeof maxBytes !== 'number') throw invalidArgType('maxBytes', 'of type number', maxBytes);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw outOfRange('maxBytes', 'a non-negative safe integer', maxBytes);
+    return this.consume(topic, MAX_BATCH_ENTRIES, maxBytes, checkpoint);
+  }
+
+  private async consume(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<Entry[]> {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
+    const t = this.topicMap.get(topic);
+    if (t === undefined) {
+      encodeTopic(topic);
+      return [];
+    }
+    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
+    const out: Entry[] = [];
+    for (let k = 0; k < r.entries.length; k += 3) {
+      out.push({ topic: t.name, offset: r.entries[k]!, data: Buffer.from(r.data, r.entries[k + 1]!, r.entries[k + 2]!) });
+    }
+    return out;
+  }
+
+  /**
+   * Consumes `topic` from its cursor like `readNext(topic, true)`, waiting for new entries
+   * instead of ending. Rejects with an AbortError when `options.signal` aborts; ends when
+   * the instance closes.
+   */
+  subscribe(topic: string, options: SubscribeOptions = {}): AsyncIterableIterator<Entry> {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    return this.tail(this.topicFor(topic), signal);
+  }
+
+  private async *tail(t: Topic, signal: AbortSignal | undefined): AsyncIterableIterator<Entry> {
+    const closed = this.closedSignal();
+    for (;;) {
+      if (signal?.aborted) throw abortError(signal);
+      if (this.closing) return;
+      // Entries appended after this point wake the wait below, even if the read misses them.
+      const seen = t.next;
+      let e: Entry | null;
+      try {
+        e = await this.readNext(t.name, true);
+      } catch (err) {
+        if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return;
+        throw err;
+      }
+      if (e !== null) {
+        yield e;
+        continue;
+      }
+      await waitForAppend(t, seen, closed, signal);
+    }
+  }
+
+  /** Resolves when close() starts. */
+  private closedSignal(): Promise<void> {
+    this.closeWaiters ??= new Promise<void>((resolve) => (this.resolveClosed = resolve));
+    if (this.closing) this.resolveClosed?.();
+    return this.closeWaiters;
+  }
+
+  private closeWaiters: Promise<void> | null = null;
+  private resolveClosed: (() => void) | null = null;
+
   /** Every topic that has at least one entry. */
   topics(): string[] {
     const out: string[] = [];
@@ -281,6 +376,7 @@ export class Walrus {
 
   private async doClose(): Promise<void> {
     process.off('beforeExit', this.onBeforeExit);
+    this.resolveClosed?.();
     try {
       const results = await Promise.allSettled(this.shards.map((s) => s.close()));
       const failed = results.find((r) => r.status === 'rejected');

@@ -3,7 +3,7 @@
  * discriminated union, handled by an exhaustive switch whose default throws.
  */
 import type { SerializedError } from './errors.js';
-import type { FsyncSchedule } from './schedule.js';
+import type { FsyncSchedule, ReadConsistency } from './schedule.js';
 
 export type IoPolicy = 'always' | 'multi' | 'never';
 
@@ -14,6 +14,7 @@ export interface ShardInit {
   dir: string;
   ring: SharedArrayBuffer;
   fsync: FsyncSchedule;
+  consistency: ReadConsistency;
   blockBytes: number;
   segmentSlots: number;
   maxRecordBytes: number;
@@ -39,6 +40,8 @@ export type ToWorker =
    */
   | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array }
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
+  /** Read from the topic's cursor; advance it when `checkpoint`. */
+  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
   | { type: 'close'; id: number };
 
 export type FromWorker =

@@ -14,7 +14,9 @@ export type MetaRecord =
    */
   | { k: 'sync'; t: [number, number][] }
   /** Clean shutdown: everything before this record was fsynced; `t` lists every topic's end. */
-  | { k: 'close'; t: [number, number][] };
+  | { k: 'close'; t: [number, number][] }
+  /** The read cursor of topic `id` is at offset `next` (the next entry to deliver). */
+  | { k: 'cursor'; id: number; next: number };
 
 // Plain maps, no shared record structures: every meta record decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -37,6 +39,9 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
     case 'topic':
       if (isId(m.id) && m.id > 0 && typeof m.name === 'string') return { k: 'topic', id: m.id, name: m.name };
       return 'malformed topic record';
+    case 'cursor':
+      if (isId(m.id) && m.id > 0 && isOffset((m as { next?: unknown }).next)) return { k: 'cursor', id: m.id, next: (m as { next: number }).next };
+      return 'malformed cursor record';
     case 'sync':
     case 'close':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {

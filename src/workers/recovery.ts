@@ -87,6 +87,7 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
 
   const names = new Map<number, string>();
   const marks = new Map<number, number>();
+  const cursors = new Map<number, number>();
   let lastMeta: MetaRecord | null = null;
   const meta = store.meta;
   const metaChain = replayChain(meta, found.get(META_TOPIC_ID) ?? [], RecordKind.Meta, repairs, (payload, file, pos) => {
@@ -94,6 +95,7 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     if (typeof m === 'string') throw corruptError(file, pos, m);
     lastMeta = m;
     if (m.k === 'topic') names.set(m.id, m.name);
+    else if (m.k === 'cursor') cursors.set(m.id, m.next);
     else for (const [id, next] of m.t) marks.set(id, Math.max(marks.get(id) ?? 0, next));
   });
   tornBytes += metaChain.tornBytes;
@@ -124,7 +126,14 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     }
   }
 
-  for (const t of store.topics.values()) t.marked = marks.get(t.id) ?? 0;
+  for (const t of store.topics.values()) {
+    t.marked = marks.get(t.id) ?? 0;
+    // A cursor never points past recovered data: entries after it may have been lost with
+    // the torn tail (a cursor written without an fsync, under atLeastOnce, can outrun the
+    // data it counted only when both were unsynced).
+    t.cursor = Math.min(cursors.get(t.id) ?? 0, t.complete);
+    t.cursorWritten = cursors.get(t.id) ?? 0;
+  }
   const closeRec = lastMeta as MetaRecord | null;
   // Clean: a shard with no files yet, or one whose last meta record is a close record and
   // whose topics all end where it says (the meta topic one record later: the close record).

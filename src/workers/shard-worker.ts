@@ -10,6 +10,7 @@ import { unreachable } from '../shared/messages.js';
 import { native } from '../shared/native.js';
 import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/layout.js';
+import { Consumers } from './consumer.js';
 import { readEntries } from './reader.js';
 import { recover } from './recovery.js';
 import { ShardStore } from './store.js';
@@ -30,10 +31,14 @@ class ShardWorker {
   private closeRequests: number[] = [];
   private closed = false;
 
+  private readonly consumers: Consumers;
+
   constructor(
     private readonly store: ShardStore,
     private readonly writer: Writer,
-  ) {}
+  ) {
+    this.consumers = new Consumers(writer, init.consistency, post);
+  }
 
   onMessage(m: ToWorker): void {
     switch (m.type) {
@@ -41,7 +46,12 @@ class ShardWorker {
         this.writer.externals.set(m.pos, { payload: m.payload, lengths: m.lengths });
         return;
       case 'read':
+        this.drainForRead();
         this.onRead(m);
+        return;
+      case 'consume':
+        this.drainForRead();
+        this.consumers.consume(this.store.topics.get(m.topicId), m, this.failed);
         return;
       case 'close':
         this.closeRequests.push(m.id);
@@ -51,16 +61,20 @@ class ShardWorker {
     }
   }
 
-  private onRead(m: Extract<ToWorker, { type: 'read' }>): void {
-    // Read-your-writes: everything published before this request is written first, so the
-    // read finds it in the files. A failure to write fails the shard, not only this read.
-    if (!this.failed) {
-      try {
-        this.drainAll();
-      } catch (err) {
-        this.handleError(err);
-      }
+  /**
+   * Read-your-writes: everything published before a read request is written first, so the
+   * read finds it in the files. A failure to write fails the shard, not only this read.
+   */
+  private drainForRead(): void {
+    if (this.failed) return;
+    try {
+      this.drainAll();
+    } catch (err) {
+      this.handleError(err);
     }
+  }
+
+  private onRead(m: Extract<ToWorker, { type: 'read' }>): void {
     try {
       const t = this.store.topics.get(m.topicId);
       const out = t ? readEntries(t, m.from, m.maxEntries, m.maxBytes) : { data: new ArrayBuffer(0), entries: new Float64Array(0) };
@@ -101,13 +115,13 @@ class ShardWorker {
     const w = this.writer;
     let worked = false;
     let blocked = false;
-    if (w.hasRingData()) {
-      const r = w.collect();
-      blocked = r.blocked;
-      if (w.hasPending()) {
-        w.submit(this.syncDue());
-        worked = true;
-      }
+    if (w.hasRingData()) blocked = w.collect().blocked;
+    // Pending: records collected from the ring, or meta records (cursors) queued by reads.
+    if (w.hasPending() || this.consumers.waiting) {
+      const strict = this.consumers.waiting;
+      w.submit(strict || this.syncDue());
+      if (strict) this.consumers.released();
+      worked = true;
     }
     if (!worked && w.hasUnsynced() && this.syncDue()) {
       w.submit(true);
@@ -166,7 +180,11 @@ class ShardWorker {
       const work =
         this.pollMessages() ||
         this.closeRequests.length > 0 ||
-        (!this.failed && ((!blocked && w.hasRingData()) || (w.hasUnsynced() && loadBig(big, RingBig.SyncRequest) > w.durableLogical)));
+        (!this.failed &&
+          ((!blocked && w.hasRingData()) ||
+            w.hasPending() ||
+            this.consumers.waiting ||
+            (w.hasUnsynced() && loadBig(big, RingBig.SyncRequest) > w.durableLogical)));
       if (!work) Atomics.wait(ctl, RingSlot.Doorbell, seen, this.failed ? undefined : this.sleepBudget());
       Atomics.store(ctl, RingSlot.WorkerSleeping, 0);
     }
@@ -177,6 +195,7 @@ class ShardWorker {
     const e = err instanceof WalrusError ? err : ioError(err, 'shard worker failure');
     this.failed = e;
     debug(`failed: ${e.message}`);
+    this.consumers.failed(e);
     // Nothing after a failed write or fsync is acknowledged: the shard stops taking records
     // and wakes every waiter so that they see the failure.
     Atomics.store(ctl, RingSlot.State, ShardState.Failed);
@@ -197,6 +216,7 @@ class ShardWorker {
         this.drainAll();
         this.writer.appendCloseMark();
         this.writer.submit(true);
+        this.consumers.released();
       } catch (err) {
         this.handleError(err);
         error = err;
@@ -226,7 +246,8 @@ function start(): void {
     const plain = new native.IoContext(init.ring, false, 1);
     const uring = init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
     const writer = new Writer(ring, store, plain, uring, init.uring === 'always');
-    writer.noteRecovered();
+    // A cursor that recovery pulled back is recorded durably before anything else happens.
+    if (writer.noteRecovered()) writer.submit(true);
     shard = new ShardWorker(store, writer);
     const topics = [...store.topics.values()].filter((t) => t.id !== 0).map((t) => ({ id: t.id, name: t.name, next: t.next }));
     debug(`recovered ${topics.length} topics, ${result.tornBytes} torn bytes, clean=${result.clean}, io=${init.uring}`);

@@ -419,15 +419,30 @@ export class Writer {
    * Recovery fsyncs everything it recovered; the first drain records that in a sync mark so
    * that later damage to it is reported as corruption, not taken for a torn tail.
    */
-  noteRecovered(): void {
+  noteRecovered(): boolean {
+    let clamped = false;
     for (const t of this.store.topics.values()) {
       t.durable = t.complete;
       if (t.durable !== t.marked) this.pendingMarks.set(t, t.durable);
+      if (t.cursor !== t.cursorWritten) {
+        // Recovery pulled the cursor back to the data it found: record that now, or a later
+        // recovery would apply the stale cursor to entries appended after this one.
+        this.appendCursor(t);
+        clamped = true;
+      }
     }
+    return clamped;
+  }
+
+  /** Queues a cursor record for `t` (written by the next submit). */
+  appendCursor(t: TopicLog): void {
+    this.appendMeta({ k: 'cursor', id: t.id, next: t.cursor });
+    t.cursorWritten = t.cursor;
   }
 
   /** Appends the clean-shutdown record listing every topic's end (written by the next submit). */
   appendCloseMark(): void {
+    for (const topic of this.store.topics.values()) if (topic.cursor !== topic.cursorWritten) this.appendCursor(topic);
     if (this.pendingMarks.size > 0) this.appendSyncMark();
     const t: [number, number][] = [];
     for (const topic of this.store.topics.values()) if (topic.id !== META_TOPIC_ID) t.push([topic.id, topic.complete]);

@@ -1,0 +1,86 @@
+/**
+ * Checkpointing reads: every topic has one read cursor, kept in the shard's meta topic so it
+ * rides the same writes and the same group commit as the data (a durable cursor implies the
+ * data before it is durable).
+ *
+ * StrictlyAtOnce: a checkpointing read writes a cursor record and is answered only after the
+ * fsync that covers it; every read waiting at that moment shares that fsync.
+ * atLeastOnce(n): the cursor record is written once the cursor is n or more entries past the
+ * last one written, and becomes durable with the shard's next fsync; close() writes every
+ * cursor exactly.
+ */
+import { WalrusError, ioError, serializeError } from '../shared/errors.js';
+import type { FromWorker } from '../shared/messages.js';
+import type { ReadConsistency } from '../shared/schedule.js';
+import type { TopicLog } from './blocks.js';
+import { readEntries, type ReadOutput } from './reader.js';
+import type { Writer } from './writer.js';
+
+type Reply = Extract<FromWorker, { type: 'readResult' }>;
+
+export interface ConsumeRequest {
+  id: number;
+  topicId: number;
+  maxEntries: number;
+  maxBytes: number;
+  checkpoint: boolean;
+}
+
+export class Consumers {
+  /** StrictlyAtOnce replies held until the next fsync completes. */
+  private awaiting: Reply[] = [];
+
+  constructor(
+    private readonly writer: Writer,
+    private readonly consistency: ReadConsistency,
+    private readonly post: (m: FromWorker, transfer?: ArrayBuffer[]) => void,
+  ) {}
+
+  /** Whether replies wait for an fsync (the worker must then submit one). */
+  get waiting(): boolean {
+    return this.awaiting.length > 0;
+  }
+
+  /**
+   * Reads from the cursor of `t` (undefined: a topic this shard does not hold) and advances
+   * it when `checkpoint`. `failed` is the shard's failure, if any: a StrictlyAtOnce
+   * checkpoint cannot be made durable then, so it is refused.
+   */
+  consume(t: TopicLog | undefined, m: ConsumeRequest, failed: WalrusError | null): void {
+    try {
+      const out: ReadOutput = t ? readEntries(t, t.cursor, m.maxEntries, m.maxBytes) : { data: new ArrayBuffer(0), entries: new Float64Array(0) };
+      const n = out.entries.length / 3;
+      const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries };
+      if (!t || !m.checkpoint || n === 0) {
+        this.send(reply);
+        return;
+      }
+      if (this.consistency.kind === 'strictlyAtOnce') {
+        if (failed) throw failed;
+        t.cursor = out.entries[(n - 1) * 3]! + 1;
+        this.writer.appendCursor(t);
+        this.awaiting.push(reply);
+        return;
+      }
+      t.cursor = out.entries[(n - 1) * 3]! + 1;
+      if (!failed && t.cursor - t.cursorWritten >= this.consistency.persistEvery) this.writer.appendCursor(t);
+      this.send(reply);
+    } catch (err) {
+      this.post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
+    }
+  }
+
+  /** The fsync covering every held cursor record completed: answer their reads. */
+  released(): void {
+    for (const r of this.awaiting.splice(0)) this.send(r);
+  }
+
+  /** The fsync failed: none of the held reads may be answered with entries. */
+  failed(err: WalrusError): void {
+    for (const r of this.awaiting.splice(0)) this.post({ type: 'requestFailed', id: r.id, error: serializeError(err) });
+  }
+
+  private send(r: Reply): void {
+    this.post(r, [r.data, r.entries.buffer as ArrayBuffer]);
+  }
+}
