@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Walrus, ReadConsistency } from '../dist/index.js';
@@ -134,21 +135,23 @@ describe('kill -9 of a consuming child process', () => {
   ])('%s', async (_name, mode, n) => {
     const dir = tempDir();
     const consistency = mode === 'strict' ? ReadConsistency.StrictlyAtOnce : ReadConsistency.atLeastOnce(n);
-    const setup = await Walrus.open({ dir, shards: 2, consistency });
-    for (let i = 0; i < 3000; i++) setup.append(QUEUES[i % 3]!, `entry ${i}`);
+    const geometry = { blockBytes: 4096, segmentBlocks: 4 };
+    const setup = await Walrus.open({ dir, shards: 2, consistency, ...geometry });
+    for (let i = 0; i < 900; i++) setup.append(QUEUES[i % 3]!, `entry ${i}`);
     await setup.close();
+    const setupFiles = readdirSync(dir).filter((f) => f.endsWith('.seg')).length;
     let redelivered = 0;
     let delivered = 0;
     const cursor = new Map<string, number>(QUEUES.map((q) => [q, 0]));
     for (let cycle = 0; cycle < 4; cycle++) {
       const last = await consumeAndKill(dir, mode, 80 + cycle * 40);
-      const wal = await Walrus.open({ dir, shards: 2, consistency });
+      const wal = await Walrus.open({ dir, shards: 2, consistency, ...geometry });
       try {
         for (const q of QUEUES) {
           const printed = last.get(q);
           const from = cursor.get(q)!;
           const peek = await wal.readNext(q, false);
-          const next = peek ? peek.offset : 1000;
+          const next = peek ? peek.offset : 300;
           if (printed === undefined) {
             // Nothing delivered in this cycle: the cursor did not move backwards.
             expect(next).toBeGreaterThanOrEqual(from);
@@ -170,5 +173,17 @@ describe('kill -9 of a consuming child process', () => {
     }
     expect(delivered).toBeGreaterThan(0);
     if (mode === 'strict') expect(redelivered).toBe(0);
+    // What remains reads back intact; consuming the rest deletes every consumed segment.
+    const check = await Walrus.open({ dir, shards: 2, consistency, ...geometry });
+    try {
+      for (const q of QUEUES) for await (const e of check.iterate(q)) expect(e.data.toString()).toBe(`entry ${e.offset * 3 + QUEUES.indexOf(q)}`);
+      for (const q of QUEUES) while ((await check.batchRead(q, 1 << 20)).length > 0);
+      const segs = () => readdirSync(dir).filter((f) => f.endsWith('.seg')).length;
+      for (let waited = 0; segs() > 4 && waited < 5000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      expect(segs()).toBeLessThanOrEqual(4); // per shard: the segment being written and the spare
+      expect(segs()).toBeLessThan(setupFiles);
+    } finally {
+      await check.close();
+    }
   }, 120_000);
 });

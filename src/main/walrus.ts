@@ -237,7 +237,8 @@ export class Walrus {
 
   /**
    * Replays `topic` from offset `from` up to its end as it was when `iterate` was called,
-   * without touching its cursor.
+   * without touching its cursor. Entries that were consumed and whose segment files were
+   * deleted are skipped: the replay starts at the first entry still stored.
    */
   iterate(topic: string, from = 0): AsyncIterableIterator<Entry> {
     this.checkOpen();
@@ -256,7 +257,8 @@ export class Walrus {
       this.checkOpen();
       const r = await t.shard.read(t.id, next, Math.min(MAX_BATCH_ENTRIES, end - next), READ_CHUNK_BYTES);
       const n = r.entries.length / 3;
-      if (n === 0) throw new WalrusError('ERR_WALRUS_IO', `topic ${JSON.stringify(t.name)}: offset ${next} is missing from shard ${t.shard.index}`);
+      // Nothing from `next` on: the rest up to `end` was consumed and its segments deleted.
+      if (n === 0) return;
       for (let k = 0; k < n && next < end; k++) {
         const offset = r.entries[k * 3]!;
         yield { topic: t.name, offset, data: Buffer.from(r.data, r.entries[k * 3 + 1]!, r.entries[k * 3 + 2]!) };

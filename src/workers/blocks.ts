@@ -72,6 +72,8 @@ export interface TopicLog {
   durable: number;
   /** `durable` as last recorded in a sync mark. */
   marked: number;
+  /** Offset of the first entry still stored (entries before it were consumed and deleted). */
+  start: number;
   /** The read cursor: offset of the next entry a checkpointing read returns. */
   cursor: number;
   /** `cursor` as last written to the meta topic. */
@@ -79,7 +81,7 @@ export interface TopicLog {
 }
 
 export function newTopic(id: number, name: string): TopicLog {
-  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, cursor: 0, cursorWritten: 0 };
+  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, start: 0, cursor: 0, cursorWritten: 0 };
 }
 
 /** Records the position of a record about to be appended at relative position `rel`. */

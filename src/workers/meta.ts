@@ -16,7 +16,14 @@ export type MetaRecord =
   /** Clean shutdown: everything before this record was fsynced; `t` lists every topic's end. */
   | { k: 'close'; t: [number, number][] }
   /** The read cursor of topic `id` is at offset `next` (the next entry to deliver). */
-  | { k: 'cursor'; id: number; next: number };
+  | { k: 'cursor'; id: number; next: number }
+  /** Entries of topic `id` before offset `start` were consumed and their files deleted. */
+  | { k: 'trim'; id: number; start: number }
+  /**
+   * Everything the meta records before this one said, in one record: `t` lists every
+   * topic as [id, name, start, cursor]. Meta blocks that end before it may be deleted.
+   */
+  | { k: 'snapshot'; t: [number, string, number, number][] };
 
 // Plain maps, no shared record structures: every meta record decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -42,6 +49,19 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
     case 'cursor':
       if (isId(m.id) && m.id > 0 && isOffset((m as { next?: unknown }).next)) return { k: 'cursor', id: m.id, next: (m as { next: number }).next };
       return 'malformed cursor record';
+    case 'trim': {
+      const start = (m as { start?: unknown }).start;
+      if (isId(m.id) && m.id > 0 && isOffset(start)) return { k: 'trim', id: m.id, start };
+      return 'malformed trim record';
+    }
+    case 'snapshot':
+      if (
+        Array.isArray(m.t) &&
+        m.t.every((e) => Array.isArray(e) && e.length === 4 && isId(e[0]) && e[0] > 0 && typeof e[1] === 'string' && isOffset(e[2]) && isOffset(e[3]))
+      ) {
+        return { k: 'snapshot', t: m.t as [number, string, number, number][] };
+      }
+      return 'malformed snapshot record';
     case 'sync':
     case 'close':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {

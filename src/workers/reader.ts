@@ -23,7 +23,8 @@ export interface ReadOutput {
 export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBytes: number): ReadOutput {
   const found: { offset: number; chunk: Uint8Array; start: number; length: number }[] = [];
   let bytes = 0;
-  let offset = from;
+  // Entries before the topic's start were consumed and deleted.
+  let offset = Math.max(from, t.start);
   const chunkBytes = Math.max(MIN_CHUNK, Math.min(maxBytes, 64 * 1024 * 1024) + RECORD_HEADER_BYTES * 2);
   outer: while (found.length < maxEntries && offset < t.complete) {
     const b = findBlock(t, offset);

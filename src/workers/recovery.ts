@@ -88,16 +88,46 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   const names = new Map<number, string>();
   const marks = new Map<number, number>();
   const cursors = new Map<number, number>();
+  const starts = new Map<number, number>();
   let lastMeta: MetaRecord | null = null;
+  /** Offset of the last snapshot record: meta blocks that end before it are restated by it. */
+  let snapshotAt = -1;
   const meta = store.meta;
-  const metaChain = replayChain(meta, found.get(META_TOPIC_ID) ?? [], RecordKind.Meta, repairs, (payload, file, pos) => {
+  const metaBlocks = found.get(META_TOPIC_ID) ?? [];
+  // The meta topic's first blocks go when their segment is deleted, after a snapshot record
+  // that restates them: its chain starts at the first meta block still present.
+  const metaStart = metaBlocks.length > 0 ? Math.min(...metaBlocks.map((b) => b.first)) : 0;
+  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, repairs, metaStart, (payload, file, pos, offset) => {
     const m = decodeMeta(payload);
     if (typeof m === 'string') throw corruptError(file, pos, m);
     lastMeta = m;
-    if (m.k === 'topic') names.set(m.id, m.name);
-    else if (m.k === 'cursor') cursors.set(m.id, m.next);
-    else for (const [id, next] of m.t) marks.set(id, Math.max(marks.get(id) ?? 0, next));
+    switch (m.k) {
+      case 'topic':
+        names.set(m.id, m.name);
+        break;
+      case 'cursor':
+        cursors.set(m.id, m.next);
+        break;
+      case 'trim':
+        starts.set(m.id, Math.max(starts.get(m.id) ?? 0, m.start));
+        break;
+      case 'snapshot':
+        snapshotAt = offset;
+        for (const [id, name, start, cursor] of m.t) {
+          names.set(id, name);
+          starts.set(id, Math.max(starts.get(id) ?? 0, start));
+          cursors.set(id, cursor);
+        }
+        break;
+      default:
+        for (const [id, next] of m.t) marks.set(id, Math.max(marks.get(id) ?? 0, next));
+    }
   });
+  meta.start = metaStart;
+  if (metaStart > 0 && snapshotAt < 0) {
+    const b = metaBlocks.find((x) => x.first === metaStart)!;
+    throw corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`);
+  }
   tornBytes += metaChain.tornBytes;
   checkDurable(meta, 'the meta topic', marks, metaChain.broke, store);
   found.delete(META_TOPIC_ID);
@@ -106,7 +136,8 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   for (const [id, name] of names) {
     const t = store.addTopic(id, name);
     store.maxTopicId = Math.max(store.maxTopicId, id);
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, repairs, null);
+    t.start = starts.get(id) ?? 0;
+    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, repairs, t.start, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
@@ -131,7 +162,8 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     // A cursor never points past recovered data: entries after it may have been lost with
     // the torn tail (a cursor written without an fsync, under atLeastOnce, can outrun the
     // data it counted only when both were unsynced).
-    t.cursor = Math.min(cursors.get(t.id) ?? 0, t.complete);
+    if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
+    t.cursor = Math.max(t.start, Math.min(cursors.get(t.id) ?? 0, t.complete));
     t.cursorWritten = cursors.get(t.id) ?? 0;
   }
   const closeRec = lastMeta as MetaRecord | null;
@@ -152,6 +184,7 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   }
   chooseCurrentSegment(store);
   applyRepairs(repairs);
+  finishDeletions(store, snapshotAt, debug);
   // What recovery accepted (and the zeros over what it dropped) is now the base of everything
   // after it: make it durable before any new record can depend on it.
   for (const seg of store.segments) native.fdatasync(seg.fd);
@@ -180,7 +213,7 @@ function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast
     native.close(fd);
     throw corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
   }
-  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt };
+  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [] };
 }
 
 function isAllZeroAfter(fd: number, from: number): boolean {
@@ -190,6 +223,29 @@ function isAllZeroAfter(fd: number, from: number): boolean {
     for (let i = 0; i < got; i++) if (buf[i] !== 0) return false;
     if (got < buf.length) return true;
   }
+}
+
+/**
+ * Deletes the oldest segments none of whose blocks belongs to a topic chain any more: a
+ * deletion of consumed segments that a crash interrupted after its trim records were made
+ * durable. Only a prefix, as the worker deletes: never the last segment.
+ */
+function finishDeletions(store: ShardStore, snapshotAt: number, debug: (msg: string) => void): void {
+  const live = new Set<Block>();
+  for (const t of store.topics.values()) {
+    for (const b of t.blocks) if (t.id !== META_TOPIC_ID || b.next > snapshotAt) live.add(b);
+  }
+  let removed = false;
+  while (store.segments.length > 1 && store.segments[0]!.blocks.length > 0 && store.segments[0]!.blocks.every((b) => !live.has(b))) {
+    const seg = store.segments.shift()!;
+    native.close(seg.fd);
+    seg.fd = -1;
+    native.unlink(seg.path);
+    for (const t of store.topics.values()) t.blocks = t.blocks.filter((b) => b.segment !== seg);
+    removed = true;
+    debug(`removed ${seg.path}: every block in it had been consumed and trimmed`);
+  }
+  if (removed) fsyncDir(store.dir);
 }
 
 /** Every valid block header in `seg`; sets seg.nextSlot past the last one. */
@@ -224,6 +280,7 @@ function probeBlocks(seg: Segment): Block[] {
     slot += h.slots;
     seg.nextSlot = slot;
   }
+  seg.blocks = out;
   return out;
 }
 
@@ -243,10 +300,11 @@ function replayChain(
   blocks: Block[],
   kind: number,
   repairs: Repair[],
-  onMeta: ((payload: Uint8Array, file: string, pos: number) => void) | null,
+  start: number,
+  onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number) => void) | null,
 ): ChainResult {
-  let expected = 0;
-  let complete = 0;
+  let expected = start;
+  let complete = start;
   /** The `remaining` value the next record must carry inside a batch; 0 outside one. */
   let expectRemaining = 0;
   let tornBytes = 0;
@@ -269,6 +327,9 @@ function replayChain(
     pending = [];
   };
   for (const b of blocks) {
+    // Below the start: left over from a deletion that a crash interrupted (its trim record
+    // made it, the unlink did not). Not torn; finishDeletions removes the file.
+    if (b.first < start) continue;
     scratch = readBlock(b, scratch);
     if (b.first !== expected) {
       if (pending.length > 0 && b.first === complete) rollback();
@@ -299,7 +360,7 @@ function replayChain(
         remaining >= 1 &&
         (expectRemaining === 0 || remaining === expectRemaining);
       if (!ok) break;
-      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos);
+      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset);
       indexRecord(b, offset, pos);
       pending.push({ block: b, rel: pos, offset });
       pos += recordFootprint(len);

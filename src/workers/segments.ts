@@ -23,6 +23,7 @@ import {
   SEG_VERSION,
 } from '../shared/layout.js';
 import { native } from '../shared/native.js';
+import type { Block } from './blocks.js';
 
 const TWO_32 = 2 ** 32;
 
@@ -35,6 +36,8 @@ export interface Segment {
   /** First slot not yet handed to a block. */
   nextSlot: number;
   salt: number;
+  /** Every block with a valid header in this segment (recovered or allocated). */
+  blocks: Block[];
 }
 
 /** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
@@ -160,7 +163,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   fsyncDir(dir);
-  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt };
+  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [] };
 }
 
 /** The salt every record of a block carries: unique per block incarnation. */

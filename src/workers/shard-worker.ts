@@ -11,6 +11,7 @@ import { native } from '../shared/native.js';
 import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/layout.js';
 import { Consumers } from './consumer.js';
+import { Retention } from './retention.js';
 import { readEntries } from './reader.js';
 import { recover } from './recovery.js';
 import { ShardStore } from './store.js';
@@ -32,12 +33,14 @@ class ShardWorker {
   private closed = false;
 
   private readonly consumers: Consumers;
+  private readonly retention: Retention;
 
   constructor(
     private readonly store: ShardStore,
     private readonly writer: Writer,
   ) {
     this.consumers = new Consumers(writer, init.consistency, post);
+    this.retention = new Retention(store, writer, debug);
   }
 
   onMessage(m: ToWorker): void {
@@ -52,6 +55,7 @@ class ShardWorker {
       case 'consume':
         this.drainForRead();
         this.consumers.consume(this.store.topics.get(m.topicId), m, this.failed);
+        if (m.checkpoint) this.retention.dirty = true;
         return;
       case 'close':
         this.closeRequests.push(m.id);
@@ -121,6 +125,8 @@ class ShardWorker {
       const strict = this.consumers.waiting;
       w.submit(strict || this.syncDue());
       if (strict) this.consumers.released();
+      // A drain may have filled a segment up: the oldest one may now be deletable.
+      this.retention.dirty = true;
       worked = true;
     }
     if (!worked && w.hasUnsynced() && this.syncDue()) {
@@ -128,6 +134,7 @@ class ShardWorker {
       worked = true;
     }
     if (!worked && this.store.prepareSpare()) worked = true;
+    if (!w.hasPending() && this.retention.run()) worked = true;
     return { worked, blocked };
   }
 
@@ -184,6 +191,7 @@ class ShardWorker {
           ((!blocked && w.hasRingData()) ||
             w.hasPending() ||
             this.consumers.waiting ||
+            this.retention.dirty ||
             (w.hasUnsynced() && loadBig(big, RingBig.SyncRequest) > w.durableLogical)));
       if (!work) Atomics.wait(ctl, RingSlot.Doorbell, seen, this.failed ? undefined : this.sleepBudget());
       Atomics.store(ctl, RingSlot.WorkerSleeping, 0);

@@ -73,6 +73,7 @@ export class ShardStore {
       run: null,
     };
     t.blocks.push(block);
+    seg.blocks.push(block);
     t.cur = block;
     return { block, header: encodeBlockHeader({ topicId: t.id, seq, first: t.next, slots, salt }) };
   }

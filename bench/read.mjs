@@ -1,0 +1,603 @@
+// End-to-end read benchmark: walrus-ts consumers against hand-made Node baselines, side by
+// side in one process, on the same pre-generated payloads (random 500-1000 bytes each).
+//
+//   npm run bench:read                       # build, then run with the defaults (~1-2 minutes)
+//   node bench/read.mjs                      # run against the current dist/
+//   BENCH_QUICK=1 node bench/read.mjs        # smaller, about 30 s
+//
+// Two groups of scenarios; each round writes a fresh log (not timed), makes it durable, then
+// runs the group's scenarios on it in an order rotated from round to round:
+//
+//   drain group (one topic, N entries, written with NoFsync + flush + sync, untimed)
+//     batchRead-drain        wal.batchRead(topic, 4 MiB, checkpoint = true) until [],
+//                            consistency atLeastOnce(1_000_000) (no cursor write during the drain)
+//     iterate-drain          for await (wal.iterate(topic, 0)): checkpoint = false
+//     bare-read-4MiB         fs.readSync of the same payload bytes from a plain file, 4 MiB chunks
+//     bare-read+crc32c       the same plus @node-rs/crc32 crc32c of every payload (a JS slice
+//                            and one native call per record): what verifying costs from JS
+//   strict group (one topic, M entries, fsynced, untimed)
+//     readNext-strict-<C>    C concurrent consumers, each looping `await wal.readNext(topic)`
+//                            under StrictlyAtOnce until null or the time budget
+//     fdatasync-per-read     per read: fs.readSync of one record from a plain file, then
+//                            pwrite + fdatasync of an 8-byte cursor to a small file
+//
+// Knobs (environment):
+//   BENCH_ENTRIES          entries of the drain group (default 500000, ~375 MB; quick: 150000)
+//   BENCH_RUNS             interleaved rounds; medians are reported (default 3; quick: 2)
+//   BENCH_STRICT_ENTRIES   entries of the strict group (default 20000; quick: 5000)
+//   BENCH_CONSUMERS        concurrent readNext consumers (default 64)
+//   BENCH_STRICT_SECONDS   time budget of each strict-group scenario (default 5; quick: 2)
+//   BENCH_READ_BYTES       maxBytes of each batchRead (default 4 MiB)
+//   BENCH_ONLY / BENCH_SKIP  comma-separated scenario names (also --only=a,b / --skip=a,b)
+//   BENCH_WARMUP=0         skip the short untimed warm-up round (which also checks every byte)
+//   BENCH_STATS=1          print wal.stats() of each group on stderr
+//   BENCH_MARKS=file       append one JSON line per timed scenario run: {scenario, run, startUs, endUs}
+//                          on the monotonic clock (the clock of --cpu-prof timestamps), to cut profiles
+//
+// Output: a table on stdout, one CSV row per (scenario, run) in bench/results/read-*.csv,
+// progress on stderr. Every file lives under a temporary directory in os.tmpdir(), removed at
+// the end (also on SIGINT/SIGTERM). Exit code 1 when any read returned wrong data.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
+import { makePayloads } from './lib/payloads.mjs';
+import { median, percentile, min, max } from './lib/stats.mjs';
+import { fmtInt, fmtNum, progress, progressDone, table, writeCsv } from './lib/report.mjs';
+import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, waitQuiet } from './lib/disk.mjs';
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+const QUICK = process.env.BENCH_QUICK === '1';
+
+function envNum(name, dflt, minimum = 1) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isFinite(v) || v < minimum) throw new Error(`${name} must be a number >= ${minimum}, got ${JSON.stringify(raw)}`);
+  return v;
+}
+
+function listArg(flag, envName) {
+  const cli = process.argv.find((a) => a.startsWith(`--${flag}=`));
+  const raw = cli ? cli.slice(flag.length + 3) : process.env[envName];
+  if (!raw) return null;
+  return new Set(raw.split(',').map((s) => s.trim()).filter(Boolean));
+}
+
+const cfg = {
+  entries: Math.floor(envNum('BENCH_ENTRIES', QUICK ? 150_000 : 500_000)),
+  runs: Math.floor(envNum('BENCH_RUNS', QUICK ? 2 : 3)),
+  strictEntries: Math.floor(envNum('BENCH_STRICT_ENTRIES', QUICK ? 5_000 : 20_000)),
+  consumers: Math.floor(envNum('BENCH_CONSUMERS', 64)),
+  strictSeconds: envNum('BENCH_STRICT_SECONDS', QUICK ? 2 : 5, 0.1),
+  readBytes: Math.floor(envNum('BENCH_READ_BYTES', 4 * 1024 * 1024)),
+  warmup: process.env.BENCH_WARMUP !== '0',
+  printStats: process.env.BENCH_STATS === '1',
+  only: listArg('only', 'BENCH_ONLY'),
+  skip: listArg('skip', 'BENCH_SKIP'),
+};
+
+const TOPIC = 'bench';
+const CHUNK_BYTES = 4 * 1024 * 1024; // bare read chunk
+const APPEND_BATCH = 1000; // setup only: entries per batchAppend
+const PERSIST_EVERY = 1_000_000; // atLeastOnce(n) of the drain group: no cursor write during a drain
+const WARMUP_ENTRIES = 20_000;
+const WARMUP_STRICT = 2_000;
+const MB = 1e6;
+const STRICT_NAME = `readNext-strict-${cfg.consumers}`;
+
+// @node-rs/crc32 is a dependency of the package; the scenario is skipped if it cannot load.
+let crc32c = null;
+try {
+  const m = await import('@node-rs/crc32');
+  crc32c = m.crc32c ?? m.default?.crc32c ?? null;
+} catch {
+  crc32c = null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Temporary files
+
+const tmp = makeTmpRoot('walrus-read-bench-', () => progressDone());
+const inFlight = ioInFlightOf(tmp.root);
+
+async function removeAndSettle(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fsyncDir(tmp.root);
+  await waitQuiet(inFlight, 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads (generated once, not measured). Payload i is at byte payloads[i].byteOffset of
+// `payloadBytes`, which is also its position in the bare files.
+
+const tGen = performance.now();
+const { payloads, all: payloadBytes } = makePayloads(Math.max(cfg.entries, cfg.strictEntries, WARMUP_ENTRIES));
+const genSeconds = (performance.now() - tGen) / 1000;
+const bytesOf = (n) => (n === 0 ? 0 : payloads[n - 1].byteOffset - payloadBytes.byteOffset + payloads[n - 1].length);
+
+/** Problems found by the checks (wrong data, wrong counts): printed at the end, exit code 1. */
+const problems = [];
+function problem(scenario, round, msg) {
+  problems.push(`${scenario} (round ${round}): ${msg}`);
+  progress(`PROBLEM ${scenario} (round ${round}): ${msg}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Setup helpers (never timed)
+
+function isBackpressure(e) {
+  return e !== null && typeof e === 'object' && e.code === 'ERR_WALRUS_BACKPRESSURE';
+}
+
+async function appendFirst(wal, n) {
+  for (let i = 0; i < n; ) {
+    const batch = payloads.slice(i, Math.min(n, i + APPEND_BATCH));
+    try {
+      wal.batchAppend(TOPIC, batch);
+      i += batch.length;
+    } catch (e) {
+      if (!isBackpressure(e)) throw e;
+      await wal.drain();
+    }
+  }
+}
+
+/** Writes the first `n` payloads, back to back, to `file` and fdatasyncs it. */
+function writeBareFile(file, n) {
+  const bytes = payloadBytes.subarray(0, bytesOf(n));
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let at = 0; at < bytes.length; ) at += fs.writeSync(fd, bytes, at, Math.min(CHUNK_BYTES, bytes.length - at));
+    fs.fdatasyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+const fsyncsOf = (wal) => wal.stats().shards.reduce((a, s) => a + s.fsyncs, 0);
+
+function throughputRow(entries, bytes, seconds, extra = {}) {
+  return { entries, payloadBytes: bytes, seconds, entriesPerSec: entries / seconds, mbPerSec: bytes / MB / seconds, ...extra };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drain group. ctx: { wal, barePath, n, bytes, verifyAll, round }
+
+async function runBatchReadDrain(ctx) {
+  const { wal, n: expected, verifyAll, round } = ctx;
+  const name = 'batchRead-drain';
+  let n = 0;
+  let bytes = 0;
+  let calls = 0;
+  let bad = null;
+  const t0 = performance.now();
+  for (;;) {
+    const batch = await wal.batchRead(TOPIC, cfg.readBytes, true);
+    const len = batch.length;
+    if (len === 0) break;
+    calls++;
+    // Per entry: the offset sequence and the byte count (what any consumer touches).
+    for (let k = 0; k < len; k++) {
+      const e = batch[k];
+      if (e.offset !== n && bad === null) bad = `entry #${n} has offset ${e.offset}`;
+      n++;
+      bytes += e.data.length;
+      if (verifyAll && bad === null && !e.data.equals(payloads[e.offset])) bad = `entry ${e.offset}: bytes differ from the payload`;
+    }
+    // One entry per batch (at a varying index) compared byte for byte: a memcmp per ~1.5 MB.
+    const s = batch[(calls * 7919) % len];
+    if (bad === null && (s.offset >= payloads.length || !s.data.equals(payloads[s.offset]))) bad = `entry ${s.offset}: bytes differ from the payload`;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (bad !== null) problem(name, round, bad);
+  if (n !== expected) problem(name, round, `drained ${n} entries, expected ${expected}`);
+  if (bytes !== ctx.bytes) problem(name, round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
+  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls });
+}
+
+async function runIterateDrain(ctx) {
+  const { wal, n: expected, verifyAll, round } = ctx;
+  const name = 'iterate-drain';
+  let n = 0;
+  let bytes = 0;
+  let bad = null;
+  const t0 = performance.now();
+  for await (const e of wal.iterate(TOPIC, 0)) {
+    if (e.offset !== n && bad === null) bad = `entry #${n} has offset ${e.offset}`;
+    if ((verifyAll || n % 2003 === 0) && bad === null && !e.data.equals(payloads[e.offset])) bad = `entry ${e.offset}: bytes differ from the payload`;
+    n++;
+    bytes += e.data.length;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (bad !== null) problem(name, round, bad);
+  if (n !== expected) problem(name, round, `iterated ${n} entries, expected ${expected}`);
+  if (bytes !== ctx.bytes) problem(name, round, `iterated ${bytes} payload bytes, expected ${ctx.bytes}`);
+  return throughputRow(n, bytes, seconds);
+}
+
+async function runBareRead(ctx) {
+  const fd = fs.openSync(ctx.barePath, 'r');
+  const buf = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  try {
+    let total = 0;
+    let calls = 0;
+    const t0 = performance.now();
+    for (;;) {
+      const got = fs.readSync(fd, buf, 0, CHUNK_BYTES, total);
+      if (got === 0) break;
+      total += got;
+      calls++;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    if (total !== ctx.bytes) problem('bare-read-4MiB', ctx.round, `read ${total} bytes, expected ${ctx.bytes}`);
+    // Entries/s as if the chunks held the same records (no parsing is done).
+    return throughputRow(ctx.n, total, seconds, { calls });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function runBareReadCrc(ctx) {
+  const fd = fs.openSync(ctx.barePath, 'r');
+  const buf = Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  try {
+    const n = ctx.n;
+    let i = 0;
+    let pos = 0;
+    let acc = 0;
+    let calls = 0;
+    const t0 = performance.now();
+    while (i < n) {
+      const got = fs.readSync(fd, buf, 0, CHUNK_BYTES, pos);
+      if (got === 0) break;
+      calls++;
+      // Every whole record in the chunk; the next read starts at the first partial one.
+      let at = 0;
+      for (; i < n; i++) {
+        const len = payloads[i].length;
+        if (at + len > got) break;
+        acc ^= crc32c(buf.subarray(at, at + len));
+        at += len;
+      }
+      pos += at;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    if (i !== n || pos !== ctx.bytes) problem('bare-read+crc32c', ctx.round, `checksummed ${i} records / ${pos} bytes, expected ${n} / ${ctx.bytes}`);
+    return throughputRow(i, pos, seconds, { calls, crcXor: acc >>> 0 });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict group. ctx: { wal, barePath, cursorPath, n, bytes, verifyAll, round }
+
+async function runReadNextStrict(ctx) {
+  const { wal, n: total, verifyAll, round } = ctx;
+  const seen = new Uint8Array(total);
+  const latMs = [];
+  let got = 0;
+  let bytes = 0;
+  let drained = false;
+  let bad = null;
+  const fsyncs0 = fsyncsOf(wal);
+  const t0 = performance.now();
+  const end = t0 + cfg.strictSeconds * 1000;
+  const consumer = async () => {
+    let last = -1;
+    while (!drained && performance.now() < end) {
+      const s = performance.now();
+      const e = await wal.readNext(TOPIC, true);
+      if (e === null) {
+        drained = true;
+        break;
+      }
+      latMs.push(performance.now() - s);
+      if (bad === null) {
+        if (!(e.offset >= 0 && e.offset < total)) bad = `offset ${e.offset} out of range`;
+        else if (seen[e.offset]++ !== 0) bad = `entry ${e.offset} delivered twice`;
+        else if (e.offset <= last) bad = `a consumer got offset ${e.offset} after ${last}`;
+        else if ((verifyAll || e.offset % 97 === 0) && !e.data.equals(payloads[e.offset])) bad = `entry ${e.offset}: bytes differ from the payload`;
+      }
+      last = e.offset;
+      got++;
+      bytes += e.data.length;
+    }
+  };
+  await Promise.all(Array.from({ length: cfg.consumers }, consumer));
+  const seconds = (performance.now() - t0) / 1000;
+  const fsyncs = fsyncsOf(wal) - fsyncs0;
+  if (bad !== null) problem(STRICT_NAME, round, bad);
+  if (drained && got !== total) problem(STRICT_NAME, round, `drained after ${got} entries, expected ${total}`);
+  if (drained && seen.some((c) => c !== 1)) problem(STRICT_NAME, round, `drained, but not every entry was delivered exactly once`);
+  return throughputRow(got, bytes, seconds, {
+    fsyncs,
+    entriesPerFsync: got / fsyncs,
+    drained: drained ? 1 : 0,
+    consumers: cfg.consumers,
+    p50Ms: percentile(latMs, 50),
+    p99Ms: percentile(latMs, 99),
+    maxMs: max(latMs),
+  });
+}
+
+async function runFdatasyncPerRead(ctx) {
+  const { n: total, verifyAll, round } = ctx;
+  const fd = fs.openSync(ctx.barePath, 'r');
+  const cfd = fs.openSync(ctx.cursorPath, 'r+');
+  const buf = Buffer.allocUnsafeSlow(64 * 1024);
+  const cursor = Buffer.alloc(8);
+  const base = payloadBytes.byteOffset;
+  try {
+    const latMs = [];
+    let i = 0;
+    let bytes = 0;
+    let bad = null;
+    const t0 = performance.now();
+    const end = t0 + cfg.strictSeconds * 1000;
+    let now = t0;
+    while (i < total && now < end) {
+      const p = payloads[i];
+      const len = p.length;
+      if (fs.readSync(fd, buf, 0, len, p.byteOffset - base) !== len && bad === null) bad = `short read of record ${i}`;
+      if ((verifyAll || i % 97 === 0) && bad === null && buf.compare(p, 0, len, 0, len) !== 0) bad = `record ${i}: bytes differ`;
+      cursor.writeUIntLE(i + 1, 0, 6);
+      fs.writeSync(cfd, cursor, 0, 8, 0);
+      fs.fdatasyncSync(cfd);
+      i++;
+      bytes += len;
+      const t = performance.now();
+      latMs.push(t - now);
+      now = t;
+    }
+    const seconds = (now - t0) / 1000;
+    if (bad !== null) problem('fdatasync-per-read', round, bad);
+    return throughputRow(i, bytes, seconds, { fsyncs: i, entriesPerFsync: 1, drained: i === total ? 1 : 0, p50Ms: percentile(latMs, 50), p99Ms: percentile(latMs, 99), maxMs: max(latMs) });
+  } finally {
+    fs.closeSync(fd);
+    fs.closeSync(cfd);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups
+
+const GROUPS = [
+  {
+    name: 'drain',
+    scenarios: [
+      { name: 'batchRead-drain', run: runBatchReadDrain },
+      { name: 'iterate-drain', run: runIterateDrain },
+      { name: 'bare-read-4MiB', run: runBareRead },
+      ...(crc32c ? [{ name: 'bare-read+crc32c', run: runBareReadCrc }] : []),
+    ],
+    async setup(dir, n) {
+      const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(PERSIST_EVERY) });
+      await appendFirst(wal, n);
+      await wal.flush();
+      await wal.sync(); // untimed: no writeback of this data competes with the reads
+      const barePath = path.join(dir, 'bare.dat');
+      writeBareFile(barePath, n);
+      return { wal, barePath };
+    },
+  },
+  {
+    name: 'strict',
+    scenarios: [
+      { name: STRICT_NAME, run: runReadNextStrict },
+      { name: 'fdatasync-per-read', run: runFdatasyncPerRead },
+    ],
+    async setup(dir, n) {
+      const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.StrictlyAtOnce });
+      await appendFirst(wal, n);
+      await wal.flush();
+      await wal.sync();
+      const barePath = path.join(dir, 'bare.dat');
+      writeBareFile(barePath, n);
+      // The cursor file has its final size before the clock starts: each fdatasync then
+      // carries data only, no size change (the cheapest case for the naive consumer).
+      const cursorPath = path.join(dir, 'cursor');
+      const cfd = fs.openSync(cursorPath, 'w');
+      fs.writeSync(cfd, Buffer.alloc(8));
+      fs.fsyncSync(cfd);
+      fs.closeSync(cfd);
+      return { wal, barePath, cursorPath };
+    },
+  },
+];
+
+/** Records a timed region (BENCH_MARKS) from `startNs` (process.hrtime.bigint()) to now. */
+function mark(scenario, run, startNs) {
+  if (!process.env.BENCH_MARKS) return;
+  const endNs = process.hrtime.bigint();
+  fs.appendFileSync(process.env.BENCH_MARKS, JSON.stringify({ scenario, run, startUs: Number(startNs / 1000n), endUs: Number(endNs / 1000n) }) + '\n');
+}
+
+function isSelected(name) {
+  if (cfg.only && !cfg.only.has(name)) return false;
+  if (cfg.skip && cfg.skip.has(name)) return false;
+  return true;
+}
+
+const plan = GROUPS.map((g) => ({ ...g, scenarios: g.scenarios.filter((s) => isSelected(s.name)) })).filter((g) => g.scenarios.length > 0);
+if (plan.length === 0) {
+  const known = GROUPS.flatMap((g) => g.scenarios.map((s) => s.name));
+  throw new Error(`no scenario selected; known: ${known.join(', ')}`);
+}
+
+/** Runs one round of a group on `n` entries; returns its rows. */
+async function runGroup(group, n, round, label, verifyAll) {
+  const dir = tmp.freshDir(group.name);
+  let wal = null;
+  const rows = [];
+  try {
+    progress(`[${label}] ${group.name}: writing ${fmtInt(n)} entries (not timed) ...`);
+    const ctx = await group.setup(dir, n);
+    wal = ctx.wal;
+    Object.assign(ctx, { n, bytes: bytesOf(n), verifyAll, round });
+    fsyncDir(dir);
+    await waitQuiet(inFlight, 1000);
+    // Rotate the order from round to round so that no scenario always goes first.
+    const k = round % group.scenarios.length;
+    const order = [...group.scenarios.slice(k), ...group.scenarios.slice(0, k)];
+    for (const s of order) {
+      progress(`[${label}] ${s.name} ...`);
+      const m0 = process.hrtime.bigint();
+      const row = await s.run(ctx);
+      mark(s.name, round, m0);
+      row.scenario = s.name;
+      row.run = round;
+      rows.push(row);
+      const extra = row.fsyncs !== undefined ? `, ${fmtInt(row.fsyncs)} fsyncs (${fmtNum(row.entriesPerFsync, 1)} entries/fsync)` : '';
+      progress(`[${label}] ${s.name}: ${fmtInt(row.entriesPerSec)} entries/s, ${fmtNum(row.mbPerSec, 1)} MB/s${extra}`);
+      await waitQuiet(inFlight, 300);
+    }
+    if (cfg.printStats) process.stderr.write(`\n${group.name} wal.stats(): ${JSON.stringify(wal.stats())}\n`);
+    await wal.close();
+    return rows;
+  } finally {
+    if (wal) await wal.close().catch(() => {});
+    await removeAndSettle(dir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+const rows = [];
+const startedAt = new Date();
+
+async function probeIo() {
+  const dir = tmp.freshDir('probe');
+  const wal = await Walrus.open({ dir, fsync: FsyncSchedule.NoFsync, shards: 1 });
+  try {
+    return wal.stats().io;
+  } finally {
+    await wal.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const io = await probeIo();
+  const cpus = os.cpus();
+  const lines = [
+    'walrus-ts read benchmark',
+    `  machine : nproc ${os.availableParallelism()}, ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM`,
+    `  software: node ${process.version}, kernel ${os.release()} (${os.arch()}), io path ${io}`,
+    `  files   : ${tmp.root} (${fsType(tmp.root)}); vm.dirty_ratio ${readText('/proc/sys/vm/dirty_ratio')}%, dirty_background_ratio ${readText('/proc/sys/vm/dirty_background_ratio')}%`,
+    `  payloads: 500-1000 B random (generated in ${genSeconds.toFixed(1)} s, not measured); drain group ${fmtInt(cfg.entries)} entries (${(bytesOf(cfg.entries) / MB).toFixed(1)} MB), strict group ${fmtInt(cfg.strictEntries)} entries`,
+    `  runs    : ${cfg.runs} interleaved rounds (order rotated per round), medians reported; strict budget ${cfg.strictSeconds} s${QUICK ? ' (BENCH_QUICK)' : ''}${crc32c ? '' : '; @node-rs/crc32 not loadable: bare-read+crc32c skipped'}`,
+    `  walrus  : shards 1, fsync NoFsync; data written + synced before the clock starts (page cache warm); ` +
+      `drain: batchRead maxBytes ${fmtInt(cfg.readBytes)}, atLeastOnce(${fmtInt(PERSIST_EVERY)}); strict: StrictlyAtOnce, ${cfg.consumers} consumers`,
+  ];
+  console.log(lines.join('\n'));
+  console.log('');
+
+  if (cfg.warmup) {
+    // Untimed: JIT for the loops and the addon's first calls; every byte of every read is checked.
+    for (const g of plan) await runGroup(g, Math.min(g.name === 'strict' ? WARMUP_STRICT : WARMUP_ENTRIES, g.name === 'strict' ? cfg.strictEntries : cfg.entries), 0, 'warm-up', true);
+  }
+  for (let round = 1; round <= cfg.runs; round++) {
+    for (const g of plan) {
+      rows.push(...(await runGroup(g, g.name === 'strict' ? cfg.strictEntries : cfg.entries, round, `round ${round}/${cfg.runs}`, false)));
+    }
+  }
+  progressDone();
+  report();
+}
+
+function report() {
+  const names = [...new Set(rows.map((r) => r.scenario))];
+  const by = (name) => rows.filter((r) => r.scenario === name);
+  const med = (name, field) => median(by(name).map((r) => r[field]));
+
+  const tputRows = [];
+  for (const n of names) {
+    const rs = by(n);
+    const eps = rs.map((r) => r.entriesPerSec);
+    let notes = '';
+    if (n === 'batchRead-drain') notes = `${fmtInt(med(n, 'calls'))} calls/run, ${fmtInt(med(n, 'entriesPerCall'))} entries/call`;
+    else if (n === STRICT_NAME || n === 'fdatasync-per-read') {
+      notes = `${fmtInt(med(n, 'fsyncs'))} fsyncs/run, ${fmtNum(med(n, 'entriesPerFsync'), 1)} entries/fsync; per read p50 ${fmtNum(med(n, 'p50Ms'), 3)} ms, p99 ${fmtNum(med(n, 'p99Ms'), 3)} ms`;
+      const undrained = rs.filter((r) => !r.drained).length;
+      if (undrained > 0) notes += `; budget ended ${undrained} of ${rs.length} runs before the end`;
+    }
+    tputRows.push([n, fmtInt(median(eps)), fmtNum(med(n, 'mbPerSec'), 1), `${fmtInt(min(eps))} .. ${fmtInt(max(eps))}`, fmtNum(med(n, 'seconds'), 3), fmtInt(med(n, 'entries')), notes]);
+  }
+  console.log('Throughput (median of runs; MB = 10^6 payload bytes; bare rows count the same records without parsing them)');
+  console.log(table(['scenario', 'entries/s', 'MB/s', 'min .. max entries/s', 'seconds', 'entries', 'notes'], tputRows, new Set([1, 2, 3, 4, 5])));
+  console.log('');
+
+  const paired = (a, b) => {
+    const out = [];
+    for (let r = 1; r <= cfg.runs; r++) {
+      const x = rows.find((q) => q.scenario === a && q.run === r)?.entriesPerSec;
+      const y = rows.find((q) => q.scenario === b && q.run === r)?.entriesPerSec;
+      if (x !== undefined && y !== undefined) out.push(x / y);
+    }
+    return median(out);
+  };
+  const ratioDefs = [
+    ['batchRead-drain / bare-read-4MiB', 'batchRead-drain', 'bare-read-4MiB', null],
+    ['batchRead-drain / bare-read+crc32c', 'batchRead-drain', 'bare-read+crc32c', null],
+    ['iterate-drain / batchRead-drain', 'iterate-drain', 'batchRead-drain', null],
+    [`${STRICT_NAME} / fdatasync-per-read`, STRICT_NAME, 'fdatasync-per-read', null],
+  ];
+  const ratioRows = [];
+  if (names.includes('batchRead-drain')) {
+    const v = med('batchRead-drain', 'entriesPerSec');
+    ratioRows.push(['batchRead-drain entries/s', fmtInt(v), '', '>= 1,500,000', v >= 1_500_000 ? 'PASS' : 'MISS']);
+  }
+  for (const [label, a, b] of ratioDefs) {
+    if (!names.includes(a) || !names.includes(b)) continue;
+    const r = med(a, 'entriesPerSec') / med(b, 'entriesPerSec');
+    const p = paired(a, b);
+    ratioRows.push([label, fmtNum(r, r >= 10 ? 1 : 3), fmtNum(p, p >= 10 ? 1 : 3), '', '']);
+  }
+  if (names.includes(STRICT_NAME)) {
+    ratioRows.push([`${STRICT_NAME} entries per fdatasync`, fmtNum(med(STRICT_NAME, 'entriesPerFsync'), 1), '', `<= ${cfg.consumers}`, '']);
+  }
+  if (ratioRows.length > 0) {
+    console.log('Ratios (entries/s, from the medians; "paired" = median of the per-round ratios)');
+    console.log(table(['ratio', 'value', 'paired', 'target', ''], ratioRows, new Set([1, 2])));
+    console.log('');
+  }
+
+  if (problems.length > 0) {
+    console.log(`PROBLEMS (${problems.length}): reads returned wrong data or counts`);
+    for (const p of problems) console.log(`  ${p}`);
+    console.log('');
+    process.exitCode = 1;
+  } else {
+    console.log('Checks: every drain returned every entry once, in offset order, with the expected byte count; sampled payloads (all in the warm-up round) matched byte for byte.');
+  }
+
+  const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  const csvPath = path.join(resultsDir, `read-${stamp}.csv`);
+  const columns = [
+    'scenario', 'run', 'entries', 'payloadBytes', 'seconds', 'entriesPerSec', 'mbPerSec',
+    'calls', 'entriesPerCall', 'fsyncs', 'entriesPerFsync', 'consumers', 'drained', 'p50Ms', 'p99Ms', 'maxMs',
+    'node', 'kernel', 'nproc', 'quick', 'startedAt',
+  ];
+  const common = { node: process.version, kernel: os.release(), nproc: os.availableParallelism(), quick: QUICK ? 1 : 0, startedAt: startedAt.toISOString() };
+  writeCsv(csvPath, columns, rows.map((r) => ({ ...common, ...r })));
+  console.log(`CSV: ${path.relative(process.cwd(), csvPath) || csvPath} (${rows.length} rows)`);
+}
+
+try {
+  await main();
+} catch (err) {
+  progressDone();
+  console.error(err);
+  process.exitCode = 1;
+} finally {
+  tmp.cleanup();
+}

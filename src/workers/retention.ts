@@ -1,0 +1,107 @@
+/**
+ * Deletion of consumed segments. The oldest segment of a shard is deleted as soon as every
+ * block in it is consumed: each data block's entries are all behind its topic's cursor and
+ * the block is not the one the topic is still writing into. Meta blocks there are restated
+ * first by a snapshot record written into the current meta block.
+ *
+ * Order of operations, so that a crash at any point leaves a log recovery understands:
+ * 1. trim records (each touched topic's new first offset) and the snapshot, if any, are
+ *    written and fdatasynced with everything else pending;
+ * 2. the file is unlinked and the directory fsynced.
+ * A crash between 1 and 2 leaves a file whose blocks all lie below their topics' starts;
+ * recovery skips them and finishes the deletion.
+ *
+ * Only the oldest segment is ever deleted (a prefix), so a topic's remaining blocks always
+ * continue its chain from its new start. The price: a segment holding one unconsumed block
+ * keeps every later segment too, until that block is consumed.
+ */
+import { META_TOPIC_ID } from '../shared/layout.js';
+import { native } from '../shared/native.js';
+import type { Block, TopicLog } from './blocks.js';
+import { fsyncDir, type Segment } from './segments.js';
+import type { ShardStore } from './store.js';
+import type { Writer } from './writer.js';
+
+export class Retention {
+  /** Set when a cursor moved or a segment filled up: the oldest segment may be deletable. */
+  dirty = true;
+  /** Segments deleted since open (stats). */
+  deleted = 0;
+
+  constructor(
+    private readonly store: ShardStore,
+    private readonly writer: Writer,
+    private readonly debug: (msg: string) => void,
+  ) {}
+
+  /** Deletes the oldest segment if it is fully consumed; returns whether it did. */
+  run(): boolean {
+    if (!this.dirty) return false;
+    const seg = this.store.segments[0];
+    const touched = seg ? this.consumedTopics(seg) : null;
+    if (!seg || !touched) {
+      this.dirty = false;
+      return false;
+    }
+    this.delete(seg, touched);
+    return true;
+  }
+
+  /**
+   * The topics whose chains have blocks in `seg`, if every such block is consumed (the meta
+   * topic's count as consumed: a snapshot restates them); null if `seg` must stay.
+   */
+  private consumedTopics(seg: Segment): Set<TopicLog> | null {
+    const store = this.store;
+    if (seg === store.current || seg === store.spare) return null;
+    const touched = new Set<TopicLog>();
+    for (const b of seg.blocks) {
+      const t = store.topics.get(b.topicId);
+      if (!t || !inChain(t, b, seg)) continue;
+      // A block still being written is consumed too once the cursor is at its end: the
+      // topic's next entry then starts a new block (see delete()).
+      if (t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
+      touched.add(t);
+    }
+    return touched;
+  }
+
+  private delete(seg: Segment, touched: Set<TopicLog>): void {
+    const store = this.store;
+    const meta = store.meta;
+    // A block being written in the doomed segment is abandoned: the topic's next record (for
+    // the meta topic: the trims and snapshot below) opens a block in a live segment.
+    for (const t of store.topics.values()) if (t.cur !== null && t.cur.segment === seg) t.cur = null;
+    for (const t of touched) {
+      const rest = t.blocks.filter((b) => b.segment !== seg);
+      t.blocks = rest;
+      if (t.id === META_TOPIC_ID) continue;
+      t.start = rest.length > 0 ? rest[0]!.first : t.complete;
+      this.writer.appendMeta({ k: 'trim', id: t.id, start: t.start });
+    }
+    if (touched.has(meta)) {
+      const all: [number, string, number, number][] = [];
+      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push([t.id, t.name, t.start, t.cursor]);
+      this.writer.appendMeta({ k: 'snapshot', t: all });
+      for (const t of store.topics.values()) t.cursorWritten = t.cursor;
+    }
+    this.writer.submit(true);
+    meta.start = meta.blocks[0]?.first ?? meta.next;
+    native.unlink(seg.path);
+    fsyncDir(store.dir);
+    native.close(seg.fd);
+    seg.fd = -1;
+    store.segments.shift();
+    this.deleted++;
+    this.debug(`deleted consumed segment ${seg.path}`);
+  }
+}
+
+/** Whether `b` is in the chain of `t`: chain blocks in the oldest segment come first. */
+function inChain(t: TopicLog, b: Block, seg: Segment): boolean {
+  for (const x of t.blocks) {
+    if (x === b) return true;
+    if (x.segment !== seg) return false;
+  }
+  return false;
+}
