@@ -113,3 +113,51 @@ describe('deletion of consumed segments', () => {
     }
   });
 });
+
+describe('retention bounds for topics nobody consumes', () => {
+  it('retentionBytes deletes the oldest segments and moves cursors behind them forward', async () => {
+    const dir = tempDir();
+    const segBytes = 4096 + 4 * 4096;
+    const wal = await Walrus.open({ dir, ...SMALL, retentionBytes: 3 * segBytes });
+    try {
+      for (let i = 0; i < 600; i++) wal.append('log', pseudoRandom(i, 200));
+      await wal.flush();
+      await waitFor(() => segments(dir).length <= 4, 5000);
+      const kept = await collect(wal.iterate('log'));
+      expect(kept.length).toBeGreaterThan(0);
+      expect(kept.length).toBeLessThan(600);
+      expect(kept[kept.length - 1]!.offset).toBe(599);
+      // The cursor was behind the deleted data: it now starts at the first entry kept.
+      expect((await wal.readNext('log'))?.offset).toBe(kept[0]!.offset);
+    } finally {
+      await wal.close();
+    }
+    const again = await Walrus.open({ dir, ...SMALL });
+    try {
+      expect(again.append('log', 'next')).toBe(600);
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('retentionMs deletes segments that stopped taking blocks longer ago than that', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, ...SMALL, retentionMs: 300 });
+    try {
+      for (let i = 0; i < 300; i++) wal.append('log', pseudoRandom(i, 200));
+      await wal.flush();
+      const before = segments(dir).length;
+      expect(before).toBeGreaterThanOrEqual(4);
+      const took = await waitFor(() => segments(dir).length <= 2, 5000);
+      expect(took).toBeGreaterThanOrEqual(200);
+      expect((await collect(wal.iterate('log')))[0]!.offset).toBeGreaterThan(0);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('validates the bounds', async () => {
+    await expect(Walrus.open({ dir: tempDir(), retentionBytes: 0 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    await expect(Walrus.open({ dir: tempDir(), retentionMs: -1 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+  });
+});

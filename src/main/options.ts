@@ -41,6 +41,19 @@ export interface WalrusOptions {
   ioUring?: boolean | 'auto';
   /** Pin each shard worker to its own CPU. Default: false. */
   pinWorkers?: boolean;
+  /**
+   * Size bound for topics nobody consumes: when the segment files of the log exceed this
+   * many bytes (each shard keeps its share), the oldest segment is deleted even if it holds
+   * unconsumed entries, and cursors behind it jump to the first entry still stored.
+   * Default: none (only consumed segments are deleted).
+   */
+  retentionBytes?: number;
+  /**
+   * Age bound, in ms: a segment that stopped taking new blocks longer ago than this is
+   * deleted even if it holds unconsumed entries (cursors behind it jump forward).
+   * Default: none.
+   */
+  retentionMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -57,6 +70,8 @@ export interface ResolvedOptions {
   backpressureMs: number;
   ioUring: boolean | 'auto';
   pinWorkers: boolean;
+  retentionBytes: number;
+  retentionMs: number;
   debug: boolean;
 }
 
@@ -76,6 +91,8 @@ const KNOWN = new Set([
   'backpressureMs',
   'ioUring',
   'pinWorkers',
+  'retentionBytes',
+  'retentionMs',
 ]);
 
 function int(o: Record<string, unknown>, name: string, min: number, max: number, dflt: number): number {
@@ -136,6 +153,8 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     // Validated first, so a bad value is reported even when the variable is set.
     ioUring: process.env.WALRUS_DISABLE_IO_URING === '1' ? false : ioUring,
     pinWorkers: bool(o, 'pinWorkers', false) === true,
+    retentionBytes: int(o, 'retentionBytes', 1, Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY),
+    retentionMs: int(o, 'retentionMs', 1, Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY),
     debug,
   };
 }

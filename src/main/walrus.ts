@@ -108,6 +108,8 @@ export class Walrus {
               blockBytes: opts.blockBytes,
               segmentSlots: opts.segmentBlocks,
               maxRecordBytes: opts.maxRecordBytes,
+              retentionBytes: opts.retentionBytes / count,
+              retentionMs: opts.retentionMs,
               uring,
               cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
               debug: opts.debug,

@@ -18,6 +18,10 @@ export interface ShardInit {
   blockBytes: number;
   segmentSlots: number;
   maxRecordBytes: number;
+  /** This shard's share of options.retentionBytes, or Infinity. */
+  retentionBytes: number;
+  /** options.retentionMs, or Infinity. */
+  retentionMs: number;
   /** 'always': every batch through io_uring; 'multi': batches touching more than one file; 'never'. */
   uring: IoPolicy;
   /** CPU to pin the worker to, or -1. */

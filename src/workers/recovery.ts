@@ -13,6 +13,7 @@
  *    says it had been made durable: then `open` fails with ERR_WALRUS_CORRUPT.
  * The meta topic (id 0) is replayed first; it names the topics and carries the sync marks.
  */
+import { statSync } from 'node:fs';
 import { corruptError } from '../shared/errors.js';
 import {
   META_TOPIC_ID,
@@ -213,7 +214,7 @@ function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast
     native.close(fd);
     throw corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
   }
-  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [] };
+  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs };
 }
 
 function isAllZeroAfter(fd: number, from: number): boolean {

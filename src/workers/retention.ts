@@ -13,12 +13,14 @@
  *
  * Only the oldest segment is ever deleted (a prefix), so a topic's remaining blocks always
  * continue its chain from its new start. The price: a segment holding one unconsumed block
- * keeps every later segment too, until that block is consumed.
+ * keeps every later segment too, until that block is consumed, unless a retention bound
+ * (options.retentionBytes / retentionMs) forces it out: then cursors behind it jump to the
+ * first entry still stored, and that is written down like any cursor.
  */
 import { META_TOPIC_ID } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import type { Block, TopicLog } from './blocks.js';
-import { fsyncDir, type Segment } from './segments.js';
+import { fsyncDir, segmentBytes, type Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
 
@@ -32,13 +34,14 @@ export class Retention {
     private readonly store: ShardStore,
     private readonly writer: Writer,
     private readonly debug: (msg: string) => void,
+    private readonly limits: { bytes: number; ms: number },
   ) {}
 
-  /** Deletes the oldest segment if it is fully consumed; returns whether it did. */
-  run(): boolean {
-    if (!this.dirty) return false;
+  /** Deletes the oldest segment if it is fully consumed or out of bounds; returns whether it did. */
+  run(now: number): boolean {
+    if (!this.dirty && !(this.nextAgeDeadline() <= now)) return false;
     const seg = this.store.segments[0];
-    const touched = seg ? this.consumedTopics(seg) : null;
+    const touched = seg ? this.deletableTopics(seg, this.overBound(seg, now)) : null;
     if (!seg || !touched) {
       this.dirty = false;
       return false;
@@ -47,11 +50,28 @@ export class Retention {
     return true;
   }
 
+  /** When the oldest sealed segment passes retentionMs (Infinity when never). */
+  nextAgeDeadline(): number {
+    const seg = this.store.segments[0];
+    if (!seg || seg === this.store.current || seg === this.store.spare) return Number.POSITIVE_INFINITY;
+    if (seg.sealedAt === 0 || !Number.isFinite(this.limits.ms)) return Number.POSITIVE_INFINITY;
+    return seg.sealedAt + this.limits.ms;
+  }
+
+  private overBound(seg: Segment, now: number): boolean {
+    if (seg.sealedAt > 0 && now >= seg.sealedAt + this.limits.ms) return true;
+    if (!Number.isFinite(this.limits.bytes)) return false;
+    let total = 0;
+    for (const s of this.store.segments) total += segmentBytes(s.slots, s.blockBytes);
+    if (this.store.spare) total -= segmentBytes(this.store.spare.slots, this.store.spare.blockBytes);
+    return total > this.limits.bytes;
+  }
+
   /**
    * The topics whose chains have blocks in `seg`, if every such block is consumed (the meta
-   * topic's count as consumed: a snapshot restates them); null if `seg` must stay.
+   * topic's count as consumed: a snapshot restates them) or `forced`; null if `seg` must stay.
    */
-  private consumedTopics(seg: Segment): Set<TopicLog> | null {
+  private deletableTopics(seg: Segment, forced: boolean): Set<TopicLog> | null {
     const store = this.store;
     if (seg === store.current || seg === store.spare) return null;
     const touched = new Set<TopicLog>();
@@ -60,7 +80,7 @@ export class Retention {
       if (!t || !inChain(t, b, seg)) continue;
       // A block still being written is consumed too once the cursor is at its end: the
       // topic's next entry then starts a new block (see delete()).
-      if (t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
+      if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
       touched.add(t);
     }
     return touched;
@@ -78,6 +98,11 @@ export class Retention {
       if (t.id === META_TOPIC_ID) continue;
       t.start = rest.length > 0 ? rest[0]!.first : t.complete;
       this.writer.appendMeta({ k: 'trim', id: t.id, start: t.start });
+      if (t.cursor < t.start) {
+        // Forced out by a retention bound before it was consumed.
+        t.cursor = t.start;
+        this.writer.appendCursor(t);
+      }
     }
     if (touched.has(meta)) {
       const all: [number, string, number, number][] = [];

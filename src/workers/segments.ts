@@ -38,6 +38,8 @@ export interface Segment {
   salt: number;
   /** Every block with a valid header in this segment (recovered or allocated). */
   blocks: Block[];
+  /** When the segment stopped taking new blocks (ms; its mtime when recovered), 0 before. */
+  sealedAt: number;
 }
 
 /** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
@@ -163,7 +165,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   fsyncDir(dir);
-  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [] };
+  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0 };
 }
 
 /** The salt every record of a block carries: unique per block incarnation. */

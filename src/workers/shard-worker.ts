@@ -40,7 +40,7 @@ class ShardWorker {
     private readonly writer: Writer,
   ) {
     this.consumers = new Consumers(writer, init.consistency, post);
-    this.retention = new Retention(store, writer, debug);
+    this.retention = new Retention(store, writer, debug, { bytes: init.retentionBytes, ms: init.retentionMs });
   }
 
   onMessage(m: ToWorker): void {
@@ -134,15 +134,16 @@ class ShardWorker {
       worked = true;
     }
     if (!worked && this.store.prepareSpare()) worked = true;
-    if (!w.hasPending() && this.retention.run()) worked = true;
+    if (!w.hasPending() && this.retention.run(Date.now())) worked = true;
     return { worked, blocked };
   }
 
   /** Milliseconds until the schedule wants an fsync, or undefined when nothing waits. */
   private sleepBudget(): number | undefined {
     const w = this.writer;
-    if (init.fsync.kind !== 'milliseconds' || w.unsyncedSince === 0) return undefined;
-    return Math.max(0, w.unsyncedSince + init.fsync.ms - Date.now());
+    let deadline = this.retention.nextAgeDeadline();
+    if (init.fsync.kind === 'milliseconds' && w.unsyncedSince !== 0) deadline = Math.min(deadline, w.unsyncedSince + init.fsync.ms);
+    return Number.isFinite(deadline) ? Math.max(0, deadline - Date.now()) : undefined;
   }
 
   /** Delivers every message already queued on the port. */

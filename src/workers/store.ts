@@ -86,6 +86,7 @@ export class ShardStore {
     } else {
       seg = this.createSegment(Math.max(slots, this.segmentSlots));
     }
+    if (this.current) this.current.sealedAt = Date.now();
     this.current = seg;
     return seg;
   }
