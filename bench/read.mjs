@@ -26,10 +26,14 @@
 //   BENCH_RUNS             interleaved rounds; medians are reported (default 3; quick: 2)
 //   BENCH_STRICT_ENTRIES   entries of the strict group (default 20000; quick: 5000)
 //   BENCH_CONSUMERS        concurrent readNext consumers (default 64)
-//   BENCH_STRICT_SECONDS   time budget of each strict-group scenario (default 5; quick: 2)
+//   BENCH_STRICT_SECONDS   time budget of each strict-group scenario (default 10; quick: 2)
 //   BENCH_READ_BYTES       maxBytes of each batchRead (default 4 MiB)
 //   BENCH_ONLY / BENCH_SKIP  comma-separated scenario names (also --only=a,b / --skip=a,b)
 //   BENCH_WARMUP=0         skip the short untimed warm-up round (which also checks every byte)
+//   BENCH_WORKER_WARMUP    entries of a second topic that each round drains (untimed) before its
+//                          scenarios, so that they meet a warm shard worker: every round opens a
+//                          fresh log, hence a fresh worker thread (default 50000, strict group
+//                          2000; 0 = off, to measure a cold worker's first drain)
 //   BENCH_STATS=1          print wal.stats() of each group on stderr
 //   BENCH_MARKS=file       append one JSON line per timed scenario run: {scenario, run, startUs, endUs}
 //                          on the monotonic clock (the clock of --cpu-prof timestamps), to cut profiles
@@ -73,15 +77,17 @@ const cfg = {
   runs: Math.floor(envNum('BENCH_RUNS', QUICK ? 2 : 3)),
   strictEntries: Math.floor(envNum('BENCH_STRICT_ENTRIES', QUICK ? 5_000 : 20_000)),
   consumers: Math.floor(envNum('BENCH_CONSUMERS', 64)),
-  strictSeconds: envNum('BENCH_STRICT_SECONDS', QUICK ? 2 : 5, 0.1),
+  strictSeconds: envNum('BENCH_STRICT_SECONDS', QUICK ? 2 : 10, 0.1),
   readBytes: Math.floor(envNum('BENCH_READ_BYTES', 4 * 1024 * 1024)),
   warmup: process.env.BENCH_WARMUP !== '0',
+  workerWarmup: Math.floor(envNum('BENCH_WORKER_WARMUP', 50_000, 0)),
   printStats: process.env.BENCH_STATS === '1',
   only: listArg('only', 'BENCH_ONLY'),
   skip: listArg('skip', 'BENCH_SKIP'),
 };
 
 const TOPIC = 'bench';
+const WARM_TOPIC = 'warm';
 const CHUNK_BYTES = 4 * 1024 * 1024; // bare read chunk
 const APPEND_BATCH = 1000; // setup only: entries per batchAppend
 const PERSIST_EVERY = 1_000_000; // atLeastOnce(n) of the drain group: no cursor write during a drain
@@ -134,11 +140,11 @@ function isBackpressure(e) {
   return e !== null && typeof e === 'object' && e.code === 'ERR_WALRUS_BACKPRESSURE';
 }
 
-async function appendFirst(wal, n) {
+async function appendFirst(wal, n, topic = TOPIC) {
   for (let i = 0; i < n; ) {
     const batch = payloads.slice(i, Math.min(n, i + APPEND_BATCH));
     try {
-      wal.batchAppend(TOPIC, batch);
+      wal.batchAppend(topic, batch);
       i += batch.length;
     } catch (e) {
       if (!isBackpressure(e)) throw e;
@@ -365,11 +371,35 @@ async function runFdatasyncPerRead(ctx) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Per-round worker warm-up (untimed): the same read paths, on the other topic.
+
+async function warmDrain(wal) {
+  let n = 0;
+  for (;;) {
+    const b = await wal.batchRead(WARM_TOPIC, cfg.readBytes, true);
+    if (b.length === 0) break;
+    n += b.length;
+  }
+  for await (const e of wal.iterate(WARM_TOPIC, 0)) n += e.offset >= 0 ? 1 : 0;
+  return n;
+}
+
+async function warmStrict(wal) {
+  let n = 0;
+  const consumer = async () => {
+    while ((await wal.readNext(WARM_TOPIC, true)) !== null) n++;
+  };
+  await Promise.all(Array.from({ length: cfg.consumers }, consumer));
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Groups
 
 const GROUPS = [
   {
     name: 'drain',
+    warm: warmDrain,
     scenarios: [
       { name: 'batchRead-drain', run: runBatchReadDrain },
       { name: 'iterate-drain', run: runIterateDrain },
@@ -378,6 +408,7 @@ const GROUPS = [
     ],
     async setup(dir, n) {
       const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(PERSIST_EVERY) });
+      await appendFirst(wal, Math.min(cfg.workerWarmup, n), WARM_TOPIC);
       await appendFirst(wal, n);
       await wal.flush();
       await wal.sync(); // untimed: no writeback of this data competes with the reads
@@ -388,12 +419,14 @@ const GROUPS = [
   },
   {
     name: 'strict',
+    warm: warmStrict,
     scenarios: [
       { name: STRICT_NAME, run: runReadNextStrict },
       { name: 'fdatasync-per-read', run: runFdatasyncPerRead },
     ],
     async setup(dir, n) {
       const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.StrictlyAtOnce });
+      await appendFirst(wal, Math.min(cfg.workerWarmup, 2_000, n), WARM_TOPIC);
       await appendFirst(wal, n);
       await wal.flush();
       await wal.sync();
@@ -440,6 +473,10 @@ async function runGroup(group, n, round, label, verifyAll) {
     const ctx = await group.setup(dir, n);
     wal = ctx.wal;
     Object.assign(ctx, { n, bytes: bytesOf(n), verifyAll, round });
+    if (cfg.workerWarmup > 0) {
+      progress(`[${label}] ${group.name}: warming the shard worker on topic '${WARM_TOPIC}' (not timed) ...`);
+      await group.warm(wal);
+    }
     fsyncDir(dir);
     await waitQuiet(inFlight, 1000);
     // Rotate the order from round to round so that no scenario always goes first.
@@ -494,6 +531,7 @@ async function main() {
     `  payloads: 500-1000 B random (generated in ${genSeconds.toFixed(1)} s, not measured); drain group ${fmtInt(cfg.entries)} entries (${(bytesOf(cfg.entries) / MB).toFixed(1)} MB), strict group ${fmtInt(cfg.strictEntries)} entries`,
     `  runs    : ${cfg.runs} interleaved rounds (order rotated per round), medians reported; strict budget ${cfg.strictSeconds} s${QUICK ? ' (BENCH_QUICK)' : ''}${crc32c ? '' : '; @node-rs/crc32 not loadable: bare-read+crc32c skipped'}`,
     `  walrus  : shards 1, fsync NoFsync; data written + synced before the clock starts (page cache warm); ` +
+      `${cfg.workerWarmup > 0 ? `each round first drains a ${fmtInt(cfg.workerWarmup)}-entry (strict: ${fmtInt(Math.min(cfg.workerWarmup, 2_000))}) '${WARM_TOPIC}' topic untimed (fresh worker per round); ` : 'no per-round worker warm-up (cold worker); '}` +
       `drain: batchRead maxBytes ${fmtInt(cfg.readBytes)}, atLeastOnce(${fmtInt(PERSIST_EVERY)}); strict: StrictlyAtOnce, ${cfg.consumers} consumers`,
   ];
   console.log(lines.join('\n'));

@@ -276,12 +276,20 @@ export class ShardClient {
     return first;
   }
 
-  /** Resolves once everything published so far is durable; forces a prompt fsync. */
+  /**
+   * Resolves once everything published so far is durable; forces a prompt fsync. Rejects
+   * once the shard has failed, even when nothing was pending: a failed shard is reported
+   * by every call until the log is reopened.
+   */
   waitDurable(): Promise<void> {
     const target = this.producer.publishedLogical;
     const big = this.producer.v.big;
+    try {
+      this.checkWritable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (loadBig(big, RingBig.Durable) >= target) return Promise.resolve();
-    if (this.failure) return Promise.reject(this.failure);
     if (loadBig(big, RingBig.SyncRequest) < target) storeBig(big, RingBig.SyncRequest, target);
     wakeWorker(this.producer.v.ctl);
     return new Promise<void>((resolve, reject) => {
