@@ -551,7 +551,8 @@ async function main() {
 }
 
 function report() {
-  const names = [...new Set(rows.map((r) => r.scenario))];
+  const order = GROUPS.flatMap((g) => g.scenarios.map((s) => s.name));
+  const names = [...new Set(rows.map((r) => r.scenario))].sort((x, y) => order.indexOf(x) - order.indexOf(y));
   const by = (name) => rows.filter((r) => r.scenario === name);
   const med = (name, field) => median(by(name).map((r) => r[field]));
 

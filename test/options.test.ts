@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -104,5 +105,30 @@ describe('namespace keys', () => {
     const entries = readdirSync(dir);
     expect(entries.length).toBe(5);
     for (const e of entries) expect(e).toMatch(/^[A-Za-z0-9_%-]+$/);
+  });
+});
+
+describe('diagnostics', () => {
+  const script = (dir: string) => `
+    import { Walrus } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+    const wal = await Walrus.open({ dir: ${JSON.stringify(dir)}, shards: 1 });
+    wal.append('t', 'x');
+    await wal.close();
+  `;
+  const run = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['--input-type=module', '-e', script(tempDir())], { env: { ...process.env, ...env }, encoding: 'utf8' });
+
+  it('are off by default, on with NODE_DEBUG=walrus, and WALRUS_QUIET=1 forces them off', () => {
+    const quietEnv = { NODE_DEBUG: '', WALRUS_QUIET: '' };
+    const off = run(quietEnv);
+    expect(off.status).toBe(0);
+    expect(off.stderr).not.toContain('WALRUS');
+    const on = run({ ...quietEnv, NODE_DEBUG: 'walrus' });
+    expect(on.status).toBe(0);
+    expect(on.stderr).toContain('WALRUS');
+    expect(on.stderr).toContain('recovered');
+    const forcedOff = run({ NODE_DEBUG: 'walrus', WALRUS_QUIET: '1' });
+    expect(forcedOff.status).toBe(0);
+    expect(forcedOff.stderr).not.toContain('WALRUS');
   });
 });

@@ -65,7 +65,9 @@ export class ShardClient {
   ) {
     this.producer = new RingProducer(init.ring, backpressureMs);
     this.externalLimit = Math.max(64 * 1024 * 1024, 4 * this.producer.v.size);
-    this.worker = new Worker(WORKER_URL, { workerData: init, stdout: false, stderr: false });
+    // The worker is self-contained JavaScript: it needs none of the host's CLI flags, and
+    // some break it (with `node --input-type=module -e ...` the worker would not start).
+    this.worker = new Worker(WORKER_URL, { workerData: init, execArgv: [], stdout: false, stderr: false });
     this.worker.unref();
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     this.worker.on('error', (err) => this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker crashed: ${err.message}`, { cause: err })));
