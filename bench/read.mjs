@@ -8,10 +8,15 @@
 // Two groups of scenarios; each round writes a fresh log (not timed), makes it durable, then
 // runs the group's scenarios on it in an order rotated from round to round:
 //
-//   drain group (one topic, N entries, written with NoFsync + flush + sync, untimed)
-//     batchRead-drain        wal.batchRead(topic, 4 MiB, checkpoint = true) until [],
-//                            consistency atLeastOnce(1_000_000) (no cursor write during the drain)
-//     iterate-drain          for await (wal.iterate(topic, 0)): checkpoint = false
+//   drain group (N entries written to topic 'bench', then again to 'bench-iter' and 'bench-keep',
+//   NoFsync + flush + sync, untimed)
+//     batchRead-drain        wal.batchRead('bench', 4 MiB, checkpoint = true) until [], consistency
+//                            atLeastOnce(1_000_000): no cursor record is written during the drain,
+//                            but consumed segments are deleted as it goes (as for any consumer)
+//     batchRead-drain-keep   the same on topic 'bench-keep', written last: the unconsumed
+//                            'bench-iter' before it keeps its segments, so nothing is deleted
+//                            during this drain (the read path alone)
+//     iterate-drain          for await (wal.iterate('bench-iter', 0)): checkpoint = false
 //     bare-read-4MiB         fs.readSync of the same payload bytes from a plain file, 4 MiB chunks
 //     bare-read+crc32c       the same plus @node-rs/crc32 crc32c of every payload (a JS slice
 //                            and one native call per record): what verifying costs from JS
@@ -87,6 +92,8 @@ const cfg = {
 };
 
 const TOPIC = 'bench';
+const ITER_TOPIC = 'bench-iter'; // the same entries again, for iterate-drain (see the drain group)
+const KEEP_TOPIC = 'bench-keep'; // and again, for batchRead-drain-keep
 const WARM_TOPIC = 'warm';
 const CHUNK_BYTES = 4 * 1024 * 1024; // bare read chunk
 const APPEND_BATCH = 1000; // setup only: entries per batchAppend
@@ -167,6 +174,13 @@ function writeBareFile(file, n) {
 
 const fsyncsOf = (wal) => wal.stats().shards.reduce((a, s) => a + s.fsyncs, 0);
 
+/** Files under `dir` (recursively): the log's segment files, to see consumed ones deleted. */
+function countFiles(dir) {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(path.join(dir, e.name)) : 1;
+  return n;
+}
+
 function throughputRow(entries, bytes, seconds, extra = {}) {
   return { entries, payloadBytes: bytes, seconds, entriesPerSec: entries / seconds, mbPerSec: bytes / MB / seconds, ...extra };
 }
@@ -174,16 +188,17 @@ function throughputRow(entries, bytes, seconds, extra = {}) {
 // ---------------------------------------------------------------------------------------------
 // Drain group. ctx: { wal, barePath, n, bytes, verifyAll, round }
 
-async function runBatchReadDrain(ctx) {
+async function runBatchReadDrain(ctx, topic = TOPIC, name = 'batchRead-drain') {
   const { wal, n: expected, verifyAll, round } = ctx;
-  const name = 'batchRead-drain';
   let n = 0;
   let bytes = 0;
   let calls = 0;
   let bad = null;
+  const fsyncs0 = fsyncsOf(wal);
+  const files0 = countFiles(ctx.walDir);
   const t0 = performance.now();
   for (;;) {
-    const batch = await wal.batchRead(TOPIC, cfg.readBytes, true);
+    const batch = await wal.batchRead(topic, cfg.readBytes, true);
     const len = batch.length;
     if (len === 0) break;
     calls++;
@@ -200,10 +215,13 @@ async function runBatchReadDrain(ctx) {
     if (bad === null && (s.offset >= payloads.length || !s.data.equals(payloads[s.offset]))) bad = `entry ${s.offset}: bytes differ from the payload`;
   }
   const seconds = (performance.now() - t0) / 1000;
+  const fsyncs = fsyncsOf(wal) - fsyncs0;
+  const filesDeleted = files0 - countFiles(ctx.walDir);
   if (bad !== null) problem(name, round, bad);
   if (n !== expected) problem(name, round, `drained ${n} entries, expected ${expected}`);
   if (bytes !== ctx.bytes) problem(name, round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
-  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls });
+  if (topic === KEEP_TOPIC && filesDeleted !== 0) problem(name, round, `${filesDeleted} files deleted, expected none`);
+  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls, fsyncs, filesDeleted });
 }
 
 async function runIterateDrain(ctx) {
@@ -213,7 +231,7 @@ async function runIterateDrain(ctx) {
   let bytes = 0;
   let bad = null;
   const t0 = performance.now();
-  for await (const e of wal.iterate(TOPIC, 0)) {
+  for await (const e of wal.iterate(ITER_TOPIC, 0)) {
     if (e.offset !== n && bad === null) bad = `entry #${n} has offset ${e.offset}`;
     if ((verifyAll || n % 2003 === 0) && bad === null && !e.data.equals(payloads[e.offset])) bad = `entry ${e.offset}: bytes differ from the payload`;
     n++;
@@ -292,6 +310,7 @@ async function runReadNextStrict(ctx) {
   let drained = false;
   let bad = null;
   const fsyncs0 = fsyncsOf(wal);
+  const files0 = countFiles(ctx.walDir);
   const t0 = performance.now();
   const end = t0 + cfg.strictSeconds * 1000;
   const consumer = async () => {
@@ -318,6 +337,7 @@ async function runReadNextStrict(ctx) {
   await Promise.all(Array.from({ length: cfg.consumers }, consumer));
   const seconds = (performance.now() - t0) / 1000;
   const fsyncs = fsyncsOf(wal) - fsyncs0;
+  const filesDeleted = files0 - countFiles(ctx.walDir);
   if (bad !== null) problem(STRICT_NAME, round, bad);
   if (drained && got !== total) problem(STRICT_NAME, round, `drained after ${got} entries, expected ${total}`);
   if (drained && seen.some((c) => c !== 1)) problem(STRICT_NAME, round, `drained, but not every entry was delivered exactly once`);
@@ -326,6 +346,7 @@ async function runReadNextStrict(ctx) {
     entriesPerFsync: got / fsyncs,
     drained: drained ? 1 : 0,
     consumers: cfg.consumers,
+    filesDeleted,
     p50Ms: percentile(latMs, 50),
     p99Ms: percentile(latMs, 99),
     maxMs: max(latMs),
@@ -375,12 +396,12 @@ async function runFdatasyncPerRead(ctx) {
 
 async function warmDrain(wal) {
   let n = 0;
+  for await (const e of wal.iterate(WARM_TOPIC, 0)) n += e.offset >= 0 ? 1 : 0;
   for (;;) {
     const b = await wal.batchRead(WARM_TOPIC, cfg.readBytes, true);
     if (b.length === 0) break;
     n += b.length;
   }
-  for await (const e of wal.iterate(WARM_TOPIC, 0)) n += e.offset >= 0 ? 1 : 0;
   return n;
 }
 
@@ -401,20 +422,30 @@ const GROUPS = [
     name: 'drain',
     warm: warmDrain,
     scenarios: [
-      { name: 'batchRead-drain', run: runBatchReadDrain },
+      { name: 'batchRead-drain', run: (ctx) => runBatchReadDrain(ctx, TOPIC, 'batchRead-drain') },
+      { name: 'batchRead-drain-keep', run: (ctx) => runBatchReadDrain(ctx, KEEP_TOPIC, 'batchRead-drain-keep') },
       { name: 'iterate-drain', run: runIterateDrain },
       { name: 'bare-read-4MiB', run: runBareRead },
       ...(crc32c ? [{ name: 'bare-read+crc32c', run: runBareReadCrc }] : []),
     ],
     async setup(dir, n) {
-      const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(PERSIST_EVERY) });
+      const walDir = path.join(dir, 'wal');
+      const wal = await Walrus.open({ dir: walDir, fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(PERSIST_EVERY) });
+      // Order matters: segments are deleted oldest first once every block in them is
+      // consumed. TOPIC comes right after the (consumed) warm-up topic, so batchRead-drain
+      // deletes its segments as it goes, as any consumer would. ITER_TOPIC, never consumed,
+      // comes next: its entries stay for iterate-drain whatever the order of the scenarios,
+      // and they keep every later segment, so draining KEEP_TOPIC (last) deletes nothing:
+      // batchRead-drain-keep is the read path alone.
       await appendFirst(wal, Math.min(cfg.workerWarmup, n), WARM_TOPIC);
-      await appendFirst(wal, n);
+      await appendFirst(wal, n, TOPIC);
+      await appendFirst(wal, n, ITER_TOPIC);
+      await appendFirst(wal, n, KEEP_TOPIC);
       await wal.flush();
       await wal.sync(); // untimed: no writeback of this data competes with the reads
       const barePath = path.join(dir, 'bare.dat');
       writeBareFile(barePath, n);
-      return { wal, barePath };
+      return { wal, walDir, barePath };
     },
   },
   {
@@ -425,7 +456,8 @@ const GROUPS = [
       { name: 'fdatasync-per-read', run: runFdatasyncPerRead },
     ],
     async setup(dir, n) {
-      const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.StrictlyAtOnce });
+      const walDir = path.join(dir, 'wal');
+      const wal = await Walrus.open({ dir: walDir, fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.StrictlyAtOnce });
       await appendFirst(wal, Math.min(cfg.workerWarmup, 2_000, n), WARM_TOPIC);
       await appendFirst(wal, n);
       await wal.flush();
@@ -439,7 +471,7 @@ const GROUPS = [
       fs.writeSync(cfd, Buffer.alloc(8));
       fs.fsyncSync(cfd);
       fs.closeSync(cfd);
-      return { wal, barePath, cursorPath };
+      return { wal, walDir, barePath, cursorPath };
     },
   },
 ];
@@ -561,7 +593,9 @@ function report() {
     const rs = by(n);
     const eps = rs.map((r) => r.entriesPerSec);
     let notes = '';
-    if (n === 'batchRead-drain') notes = `${fmtInt(med(n, 'calls'))} calls/run, ${fmtInt(med(n, 'entriesPerCall'))} entries/call`;
+    if (n === 'batchRead-drain' || n === 'batchRead-drain-keep') {
+      notes = `${fmtInt(med(n, 'calls'))} calls/run, ${fmtInt(med(n, 'entriesPerCall'))} entries/call; consumed segment files deleted meanwhile: ${fmtInt(med(n, 'filesDeleted'))}/run (${fmtInt(med(n, 'fsyncs'))} fsyncs)`;
+    }
     else if (n === STRICT_NAME || n === 'fdatasync-per-read') {
       notes = `${fmtInt(med(n, 'fsyncs'))} fsyncs/run, ${fmtNum(med(n, 'entriesPerFsync'), 1)} entries/fsync; per read p50 ${fmtNum(med(n, 'p50Ms'), 3)} ms, p99 ${fmtNum(med(n, 'p99Ms'), 3)} ms`;
       const undrained = rs.filter((r) => !r.drained).length;
@@ -583,15 +617,18 @@ function report() {
     return median(out);
   };
   const ratioDefs = [
-    ['batchRead-drain / bare-read-4MiB', 'batchRead-drain', 'bare-read-4MiB', null],
-    ['batchRead-drain / bare-read+crc32c', 'batchRead-drain', 'bare-read+crc32c', null],
-    ['iterate-drain / batchRead-drain', 'iterate-drain', 'batchRead-drain', null],
-    [`${STRICT_NAME} / fdatasync-per-read`, STRICT_NAME, 'fdatasync-per-read', null],
+    ['batchRead-drain / batchRead-drain-keep', 'batchRead-drain', 'batchRead-drain-keep'],
+    ['batchRead-drain-keep / bare-read-4MiB', 'batchRead-drain-keep', 'bare-read-4MiB'],
+    ['batchRead-drain-keep / bare-read+crc32c', 'batchRead-drain-keep', 'bare-read+crc32c'],
+    ['batchRead-drain / bare-read+crc32c', 'batchRead-drain', 'bare-read+crc32c'],
+    ['iterate-drain / batchRead-drain-keep', 'iterate-drain', 'batchRead-drain-keep'],
+    [`${STRICT_NAME} / fdatasync-per-read`, STRICT_NAME, 'fdatasync-per-read'],
   ];
   const ratioRows = [];
-  if (names.includes('batchRead-drain')) {
-    const v = med('batchRead-drain', 'entriesPerSec');
-    ratioRows.push(['batchRead-drain entries/s', fmtInt(v), '', '>= 1,500,000', v >= 1_500_000 ? 'PASS' : 'MISS']);
+  for (const n of ['batchRead-drain', 'batchRead-drain-keep']) {
+    if (!names.includes(n)) continue;
+    const v = med(n, 'entriesPerSec');
+    ratioRows.push([`${n} entries/s`, fmtInt(v), '', '>= 1,500,000', v >= 1_500_000 ? 'PASS' : 'MISS']);
   }
   for (const [label, a, b] of ratioDefs) {
     if (!names.includes(a) || !names.includes(b)) continue;
@@ -623,7 +660,7 @@ function report() {
   const csvPath = path.join(resultsDir, `read-${stamp}.csv`);
   const columns = [
     'scenario', 'run', 'entries', 'payloadBytes', 'seconds', 'entriesPerSec', 'mbPerSec',
-    'calls', 'entriesPerCall', 'fsyncs', 'entriesPerFsync', 'consumers', 'drained', 'p50Ms', 'p99Ms', 'maxMs',
+    'calls', 'entriesPerCall', 'fsyncs', 'entriesPerFsync', 'filesDeleted', 'consumers', 'drained', 'p50Ms', 'p99Ms', 'maxMs',
     'node', 'kernel', 'nproc', 'quick', 'startedAt',
   ];
   const common = { node: process.version, kernel: os.release(), nproc: os.availableParallelism(), quick: QUICK ? 1 : 0, startedAt: startedAt.toISOString() };
