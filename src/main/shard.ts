@@ -36,6 +36,21 @@ export interface ShardReady {
   cleanShutdown: boolean;
 }
 
+/**
+ * The host's CLI flags minus those about the main script (`-e`/`--eval`, `-p`/`--print` with
+ * their code, `--input-type`): with them a worker does not start (`node --input-type=module
+ * -e ...`). The rest (`--cpu-prof`, `--enable-source-maps`, ...) is kept.
+ */
+export function workerExecArgv(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print' || a === '--input-type') i++;
+    else if (!a.startsWith('--eval=') && !a.startsWith('--print=') && !a.startsWith('--input-type=')) out.push(a);
+  }
+  return out;
+}
+
 function readReply(m: FromWorker): ReadReply {
   if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a read`);
   return { data: m.data, entries: m.entries };
@@ -65,9 +80,7 @@ export class ShardClient {
   ) {
     this.producer = new RingProducer(init.ring, backpressureMs);
     this.externalLimit = Math.max(64 * 1024 * 1024, 4 * this.producer.v.size);
-    // The worker is self-contained JavaScript: it needs none of the host's CLI flags, and
-    // some break it (with `node --input-type=module -e ...` the worker would not start).
-    this.worker = new Worker(WORKER_URL, { workerData: init, execArgv: [], stdout: false, stderr: false });
+    this.worker = new Worker(WORKER_URL, { workerData: init, execArgv: workerExecArgv(process.execArgv), stdout: false, stderr: false });
     this.worker.unref();
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     this.worker.on('error', (err) => this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker crashed: ${err.message}`, { cause: err })));

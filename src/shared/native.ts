@@ -78,6 +78,8 @@ export interface NativeBinding {
 
   open(path: string, flags: number, mode: number): number;
   close(fd: number): void;
+  /** Closes `fd` on a detached thread (for unlinked files whose last close frees blocks). */
+  closeInBackground(fd: number): void;
   /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
   pread(fd: number, buf: Uint8Array, position: number): number;
   /** Writes every byte of `bufs` at `position`, completing short writes; returns bytes written. */

@@ -78,10 +78,12 @@ export interface TopicLog {
   cursor: number;
   /** `cursor` as last written to the meta topic. */
   cursorWritten: number;
+  /** Where the last read of this topic stopped, so a sequential reader needs no seek. */
+  readHint: { offset: number; block: Block; rel: number } | null;
 }
 
 export function newTopic(id: number, name: string): TopicLog {
-  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, start: 0, cursor: 0, cursorWritten: 0 };
+  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, start: 0, cursor: 0, cursorWritten: 0, readHint: null };
 }
 
 /** Records the position of a record about to be appended at relative position `rel`. */

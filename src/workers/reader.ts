@@ -8,7 +8,7 @@ import { native } from '../shared/native.js';
 import { type Block, type TopicLog, findBlock, seekInBlock } from './blocks.js';
 
 const TWO_32 = 2 ** 32;
-const MIN_CHUNK = 256 * 1024;
+const MIN_CHUNK = 16 * 1024;
 
 export interface ReadOutput {
   data: ArrayBuffer;
@@ -25,19 +25,23 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
   let bytes = 0;
   // Entries before the topic's start were consumed and deleted.
   let offset = Math.max(from, t.start);
-  const chunkBytes = Math.max(MIN_CHUNK, Math.min(maxBytes, 64 * 1024 * 1024) + RECORD_HEADER_BYTES * 2);
   outer: while (found.length < maxEntries && offset < t.complete) {
     const b = findBlock(t, offset);
     if (!b) break;
-    const seek = seekInBlock(b, offset);
+    const hint = t.readHint;
+    const seek = hint !== null && hint.block === b && hint.offset === offset ? hint : seekInBlock(b, offset);
     let rel = seek.rel;
     let at = seek.offset;
-    let want = Math.min(b.used - rel, chunkBytes);
+    // Read about what the call can return (from the block's average record size), not the
+    // rest of the block: every byte read is also checksummed.
+    const avg = b.used / Math.max(1, b.next - b.first);
+    const need = Math.min(maxBytes + RECORD_HEADER_BYTES * 2, (maxEntries - found.length + (offset - at)) * avg * 1.1);
+    let want = Math.min(b.used - rel, Math.max(MIN_CHUNK, Math.ceil(need / 8) * 8));
     while (rel < b.used) {
       // A fresh buffer per read: accepted payloads keep referring to it until the copy below.
       const chunk = readAt(b, rel, want);
       const valid = native.verifyFrames(chunk, 0, want);
-      const dv = new DataView(chunk.buffer, 0, want);
+      const dv = new DataView(chunk.buffer, chunk.byteOffset, want);
       let p = 0;
       while (p + RECORD_HEADER_BYTES <= want) {
         const len = dv.getUint32(p + REC_LEN, true);
@@ -47,11 +51,17 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
         const off = dv.getUint32(p + REC_OFFSET_LO, true) + dv.getUint32(p + REC_OFFSET_HI, true) * TWO_32;
         if (off !== at) throw corruptError(b.segment.path, b.dataStart + rel + p, `expected offset ${at}, found ${off}`);
         if (off >= offset) {
-          if (found.length > 0 && bytes + len > maxBytes) break outer;
+          if (found.length > 0 && bytes + len > maxBytes) {
+            t.readHint = { offset: off, block: b, rel: rel + p };
+            break outer;
+          }
           found.push({ offset: off, chunk, start: p + RECORD_HEADER_BYTES, length: len });
           bytes += len;
           offset = off + 1;
-          if (found.length >= maxEntries || offset >= t.complete) break outer;
+          if (found.length >= maxEntries || offset >= t.complete) {
+            t.readHint = { offset, block: b, rel: rel + p + fp };
+            break outer;
+          }
         }
         at = off + 1;
         p += fp;
@@ -65,12 +75,12 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
         continue;
       }
       rel += p;
-      want = Math.min(b.used - rel, chunkBytes);
+      want = Math.min(b.used - rel, Math.max(MIN_CHUNK, want));
     }
     if (offset < b.next) break;
   }
-  const data = new ArrayBuffer(bytes);
-  const out = new Uint8Array(data);
+  // Not zero-filled: every byte is overwritten by the copies below.
+  const out = Buffer.allocUnsafeSlow(bytes);
   const entries = new Float64Array(found.length * 3);
   let pos = 0;
   for (let k = 0; k < found.length; k++) {
@@ -81,13 +91,15 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     entries[k * 3 + 2] = f.length;
     pos += f.length;
   }
-  return { data, entries };
+  return { data: out.buffer as ArrayBuffer, entries };
 }
 
 function readAt(b: Block, rel: number, length: number): Uint8Array {
-  const buf = new Uint8Array(length);
-  // Bytes past the end of the file read as zeros (as in recovery): only the padding of the
-  // last record can be missing without failing its checksum.
-  native.pread(b.segment.fd, buf, b.dataStart + rel);
+  // Not zero-filled (a large share of the read path's time went to zeroing fresh chunks);
+  // bytes past the end of the file are zeroed explicitly, as recovery treats them: only the
+  // padding of the last record can be missing without failing its checksum.
+  const buf = Buffer.allocUnsafeSlow(length);
+  const got = native.pread(b.segment.fd, buf, b.dataStart + rel);
+  if (got < length) buf.fill(0, got);
   return buf;
 }

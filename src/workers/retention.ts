@@ -114,7 +114,8 @@ export class Retention {
     meta.start = meta.blocks[0]?.first ?? meta.next;
     native.unlink(seg.path);
     fsyncDir(store.dir);
-    native.close(seg.fd);
+    // The unlinked file's blocks are freed by this last close: off the worker's loop.
+    native.closeInBackground(seg.fd);
     seg.fd = -1;
     store.segments.shift();
     this.deleted++;
