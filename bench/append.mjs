@@ -33,33 +33,20 @@ import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { batches, chunk, makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
 import { fmtInt, fmtNum, progress, progressDone, table, writeCsv } from './lib/report.mjs';
+import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, waitQuiet } from './lib/disk.mjs';
+import { envNum, listArg } from './lib/config.mjs';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
 const QUICK = process.env.BENCH_QUICK === '1';
 
-function envInt(name, dflt, minimum = 1) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < minimum) throw new Error(`${name} must be a number >= ${minimum}, got ${JSON.stringify(raw)}`);
-  return v;
-}
-
-function listArg(flag, envName) {
-  const cli = process.argv.find((a) => a.startsWith(`--${flag}=`));
-  const raw = cli ? cli.slice(flag.length + 3) : process.env[envName];
-  if (!raw) return null;
-  return new Set(raw.split(',').map((s) => s.trim()).filter(Boolean));
-}
-
 const cfg = {
-  entries: Math.floor(envInt('BENCH_ENTRIES', QUICK ? 150_000 : 500_000)),
-  runs: Math.floor(envInt('BENCH_RUNS', QUICK ? 2 : 3)),
-  durableSeconds: envInt('BENCH_DURABLE_SECONDS', QUICK ? 1 : 3, 0.1),
-  latencySamples: Math.floor(envInt('BENCH_LATENCY_SAMPLES', QUICK ? 100 : 300)),
-  ringBytes: process.env.BENCH_RING_BYTES ? Math.floor(envInt('BENCH_RING_BYTES', 0)) : undefined,
+  entries: Math.floor(envNum('BENCH_ENTRIES', QUICK ? 150_000 : 500_000)),
+  runs: Math.floor(envNum('BENCH_RUNS', QUICK ? 2 : 3)),
+  durableSeconds: envNum('BENCH_DURABLE_SECONDS', QUICK ? 1 : 3, 0.1),
+  latencySamples: Math.floor(envNum('BENCH_LATENCY_SAMPLES', QUICK ? 100 : 300)),
+  ringBytes: process.env.BENCH_RING_BYTES ? Math.floor(envNum('BENCH_RING_BYTES', 0)) : undefined,
   warmup: process.env.BENCH_WARMUP !== '0',
   printStats: process.env.BENCH_STATS === '1',
   only: listArg('only', 'BENCH_ONLY'),
@@ -76,56 +63,8 @@ const MB = 1e6;
 // ---------------------------------------------------------------------------------------------
 // Temporary files: one root under os.tmpdir(), a fresh directory per scenario run.
 
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'walrus-bench-'));
-let cleaned = false;
-function cleanup() {
-  if (cleaned) return;
-  cleaned = true;
-  try {
-    fs.rmSync(tmpRoot, { recursive: true, force: true });
-  } catch {
-    // best effort
-  }
-}
-process.on('exit', cleanup);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    progressDone();
-    process.stderr.write(`\ninterrupted (${sig}); removed ${tmpRoot}\n`);
-    cleanup();
-    process.exit(130);
-  });
-}
-
-let dirSeq = 0;
-function freshDir(name) {
-  const d = path.join(tmpRoot, `${String(++dirSeq).padStart(3, '0')}-${name}`);
-  fs.mkdirSync(d);
-  return d;
-}
-
-/** The /proc/diskstats line of the block device holding `p` (whole disk or partition), if any. */
-function diskstatsKey(p) {
-  try {
-    const dev = fs.statSync(p).dev;
-    const major = (dev >> 8) & 0xfff;
-    const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
-    return `${major} ${minor} `;
-  } catch {
-    return null;
-  }
-}
-const DISK_KEY = diskstatsKey(tmpRoot);
-
-function ioInFlight() {
-  if (DISK_KEY === null) return 0;
-  try {
-    const line = fs.readFileSync('/proc/diskstats', 'utf8').split('\n').find((l) => l.trimStart().startsWith(DISK_KEY));
-    return line ? Number(line.trim().split(/\s+/)[11]) : 0;
-  } catch {
-    return 0;
-  }
-}
+const tmp = makeTmpRoot('walrus-bench-', () => progressDone());
+const inFlight = ioInFlightOf(tmp.root);
 
 /**
  * Between runs: remove the run's files, commit that (fsync of the parent directory) and wait
@@ -134,22 +73,8 @@ function ioInFlight() {
  */
 async function removeAndSettle(dir) {
   fs.rmSync(dir, { recursive: true, force: true });
-  try {
-    const fd = fs.openSync(tmpRoot, 'r');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    // best effort
-  }
-  const until = performance.now() + 1000;
-  let quiet = 0;
-  while (quiet < 3 && performance.now() < until) {
-    quiet = ioInFlight() === 0 ? quiet + 1 : 0;
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  fsyncDir(tmp.root);
+  await waitQuiet(inFlight, 1000);
 }
 
 function walOptions(dir, extra = {}) {
@@ -292,17 +217,22 @@ async function appendAll(wal, topics, list) {
 
 let lastAppendStats = null;
 
-async function runWalrusAppend(dir, set, shards = 1) {
+/**
+ * One walrus throughput run on a fresh log: `loop(wal)` is the timed append loop and returns how
+ * many BACKPRESSURE errors it saw; then flush and close. With `markAs`, the loop and the close
+ * are marked (BENCH_MARKS) as '<markAs>:loop' and '<markAs>:close'. Returns the row and
+ * wal.stats() after close.
+ */
+async function walrusThroughputRun(dir, set, shards, markAs, loop) {
   const wal = await Walrus.open(walOptions(dir, { shards }));
   let closed = false;
   try {
-    const topics = shards === 1 ? [TOPIC] : topicsForShards(shards);
-    const m0 = process.hrtime.bigint();
+    const m0 = markAs ? process.hrtime.bigint() : 0n;
     const t0 = performance.now();
-    const pressure = await appendAll(wal, topics, set.payloads);
+    const pressure = await loop(wal);
     const t1 = performance.now();
-    mark(`walrus-append${shards === 1 ? '' : `-${shards}shards`}:loop`, m0);
-    const m1 = process.hrtime.bigint();
+    if (markAs) mark(`${markAs}:loop`, m0);
+    const m1 = markAs ? process.hrtime.bigint() : 0n;
     // Headline: everything written to the files (handed to the kernel), no fsync: the same
     // point the bare rows stop at. close() (which adds one fdatasync) is reported apart.
     await wal.flush();
@@ -310,33 +240,37 @@ async function runWalrusAppend(dir, set, shards = 1) {
     await wal.close();
     closed = true;
     const t2 = performance.now();
-    mark(`walrus-append${shards === 1 ? '' : `-${shards}shards`}:close`, m1);
+    if (markAs) mark(`${markAs}:close`, m1);
     const st = wal.stats();
-    const sum = sumStats(st);
-    if (sum.recordsWritten < set.payloads.length) throw new Error(`only ${sum.recordsWritten} of ${set.payloads.length} records written`);
-    if (shards === 1) lastAppendStats = st;
-    if (cfg.printStats) process.stderr.write(`\nwalrus-append shards=${shards} stats: ${JSON.stringify(st)}\n`);
-    return throughputRow(set.payloads.length, set.totalBytes, (tw - t0) / 1000, {
+    const row = throughputRow(set.payloads.length, set.totalBytes, (tw - t0) / 1000, {
       enqueueEntriesPerSec: set.payloads.length / ((t1 - t0) / 1000),
       enqueueSeconds: (t1 - t0) / 1000,
       endToEndSeconds: (t2 - t0) / 1000,
       endToEndEntriesPerSec: set.payloads.length / ((t2 - t0) / 1000),
       closeSeconds: (t2 - tw) / 1000,
       backpressure: pressure,
-      ...sum,
+      ...sumStats(st),
     });
+    return { row, st };
   } finally {
     if (!closed) await wal.close().catch(() => {});
   }
 }
 
+async function runWalrusAppend(dir, set, shards = 1) {
+  const topics = shards === 1 ? [TOPIC] : topicsForShards(shards);
+  const name = `walrus-append${shards === 1 ? '' : `-${shards}shards`}`;
+  const { row, st } = await walrusThroughputRun(dir, set, shards, name, (wal) => appendAll(wal, topics, set.payloads));
+  if (row.recordsWritten < set.payloads.length) throw new Error(`only ${row.recordsWritten} of ${set.payloads.length} records written`);
+  if (shards === 1) lastAppendStats = st;
+  if (cfg.printStats) process.stderr.write(`\nwalrus-append shards=${shards} stats: ${JSON.stringify(st)}\n`);
+  return row;
+}
+
 async function runWalrusBatch(dir, set) {
-  const wal = await Walrus.open(walOptions(dir));
-  let closed = false;
-  try {
+  const list = set.batches;
+  const { row, st } = await walrusThroughputRun(dir, set, 1, null, async (wal) => {
     let pressure = 0;
-    const list = set.batches;
-    const t0 = performance.now();
     let k = 0;
     while (k < list.length) {
       try {
@@ -347,26 +281,10 @@ async function runWalrusBatch(dir, set) {
         await wal.drain();
       }
     }
-    const t1 = performance.now();
-    await wal.flush();
-    const tw = performance.now();
-    await wal.close();
-    closed = true;
-    const t2 = performance.now();
-    const sum = sumStats(wal.stats());
-    if (cfg.printStats) process.stderr.write(`\nwalrus-batch stats: ${JSON.stringify(wal.stats())}\n`);
-    return throughputRow(set.payloads.length, set.totalBytes, (tw - t0) / 1000, {
-      enqueueEntriesPerSec: set.payloads.length / ((t1 - t0) / 1000),
-      enqueueSeconds: (t1 - t0) / 1000,
-      endToEndSeconds: (t2 - t0) / 1000,
-      endToEndEntriesPerSec: set.payloads.length / ((t2 - t0) / 1000),
-      closeSeconds: (t2 - tw) / 1000,
-      backpressure: pressure,
-      ...sum,
-    });
-  } finally {
-    if (!closed) await wal.close().catch(() => {});
-  }
+    return pressure;
+  });
+  if (cfg.printStats) process.stderr.write(`\nwalrus-batch stats: ${JSON.stringify(st)}\n`);
+  return row;
 }
 
 async function runFdatasyncEach(dir, set, seconds) {
@@ -513,31 +431,13 @@ if (selected.length === 0) throw new Error(`no scenario selected; known: ${SCENA
 // Machine description
 
 async function probeIo() {
-  const dir = freshDir('probe');
+  const dir = tmp.freshDir('probe');
   const wal = await Walrus.open(walOptions(dir));
   try {
     return wal.stats().io;
   } finally {
     await wal.close();
     fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function readText(p) {
-  try {
-    return fs.readFileSync(p, 'utf8').trim();
-  } catch {
-    return '?';
-  }
-}
-
-function fsType(p) {
-  try {
-    const t = fs.statfsSync(p).type;
-    const known = { 0xef53: 'ext2/3/4', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs', 0x794c7630: 'overlayfs' };
-    return known[t] ?? `0x${t.toString(16)}`;
-  } catch {
-    return '?';
   }
 }
 
@@ -549,7 +449,7 @@ const startedAt = new Date();
 
 async function runScenario(s, set, round, label) {
   progress(`[${label}] ${s.name} ...`);
-  const dir = freshDir(s.name);
+  const dir = tmp.freshDir(s.name);
   try {
     currentRound = round;
     const m0 = process.hrtime.bigint();
@@ -580,7 +480,7 @@ async function main() {
     'walrus-ts append benchmark',
     `  machine : nproc ${os.availableParallelism()}, ${cpus[0]?.model ?? '?'}, ${(mem / 1024 ** 3).toFixed(1)} GiB RAM`,
     `  software: node ${process.version}, kernel ${os.release()} (${os.arch()}), io path ${io}`,
-    `  files   : ${tmpRoot} (${fsType(tmpRoot)}); vm.dirty_ratio ${readText('/proc/sys/vm/dirty_ratio')}%, dirty_background_ratio ${readText('/proc/sys/vm/dirty_background_ratio')}%`,
+    `  files   : ${tmp.root} (${fsType(tmp.root)}); vm.dirty_ratio ${readText('/proc/sys/vm/dirty_ratio')}%, dirty_background_ratio ${readText('/proc/sys/vm/dirty_background_ratio')}%`,
     `  payloads: ${fmtInt(cfg.entries)} entries, 500-1000 B random, ${(totalBytes / MB).toFixed(1)} MB total (generated in ${genSeconds.toFixed(1)} s, not measured)`,
     `  runs    : ${cfg.runs} interleaved rounds, medians reported; durable budget ${cfg.durableSeconds} s; latency ${cfg.latencySamples} samples/side/run${QUICK ? ' (BENCH_QUICK)' : ''}${cfg.ringBytes ? `; ringBytes ${cfg.ringBytes}` : ''}`,
     `  walrus  : fsync NoFsync, shards 1 (except -2shards); walrus rows = append loop + await wal.flush() (all written to the files, no fsync, like the bare rows); close() (+1 fdatasync/shard) reported apart`,
@@ -743,5 +643,5 @@ try {
   console.error(err);
   process.exitCode = 1;
 } finally {
-  cleanup();
+  tmp.cleanup();
 }

@@ -56,26 +56,12 @@ import { makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
 import { fmtInt, fmtNum, progress, progressDone, table, writeCsv } from './lib/report.mjs';
 import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, waitQuiet } from './lib/disk.mjs';
+import { envNum, listArg } from './lib/config.mjs';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
 const QUICK = process.env.BENCH_QUICK === '1';
-
-function envNum(name, dflt, minimum = 1) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < minimum) throw new Error(`${name} must be a number >= ${minimum}, got ${JSON.stringify(raw)}`);
-  return v;
-}
-
-function listArg(flag, envName) {
-  const cli = process.argv.find((a) => a.startsWith(`--${flag}=`));
-  const raw = cli ? cli.slice(flag.length + 3) : process.env[envName];
-  if (!raw) return null;
-  return new Set(raw.split(',').map((s) => s.trim()).filter(Boolean));
-}
 
 const cfg = {
   entries: Math.floor(envNum('BENCH_ENTRIES', QUICK ? 150_000 : 500_000)),
