@@ -30,7 +30,7 @@ export const REC_REMAINING = 28; // u32 entries left in this record's batch, thi
 /** First byte covered by the record CRC. */
 export const RECORD_CRC_START = 4;
 
-/** Record kinds. Kinds >= RING_ONLY_KIND_MIN exist only in the ring, never on disk. */
+/** Record kinds. Kinds 16 and above exist only in the ring, never on disk (recovery accepts only Entry and Meta). */
 export const RecordKind = {
   /** A user entry. */
   Entry: 1,
@@ -44,7 +44,6 @@ export const RecordKind = {
   Wrap: 18,
 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
-export const RING_ONLY_KIND_MIN = 16;
 
 /** The shard-local topic id reserved for the meta topic. */
 export const META_TOPIC_ID = 0;

@@ -10,7 +10,7 @@
  * a Wrap record (or, if fewer than RECORD_HEADER_BYTES remain, nothing: the consumer skips
  * such a short remainder by itself) and continues at ring offset 0.
  */
-import { RING_BIG_BASE, RING_CONTROL_BYTES, RingBig, RingSlot, RECORD_HEADER_BYTES } from './layout.js';
+import { RING_BIG_BASE, RING_CONTROL_BYTES, RingBig, RingSlot } from './layout.js';
 
 export const MIN_RING_BYTES = 4096;
 export const MAX_RING_BYTES = 2 ** 30;
@@ -44,11 +44,6 @@ export function ringViews(sab: SharedArrayBuffer): RingViews {
     size,
     mask: size - 1,
   };
-}
-
-/** True when the remainder after `pos` is too short to hold a record header and is skipped. */
-export function isShortRemainder(size: number, pos: number): boolean {
-  return size - pos < RECORD_HEADER_BYTES;
 }
 
 /** Reads a BigInt64 control slot as a number (logical positions stay far below 2^53). */

@@ -96,6 +96,9 @@ class ShardWorker {
       this.writer.submit(this.syncDue());
       if (r.blocked) break;
     }
+    // Meta records queued by earlier requests (cursors) too: a request sees the files as
+    // every request before it left them.
+    if (this.writer.hasPending()) this.writer.submit(this.syncDue());
   }
 
   /** Whether the next submit should carry an fsync. */
