@@ -33,6 +33,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
     return DefineClass(env, "IoContext",
                        {InstanceAccessor<&IoContext::GetUring>("uring"),
                         InstanceMethod<&IoContext::WriteBatchJs>("writeBatch"),
+                        InstanceMethod<&IoContext::InjectFaultJs>("injectFault"),
                         InstanceMethod<&IoContext::CloseJs>("close")});
   }
 
@@ -62,6 +63,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
   Napi::Value GetUring(const Napi::CallbackInfo& info);
   void WriteBatchJs(const Napi::CallbackInfo& info);
   void CloseJs(const Napi::CallbackInfo& info);
+  void InjectFaultJs(const Napi::CallbackInfo& info);
   void BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, const Bytes& iovs);
   void Release();
 
@@ -76,6 +78,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
   Ring ring_;
   WriteBatch batch_;
   UringScratch scratch_;
+  FaultPlan fault_;  // tests only: see injectFault
   std::vector<napi_value> ext_values_;
   std::vector<Bytes> ext_;
 };
@@ -205,9 +208,25 @@ void IoContext::WriteBatchJs(const Napi::CallbackInfo& info) {
                         batch_.sync_fds.end());
 
   IoFailure failure;
-  const bool ok = uring_ ? RunUring(ring_, batch_, scratch_, &failure)
-                         : RunPwritev(batch_, &failure);
+  const bool ok = uring_ ? RunUring(ring_, batch_, scratch_, &failure, &fault_)
+                         : RunPwritev(batch_, &failure, &fault_);
   if (!ok) ThrowErrno(env, failure.err, failure.syscall);
+}
+
+// injectFault(kind: 'write' | 'fsync', nth, errno, short): the test seam (see FaultPlan).
+void IoContext::InjectFaultJs(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  Napi::Env env = info.Env();
+  if (busy_) throw Napi::Error::New(env, "injectFault called during writeBatch");
+  if (!info[0].IsString()) ThrowType(env, "kind must be 'write' or 'fsync'");
+  const std::string kind = info[0].As<Napi::String>().Utf8Value();
+  if (kind != "write" && kind != "fsync") ThrowType(env, "kind must be 'write' or 'fsync'");
+  const uint64_t nth = IndexArg(env, info[1], kMaxSafeInteger, "nth");
+  const uint64_t err = IndexArg(env, info[2], 4095, "errno");
+  if (nth > 0 && err == 0) ThrowRange(env, "errno must be an integer from 1 to 4095, got 0");
+  if (!info[3].IsBoolean()) ThrowType(env, "short must be a boolean");
+  SetFault(&fault_, kind == "write" ? FaultPlan::Kind::kWrite : FaultPlan::Kind::kSync, nth,
+           static_cast<int>(err), info[3].As<Napi::Boolean>().Value());
 }
 
 void IoContext::BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, const Bytes& iovs) {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <vector>
 
 namespace walrus {
 namespace {
@@ -39,6 +40,69 @@ int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count) 
   return static_cast<int>(Result(::syscall(__NR_io_uring_register, ring_fd, opcode, arg, count)));
 }
 
+void SetFault(FaultPlan* plan, FaultPlan::Kind kind, uint64_t nth, int err, bool short_write) {
+  *plan = FaultPlan{};
+  if (nth == 0) return;
+  plan->kind = kind;
+  plan->nth = nth;
+  plan->err = err;
+  plan->short_write = short_write && kind == FaultPlan::Kind::kWrite;
+}
+
+namespace {
+
+// Counts one operation of `kind`; true when it is the one the plan fails.
+bool FaultHits(FaultPlan* plan, FaultPlan::Kind kind) {
+  if (plan == nullptr || plan->nth == 0 || plan->kind != kind) return false;
+  return ++plan->seen == plan->nth;
+}
+
+}  // namespace
+
+ssize_t FaultPwritev(FaultPlan* plan, int fd, const struct iovec* iov, int count,
+                     uint64_t position) {
+  if (plan != nullptr && plan->fail_next_write) {
+    plan->fail_next_write = false;
+    return -plan->err;
+  }
+  if (!FaultHits(plan, FaultPlan::Kind::kWrite)) return sys_pwritev(fd, iov, count, position);
+  if (!plan->short_write) return -plan->err;
+  // Really write the first half of the request, so the file holds a torn write.
+  uint64_t total = 0;
+  for (int i = 0; i < count; i++) total += iov[i].iov_len;
+  uint64_t left = total / 2;
+  if (left == 0) return -plan->err;
+  std::vector<struct iovec> half;
+  for (int i = 0; i < count && left > 0; i++) {
+    const uint64_t take = iov[i].iov_len < left ? iov[i].iov_len : left;
+    half.push_back(iovec{iov[i].iov_base, static_cast<size_t>(take)});
+    left -= take;
+  }
+  plan->fail_next_write = true;
+  return sys_pwritev(fd, half.data(), static_cast<int>(half.size()), position);
+}
+
+int FaultFdatasync(FaultPlan* plan, int fd) {
+  if (FaultHits(plan, FaultPlan::Kind::kSync)) return -plan->err;
+  return sys_fdatasync(fd);
+}
+
+void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res) {
+  if (!FaultHits(plan, is_write ? FaultPlan::Kind::kWrite : FaultPlan::Kind::kSync)) return;
+  if (!plan->short_write) {
+    *res = -plan->err;
+    return;
+  }
+  // Reported short: the rest is finished with pwritev, which the plan then fails.
+  const int32_t half = static_cast<int32_t>(bytes / 2);
+  if (half == 0 || *res < 0) {
+    *res = -plan->err;
+    return;
+  }
+  if (*res > half) *res = half;
+  plan->fail_next_write = true;
+}
+
 size_t SkipBytes(struct iovec* iov, size_t count, uint64_t skip) {
   size_t i = 0;
   while (i < count && skip >= iov[i].iov_len) {
@@ -55,12 +119,13 @@ size_t SkipBytes(struct iovec* iov, size_t count, uint64_t skip) {
   return i;
 }
 
-int WriteAll(int fd, struct iovec* iov, size_t count, uint64_t position, uint64_t* written) {
+int WriteAll(int fd, struct iovec* iov, size_t count, uint64_t position, uint64_t* written,
+             FaultPlan* plan) {
   *written = 0;
   size_t first = SkipBytes(iov, count, 0);
   while (first < count) {
     const size_t batch = count - first < IOV_MAX ? count - first : IOV_MAX;
-    const ssize_t rc = sys_pwritev(fd, iov + first, static_cast<int>(batch), position);
+    const ssize_t rc = FaultPwritev(plan, fd, iov + first, static_cast<int>(batch), position);
     if (rc == -EINTR) continue;
     if (rc < 0) return static_cast<int>(rc);
     // A regular file never accepts zero bytes of a non-empty request without an error;
@@ -85,9 +150,9 @@ int64_t ReadAll(int fd, uint8_t* buffer, size_t length, uint64_t position) {
   return static_cast<int64_t>(done);
 }
 
-int DataSync(int fd) {
+int DataSync(int fd, FaultPlan* plan) {
   int rc;
-  do rc = sys_fdatasync(fd); while (rc == -EINTR);
+  do rc = FaultFdatasync(plan, fd); while (rc == -EINTR);
   return rc;
 }
 

@@ -1,5 +1,5 @@
 // The system calls behind every write, sync and io_uring operation, funnelled through one
-// place so that a fault-injection seam can be added here without touching callers. Each
+// place, where the fault-injection seam for tests (FaultPlan) sits beside them. Each
 // returns the kernel's convention: a non-negative result, or -errno. None retries.
 #ifndef WALRUS_SYSIO_H_
 #define WALRUS_SYSIO_H_
@@ -22,10 +22,37 @@ int sys_uring_setup(unsigned entries, struct io_uring_params* params);
 int sys_uring_enter(int ring_fd, unsigned to_submit, unsigned min_complete, unsigned flags);
 int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count);
 
+// Fault injection, for tests only: a plan owned by one IoContext makes the `nth` (1-based)
+// write or fdatasync performed through it fail. A write is one pwritev call or one io_uring
+// WRITEV completion; an fdatasync is one call or one FSYNC completion. With `short_write`, the
+// nth write writes (or, for io_uring, reports) only half of its bytes and the next pwritev
+// (the attempt to complete it) fails. Inactive plans (nth == 0, the default) change nothing.
+struct FaultPlan {
+  enum class Kind { kWrite, kSync };
+  Kind kind = Kind::kWrite;
+  uint64_t nth = 0;              // 0: no plan
+  int err = 0;                   // positive errno
+  bool short_write = false;
+  uint64_t seen = 0;             // operations of `kind` counted since the plan was set
+  bool fail_next_write = false;  // armed by a short write
+};
+
+// Sets (nth > 0) or clears (nth == 0) the plan and resets its counters.
+void SetFault(FaultPlan* plan, FaultPlan::Kind kind, uint64_t nth, int err, bool short_write);
+// sys_pwritev / sys_fdatasync through `plan` (may be null).
+ssize_t FaultPwritev(FaultPlan* plan, int fd, const struct iovec* iov, int count,
+                     uint64_t position);
+int FaultFdatasync(FaultPlan* plan, int fd);
+// An io_uring completion seen through `plan` (may be null): rewrites *res as the injected
+// error, or, for a short write of a `bytes`-byte request, as half of it.
+void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res);
+
 // Writes every byte of iov[0, count) at `position`: retries EINTR, continues after short
 // writes and passes at most IOV_MAX iovecs per call. Advances the iovecs it was given (they
 // describe what is left when it fails). Returns 0 or -errno; *written counts bytes written.
-int WriteAll(int fd, struct iovec* iov, size_t count, uint64_t position, uint64_t* written);
+// Each pwritev goes through `plan` when one is given.
+int WriteAll(int fd, struct iovec* iov, size_t count, uint64_t position, uint64_t* written,
+             FaultPlan* plan = nullptr);
 
 // Reads until `length` bytes are read or end of file; retries EINTR. Returns bytes read or
 // -errno.
@@ -35,8 +62,9 @@ int64_t ReadAll(int fd, uint8_t* buffer, size_t length, uint64_t position);
 // the first iovec with bytes left (== count when none are left).
 size_t SkipBytes(struct iovec* iov, size_t count, uint64_t skip);
 
-// fdatasync / fsync retried on EINTR. Return 0 or -errno.
-int DataSync(int fd);
+// fdatasync / fsync retried on EINTR. Return 0 or -errno. DataSync's calls go through `plan`
+// when one is given.
+int DataSync(int fd, FaultPlan* plan = nullptr);
 int FullSync(int fd);
 
 }  // namespace walrus

@@ -59,8 +59,10 @@ void BuildChains(const WriteBatch& batch, UringScratch& s) {
 // Submits the round's entries and waits until every submitted one has completed, so nothing
 // the kernel reads (iovec arrays, buffers) is released while in flight. Returns 0, or -errno
 // of io_uring_enter; after such a failure the ring is closed if requests could not be
-// reaped, because their completions would otherwise be mistaken for a later round's.
-int SubmitAndReap(Ring& ring, unsigned count, UringScratch& s) {
+// reaped, because their completions would otherwise be mistaken for a later round's. Each
+// completion passes through the fault plan (tests only) as it is reaped.
+int SubmitAndReap(Ring& ring, unsigned count, const WriteBatch& batch, UringScratch& s,
+                  FaultPlan* plan) {
   s.results.assign(count, kNoResult);
   unsigned submitted = 0;
   unsigned reaped = 0;
@@ -91,6 +93,9 @@ int SubmitAndReap(Ring& ring, unsigned count, UringScratch& s) {
     int32_t res;
     while (ring.PopCqe(&user_data, &res)) {
       if (user_data < count && s.results[user_data] == kNoResult) {
+        const Slot& slot = s.slots[user_data];
+        FaultCompletion(plan, slot.is_write, slot.is_write ? batch.pieces[slot.piece].bytes : 0,
+                        &res);
         s.results[user_data] = res;
         reaped++;
       }
@@ -103,7 +108,7 @@ int SubmitAndReap(Ring& ring, unsigned count, UringScratch& s) {
 // writes that were short, cancelled by a broken link or interrupted are finished with
 // pwritev, and their fds fdatasync'd again, because a fdatasync in the same chain either was
 // cancelled or may have run before the rest of the data was written.
-bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure) {
+bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure, FaultPlan* plan) {
   const size_t count = s.slots.size();
   s.redo.assign(count, kNothingToRedo);
   s.resync.clear();
@@ -135,7 +140,8 @@ bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure) {
     struct iovec* iov = &batch.iov[piece.first_iov];
     SkipBytes(iov, piece.iov_count, s.redo[i]);
     uint64_t written = 0;
-    const int rc = WriteAll(piece.fd, iov, piece.iov_count, piece.position + s.redo[i], &written);
+    const int rc =
+        WriteAll(piece.fd, iov, piece.iov_count, piece.position + s.redo[i], &written, plan);
     if (rc < 0) {
       *failure = IoFailure{-rc, "pwritev"};
       return false;
@@ -145,7 +151,7 @@ bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure) {
   std::sort(s.resync.begin(), s.resync.end());
   s.resync.erase(std::unique(s.resync.begin(), s.resync.end()), s.resync.end());
   for (int fd : s.resync) {
-    const int rc = DataSync(fd);
+    const int rc = DataSync(fd, plan);
     if (rc < 0) {
       *failure = IoFailure{-rc, "fdatasync"};
       return false;
@@ -156,18 +162,18 @@ bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure) {
 
 }  // namespace
 
-bool RunPwritev(WriteBatch& batch, IoFailure* failure) {
+bool RunPwritev(WriteBatch& batch, IoFailure* failure, FaultPlan* plan) {
   for (const WritePiece& piece : batch.pieces) {
     uint64_t written = 0;
-    const int rc =
-        WriteAll(piece.fd, &batch.iov[piece.first_iov], piece.iov_count, piece.position, &written);
+    const int rc = WriteAll(piece.fd, &batch.iov[piece.first_iov], piece.iov_count,
+                            piece.position, &written, plan);
     if (rc < 0) {
       *failure = IoFailure{-rc, "pwritev"};
       return false;
     }
   }
   for (int fd : batch.sync_fds) {
-    const int rc = DataSync(fd);
+    const int rc = DataSync(fd, plan);
     if (rc < 0) {
       *failure = IoFailure{-rc, "fdatasync"};
       return false;
@@ -180,7 +186,8 @@ bool RunPwritev(WriteBatch& batch, IoFailure* failure) {
 // fdatasync starts only after all of that fd's writes succeeded in full; a chain that does
 // not fit is cut, and its rest continues in the next round, which starts only after this one
 // has completed, preserving the order. Chains of different fds run concurrently.
-bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure) {
+bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure,
+              FaultPlan* plan) {
   if (!ring.IsOpen()) {
     *failure = IoFailure{EBADF, "io_uring_enter"};
     return false;
@@ -223,12 +230,12 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
       if (!done) break;
       if (++c < s.chains.size()) next = s.chains[c].begin;
     }
-    const int rc = SubmitAndReap(ring, static_cast<unsigned>(s.slots.size()), s);
+    const int rc = SubmitAndReap(ring, static_cast<unsigned>(s.slots.size()), batch, s, plan);
     if (rc < 0) {
       *failure = IoFailure{-rc, "io_uring_enter"};
       return false;
     }
-    if (!FinishRound(batch, s, failure)) return false;
+    if (!FinishRound(batch, s, failure, plan)) return false;
   }
   return true;
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "sysio.h"
 #include "uring.h"
 
 namespace walrus {
@@ -63,8 +64,10 @@ struct UringScratch {
 };
 
 // Both return true on success, or false with *failure set. The batch's iovecs may be modified.
-bool RunPwritev(WriteBatch& batch, IoFailure* failure);
-bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& scratch, IoFailure* failure);
+// Every write and fdatasync passes through `plan` (tests only; null for none).
+bool RunPwritev(WriteBatch& batch, IoFailure* failure, FaultPlan* plan = nullptr);
+bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& scratch, IoFailure* failure,
+              FaultPlan* plan = nullptr);
 
 }  // namespace walrus
 

@@ -40,11 +40,12 @@ function recoverIn(dir: string): { entries: string[]; torn: number } {
   try {
     const r = recover(store, () => {});
     const t = [...store.topics.values()].find((x) => x.name === 't');
-    const out = t ? readEntries(t, 0, 1e9, 1e12) : { data: new ArrayBuffer(0), entries: new Float64Array(0) };
+    const out = t ? readEntries(t, 0, 1e9, 1e12) : { data: [], entries: new Float64Array(0) };
     const entries: string[] = [];
-    for (let k = 0; k < out.entries.length / 3; k++) {
-      entries.push(Buffer.from(out.data, out.entries[k * 3 + 1]!, out.entries[k * 3 + 2]!).toString());
-      expect(out.entries[k * 3]).toBe(k);
+    for (let k = 0; k < out.entries.length / 4; k++) {
+      const [offset, buffer, start, length] = out.entries.subarray(k * 4, k * 4 + 4);
+      entries.push(Buffer.from(out.data[buffer!]!, start, length).toString());
+      expect(offset).toBe(k);
     }
     return { entries, torn: r.tornBytes };
   } finally {

@@ -2,9 +2,9 @@
  * One shard as the main thread sees it: the worker that owns its files, the ring producer,
  * durability waiters (group commit on the main side) and request/response plumbing.
  */
-import { Worker } from 'node:worker_threads';
-import { WalrusError, closedError, deserializeError } from '../shared/errors.js';
-import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../shared/layout.js';
+import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
+import { WalrusError, closedError, deserializeError, type SerializedError } from '../shared/errors.js';
+import { RECORD_HEADER_BYTES, RecordKind, ShardState, recordFootprint } from '../shared/layout.js';
 import type { FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../shared/messages.js';
 import { unreachable } from '../shared/messages.js';
 import { RingBig, RingSlot, addBig, loadBig, storeBig, wakeWorker } from '../shared/ring.js';
@@ -13,7 +13,7 @@ import { RingProducer, backpressureError, type ProducerTopic } from './producer.
 const WORKER_URL = new URL('../workers/shard-worker.js', import.meta.url);
 
 export interface ReadReply {
-  data: ArrayBuffer;
+  data: ArrayBuffer[];
   entries: Float64Array;
 }
 
@@ -72,21 +72,36 @@ export class ShardClient {
   nextTopicId = 1;
   /** External payload bytes allowed in flight before appends wait. */
   private readonly externalLimit: number;
+  /** Where the worker posts its failure before it sets State to Failed. */
+  private readonly failPort: MessagePort;
 
   private constructor(
     readonly index: number,
-    init: ShardInit,
+    initWithoutPort: Omit<ShardInit, 'failPort'>,
     backpressureMs: number,
   ) {
+    const channel = new MessageChannel();
+    this.failPort = channel.port1;
+    this.failPort.unref();
+    const init: ShardInit = { ...initWithoutPort, failPort: channel.port2 };
     this.producer = new RingProducer(init.ring, backpressureMs);
     this.externalLimit = Math.max(64 * 1024 * 1024, 4 * this.producer.v.size);
-    this.worker = new Worker(WORKER_URL, { workerData: init, execArgv: workerExecArgv(process.execArgv), stdout: false, stderr: false });
+    this.worker = new Worker(WORKER_URL, {
+      workerData: init,
+      transferList: [channel.port2],
+      execArgv: workerExecArgv(process.execArgv),
+      stdout: false,
+      stderr: false,
+    });
     this.worker.unref();
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     this.worker.on('error', (err) => this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker crashed: ${err.message}`, { cause: err })));
     this.exitPromise = new Promise((resolve) =>
       this.worker.once('exit', (code) => {
         this.exited = true;
+        // A failure posted just before the exit is still taken (then the port is done).
+        if (!this.failure && Atomics.load(this.producer.v.ctl, RingSlot.State) === ShardState.Failed) this.failureNow();
+        this.failPort.close();
         if (!this.failure && code !== 0) this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker exited with code ${code}`));
         this.rejectAll(this.failure ?? closedError());
         resolve();
@@ -95,7 +110,7 @@ export class ShardClient {
   }
 
   /** Starts the worker and waits for its recovery to finish. */
-  static async start(index: number, init: ShardInit, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
+  static async start(index: number, init: Omit<ShardInit, 'failPort'>, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
     const shard = new ShardClient(index, init, backpressureMs);
     shard.hold();
     try {
@@ -178,15 +193,24 @@ export class ShardClient {
   /** Throws the shard's failure, if any, so appends refuse promptly. */
   checkWritable(): void {
     if (this.failure) throw this.failure;
-    if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) {
-      throw this.failure ?? new WalrusError('ERR_WALRUS_IO', `shard ${this.index} failed an I/O operation and refuses appends until reopened`);
+    if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) throw this.failureNow();
+  }
+
+  /**
+   * The failure, once State says the shard failed: the worker posted it on the failure port
+   * before setting State, so it is there to take, even when its regular 'failed' message has
+   * not been delivered yet.
+   */
+  private failureNow(): Error {
+    if (!this.failure) {
+      const m = receiveMessageOnPort(this.failPort);
+      if (m) this.fail(deserializeError(m.message as SerializedError));
     }
+    return this.failure ?? new WalrusError('ERR_WALRUS_IO', `shard ${this.index} failed an I/O operation and refuses appends until reopened`);
   }
 
   private pressure(): Error {
-    if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) {
-      return this.failure ?? new WalrusError('ERR_WALRUS_IO', `shard ${this.index} failed an I/O operation and refuses appends until reopened`);
-    }
+    if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) return this.failureNow();
     return backpressureError(this.index, this.producer.backpressureMs);
   }
 

@@ -8,7 +8,8 @@ import { encodeTopic, topicHash } from '../shared/topic.js';
 import { lockNamespace, namespaceDir } from './namespace.js';
 import { type Backend, type ResolvedOptions, type WalrusOptions, resolveOptions } from './options.js';
 import type { ProducerTopic } from './producer.js';
-import { ShardClient } from './shard.js';
+import { type ReadReply, ShardClient } from './shard.js';
+import { READ_ENTRY_FIELDS } from '../shared/messages.js';
 import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
 import type { IoPolicy } from '../shared/messages.js';
 
@@ -53,6 +54,13 @@ interface Topic extends ProducerTopic, Watchable {
 export interface SubscribeOptions {
   /** Aborting it makes the iterator reject with an AbortError. */
   signal?: AbortSignal;
+}
+
+/** Entry `k` of a read reply: its data is a view of the transferred buffer, not a copy. */
+function entryOf(topic: string, r: ReadReply, k: number): Entry {
+  const e = r.entries;
+  const i = k * READ_ENTRY_FIELDS;
+  return { topic, offset: e[i]!, data: Buffer.from(r.data[e[i + 1]!]!, e[i + 2]!, e[i + 3]!) };
 }
 
 /** The default backend for later `open` calls (enableFdBackend / disableFdBackend). */
@@ -258,13 +266,13 @@ export class Walrus {
     while (next < end) {
       this.checkOpen();
       const r = await t.shard.read(t.id, next, Math.min(MAX_BATCH_ENTRIES, end - next), READ_CHUNK_BYTES);
-      const n = r.entries.length / 3;
+      const n = r.entries.length / READ_ENTRY_FIELDS;
       // Nothing from `next` on: the rest up to `end` was consumed and its segments deleted.
       if (n === 0) return;
       for (let k = 0; k < n && next < end; k++) {
-        const offset = r.entries[k * 3]!;
-        yield { topic: t.name, offset, data: Buffer.from(r.data, r.entries[k * 3 + 1]!, r.entries[k * 3 + 2]!) };
-        next = offset + 1;
+        const e = entryOf(t.name, r, k);
+        yield e;
+        next = e.offset + 1;
       }
     }
   }
@@ -300,10 +308,9 @@ export class Walrus {
       return [];
     }
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
-    const out: Entry[] = [];
-    for (let k = 0; k < r.entries.length; k += 3) {
-      out.push({ topic: t.name, offset: r.entries[k]!, data: Buffer.from(r.data, r.entries[k + 1]!, r.entries[k + 2]!) });
-    }
+    const n = r.entries.length / READ_ENTRY_FIELDS;
+    const out = new Array<Entry>(n);
+    for (let k = 0; k < n; k++) out[k] = entryOf(t.name, r, k);
     return out;
   }
 

@@ -2,6 +2,7 @@
  * Everything that crosses between the main thread and a shard worker. Each direction is a
  * discriminated union, handled by an exhaustive switch whose default throws.
  */
+import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.js';
 import type { FsyncSchedule, ReadConsistency } from './schedule.js';
 
@@ -24,6 +25,8 @@ export interface ShardInit {
   retentionMs: number;
   /** 'always': every batch through io_uring; 'multi': batches touching more than one file; 'never'. */
   uring: IoPolicy;
+  /** The worker posts its failure (a SerializedError) here before it sets State to Failed. */
+  failPort: MessagePort;
   /** CPU to pin the worker to, or -1. */
   cpu: number;
   debug: boolean;
@@ -61,13 +64,21 @@ export type FromWorker =
   /** Recovery failed; the worker exits after this. */
   | { type: 'openFailed'; error: SerializedError }
   /**
-   * `entries` holds three numbers per entry: offset, payload start in `data`, payload length.
+   * `entries` holds READ_ENTRY_FIELDS numbers per entry: offset, index of the buffer in
+   * `data` that holds its payload, payload start in that buffer, payload length.
    */
-  | { type: 'readResult'; id: number; data: ArrayBuffer; entries: Float64Array }
+  | { type: 'readResult'; id: number; data: ArrayBuffer[]; entries: Float64Array }
   | { type: 'requestFailed'; id: number; error: SerializedError }
   /** The shard hit an I/O error and refuses further appends. */
   | { type: 'failed'; error: SerializedError }
   | { type: 'closed'; id: number };
+
+export const READ_ENTRY_FIELDS = 4;
+
+/** The transfer list of a read reply: its buffers move to the main thread, no copy. */
+export function readTransfer(data: ArrayBuffer[], entries: Float64Array): ArrayBuffer[] {
+  return [...data, entries.buffer as ArrayBuffer];
+}
 
 export function unreachable(x: never): never {
   throw new Error(`walrus-ts internal error: unhandled message ${JSON.stringify(x)}`);

@@ -34,6 +34,17 @@ export interface IoContext {
   ): void;
   /** Releases the io_uring instance. Idempotent. */
   close(): void;
+  /**
+   * For tests only (fault injection; the worker applies `WALRUS_TEST_FAULT`, see
+   * docs/DURABILITY.md): makes the `nth` (1-based, counted from this call) write or fdatasync
+   * performed by this context's writeBatch fail with `errno`. A write is one pwritev call or
+   * one io_uring WRITEV completion, an fsync one fdatasync call or FSYNC completion; io_uring
+   * completions are rewritten as they are reaped, so the normal handling of failed, short
+   * and cancelled completions runs. With `short` (writes only), that write writes (pwritev)
+   * or reports (io_uring) only half of its bytes, and the next pwritev, the attempt to
+   * complete it, fails with `errno`. `nth = 0` clears the plan.
+   */
+  injectFault(kind: 'write' | 'fsync', nth: number, errno: number, short: boolean): void;
 }
 
 export interface NativeBinding {

@@ -10,10 +10,10 @@
  * cursor exactly.
  */
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
-import type { FromWorker } from '../shared/messages.js';
+import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../shared/messages.js';
 import type { ReadConsistency } from '../shared/schedule.js';
 import type { TopicLog } from './blocks.js';
-import { readEntries, type ReadOutput } from './reader.js';
+import { EMPTY_READ, readEntries, type ReadOutput } from './reader.js';
 import type { Writer } from './writer.js';
 
 type Reply = Extract<FromWorker, { type: 'readResult' }>;
@@ -48,8 +48,8 @@ export class Consumers {
    */
   consume(t: TopicLog | undefined, m: ConsumeRequest, failed: WalrusError | null): void {
     try {
-      const out: ReadOutput = t ? readEntries(t, t.cursor, m.maxEntries, m.maxBytes) : { data: new ArrayBuffer(0), entries: new Float64Array(0) };
-      const n = out.entries.length / 3;
+      const out: ReadOutput = t ? readEntries(t, t.cursor, m.maxEntries, m.maxBytes) : EMPTY_READ();
+      const n = out.entries.length / READ_ENTRY_FIELDS;
       const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries };
       if (!t || !m.checkpoint || n === 0) {
         this.send(reply);
@@ -57,12 +57,12 @@ export class Consumers {
       }
       if (this.consistency.kind === 'strictlyAtOnce') {
         if (failed) throw failed;
-        t.cursor = out.entries[(n - 1) * 3]! + 1;
+        t.cursor = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
         this.writer.appendCursor(t);
         this.awaiting.push(reply);
         return;
       }
-      t.cursor = out.entries[(n - 1) * 3]! + 1;
+      t.cursor = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
       if (!failed && t.cursor - t.cursorWritten >= this.consistency.persistEvery) this.writer.appendCursor(t);
       this.send(reply);
     } catch (err) {
@@ -81,6 +81,6 @@ export class Consumers {
   }
 
   private send(r: Reply): void {
-    this.post(r, [r.data, r.entries.buffer as ArrayBuffer]);
+    this.post(r, readTransfer(r.data, r.entries));
   }
 }

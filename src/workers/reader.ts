@@ -5,23 +5,28 @@
 import { corruptError } from '../shared/errors.js';
 import { RECORD_HEADER_BYTES, REC_LEN, REC_OFFSET_HI, REC_OFFSET_LO, recordFootprint } from '../shared/layout.js';
 import { native } from '../shared/native.js';
+import { READ_ENTRY_FIELDS } from '../shared/messages.js';
 import { type Block, type TopicLog, findBlock, seekInBlock } from './blocks.js';
 
 const TWO_32 = 2 ** 32;
 const MIN_CHUNK = 16 * 1024;
 
 export interface ReadOutput {
-  data: ArrayBuffer;
-  /** Triples: offset, payload start in `data`, payload length. */
+  /** The chunks read: transferred to the main thread as they are. */
+  data: ArrayBuffer[];
+  /** READ_ENTRY_FIELDS per entry: offset, index in `data`, payload start, payload length. */
   entries: Float64Array;
 }
+
+export const EMPTY_READ: () => ReadOutput = () => ({ data: [], entries: new Float64Array(0) });
 
 /**
  * Entries of `t` from offset `from`: at most `maxEntries`, and no more payload bytes than
  * `maxBytes` except that the first entry is always included.
  */
 export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBytes: number): ReadOutput {
-  const found: { offset: number; chunk: Uint8Array; start: number; length: number }[] = [];
+  const found: { offset: number; chunk: number; start: number; length: number }[] = [];
+  const chunks: ArrayBuffer[] = [];
   let bytes = 0;
   // Entries before the topic's start were consumed and deleted.
   let offset = Math.max(from, t.start);
@@ -38,34 +43,47 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     const need = Math.min(maxBytes + RECORD_HEADER_BYTES * 2, (maxEntries - found.length + (offset - at)) * avg * 1.1);
     let want = Math.min(b.used - rel, Math.max(MIN_CHUNK, Math.ceil(need / 8) * 8));
     while (rel < b.used) {
-      // A fresh buffer per read: accepted payloads keep referring to it until the copy below.
+      // A fresh buffer per read: the payloads returned are views of it, transferred whole.
       const chunk = readAt(b, rel, want);
-      const valid = native.verifyFrames(chunk, 0, want);
       const dv = new DataView(chunk.buffer, chunk.byteOffset, want);
+      const index = chunks.length;
+      const firstFound = found.length;
       let p = 0;
+      let stop = false;
       while (p + RECORD_HEADER_BYTES <= want) {
         const len = dv.getUint32(p + REC_LEN, true);
         const fp = recordFootprint(len);
         if (p + fp > want) break;
-        if (p >= valid) throw corruptError(b.segment.path, b.dataStart + rel + p, 'record checksum mismatch');
         const off = dv.getUint32(p + REC_OFFSET_LO, true) + dv.getUint32(p + REC_OFFSET_HI, true) * TWO_32;
-        if (off !== at) throw corruptError(b.segment.path, b.dataStart + rel + p, `expected offset ${at}, found ${off}`);
+        if (off !== at) {
+          // A wrong offset is damage, or a torn length that made the walk land mid-record:
+          // the checksum check below tells which record is bad.
+          checkFrames(chunk, b, rel, p + fp);
+          throw corruptError(b.segment.path, b.dataStart + rel + p, `expected offset ${at}, found ${off}`);
+        }
         if (off >= offset) {
           if (found.length > 0 && bytes + len > maxBytes) {
             t.readHint = { offset: off, block: b, rel: rel + p };
-            break outer;
+            stop = true;
+            break;
           }
-          found.push({ offset: off, chunk, start: p + RECORD_HEADER_BYTES, length: len });
+          found.push({ offset: off, chunk: index, start: p + RECORD_HEADER_BYTES, length: len });
           bytes += len;
           offset = off + 1;
           if (found.length >= maxEntries || offset >= t.complete) {
             t.readHint = { offset, block: b, rel: rel + p + fp };
-            break outer;
+            p += fp;
+            stop = true;
+            break;
           }
         }
         at = off + 1;
         p += fp;
       }
+      // Only the records walked are checksummed (one native call), not the rest of the chunk.
+      checkFrames(chunk, b, rel, p);
+      if (found.length > firstFound) chunks.push(chunk.buffer as ArrayBuffer);
+      if (stop) break outer;
       if (p === 0) {
         // One record larger than the chunk: read exactly it next.
         if (rel + RECORD_HEADER_BYTES > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'truncated record header');
@@ -79,19 +97,37 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     }
     if (offset < b.next) break;
   }
-  // Not zero-filled: every byte is overwritten by the copies below.
-  const out = Buffer.allocUnsafeSlow(bytes);
-  const entries = new Float64Array(found.length * 3);
+  let chunkBytes = 0;
+  for (const c of chunks) chunkBytes += c.byteLength;
+  // Transfer the chunks when the entries fill most of them; otherwise (readNext, the last
+  // entries of a block) copy the payloads into one buffer of their size, so that entries a
+  // caller keeps do not pin chunks many times larger.
+  const compact = bytes * 2 < chunkBytes;
+  const out = compact ? Buffer.allocUnsafeSlow(bytes) : null; // every byte is written below
+  const entries = new Float64Array(found.length * READ_ENTRY_FIELDS);
   let pos = 0;
   for (let k = 0; k < found.length; k++) {
     const f = found[k]!;
-    out.set(f.chunk.subarray(f.start, f.start + f.length), pos);
-    entries[k * 3] = f.offset;
-    entries[k * 3 + 1] = pos;
-    entries[k * 3 + 2] = f.length;
-    pos += f.length;
+    const e = k * READ_ENTRY_FIELDS;
+    entries[e] = f.offset;
+    if (out !== null) {
+      out.set(new Uint8Array(chunks[f.chunk]!, f.start, f.length), pos);
+      entries[e + 1] = 0;
+      entries[e + 2] = pos;
+      pos += f.length;
+    } else {
+      entries[e + 1] = f.chunk;
+      entries[e + 2] = f.start;
+    }
+    entries[e + 3] = f.length;
   }
-  return { data: out.buffer as ArrayBuffer, entries };
+  return { data: out !== null ? [out.buffer as ArrayBuffer] : chunks, entries };
+}
+
+/** Throws ERR_WALRUS_CORRUPT at the first of the frames in [0, end) whose checksum fails. */
+function checkFrames(chunk: Uint8Array, b: Block, rel: number, end: number): void {
+  const valid = native.verifyFrames(chunk, 0, end);
+  if (valid < end) throw corruptError(b.segment.path, b.dataStart + rel + valid, 'record checksum mismatch');
 }
 
 function readAt(b: Block, rel: number, length: number): Uint8Array {

@@ -6,13 +6,13 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import type { FromWorker, ShardInit, ToWorker } from '../shared/messages.js';
-import { unreachable } from '../shared/messages.js';
-import { native } from '../shared/native.js';
+import { readTransfer, unreachable } from '../shared/messages.js';
+import { native, type IoContext } from '../shared/native.js';
 import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/layout.js';
 import { Consumers } from './consumer.js';
 import { Retention } from './retention.js';
-import { readEntries } from './reader.js';
+import { EMPTY_READ, readEntries } from './reader.js';
 import { recover } from './recovery.js';
 import { ShardStore } from './store.js';
 import { Writer } from './writer.js';
@@ -81,8 +81,8 @@ class ShardWorker {
   private onRead(m: Extract<ToWorker, { type: 'read' }>): void {
     try {
       const t = this.store.topics.get(m.topicId);
-      const out = t ? readEntries(t, m.from, m.maxEntries, m.maxBytes) : { data: new ArrayBuffer(0), entries: new Float64Array(0) };
-      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries }, [out.data, out.entries.buffer as ArrayBuffer]);
+      const out = t ? readEntries(t, m.from, m.maxEntries, m.maxBytes) : EMPTY_READ();
+      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries }, readTransfer(out.data, out.entries));
     } catch (err) {
       post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
     }
@@ -208,6 +208,9 @@ class ShardWorker {
     this.failed = e;
     debug(`failed: ${e.message}`);
     this.consumers.failed(e);
+    // The error goes on the failure port before State says Failed: whoever sees the state
+    // can then take the error itself synchronously (receiveMessageOnPort), errno included.
+    init.failPort.postMessage(serializeError(e));
     // Nothing after a failed write or fsync is acknowledged: the shard stops taking records
     // and wakes every waiter so that they see the failure.
     Atomics.store(ctl, RingSlot.State, ShardState.Failed);
@@ -249,14 +252,34 @@ class ShardWorker {
   }
 }
 
+/**
+ * The test seam WALRUS_TEST_FAULT="<write|fsync>:<nth>:<errno>[:short]" (docs/DURABILITY.md):
+ * applied to each IoContext right after it is created. Not a user feature.
+ */
+function testFault(): Parameters<IoContext['injectFault']> | null {
+  const spec = process.env.WALRUS_TEST_FAULT;
+  if (spec === undefined || spec === '') return null;
+  const m = /^(write|fsync):([1-9]\d*):([1-9]\d*)(:short)?$/.exec(spec);
+  if (!m || (m[4] !== undefined && m[1] !== 'write')) {
+    throw new TypeError(`WALRUS_TEST_FAULT must be "<write|fsync>:<nth>:<errno>[:short]" (short for write only), got ${JSON.stringify(spec)}`);
+  }
+  return [m[1] as 'write' | 'fsync', Number(m[2]), Number(m[3]), m[4] !== undefined];
+}
+
 function start(): void {
   if (init.cpu >= 0 && !native.setAffinity(init.cpu)) debug(`could not pin to cpu ${init.cpu}`);
   const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots);
   let shard: ShardWorker;
   try {
+    const fault = testFault();
     const result = recover(store, debug);
     const plain = new native.IoContext(init.ring, false, 1);
     const uring = init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
+    if (fault) {
+      plain.injectFault(...fault);
+      uring?.injectFault(...fault);
+      debug(`test fault injected: ${process.env.WALRUS_TEST_FAULT}`);
+    }
     const writer = new Writer(ring, store, plain, uring, init.uring === 'always');
     // A cursor that recovery pulled back is recorded durably before anything else happens.
     if (writer.noteRecovered()) writer.submit(true);
