@@ -32,8 +32,8 @@ import { fileURLToPath } from 'node:url';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { batches, chunk, makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
-import { fmtInt, fmtNum, progress, progressDone, table, writeCsv } from './lib/report.mjs';
-import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, waitQuiet } from './lib/disk.mjs';
+import { fmtInt, fmtNum, progress, progressDone, table, writeResultsCsv } from './lib/report.mjs';
+import { fsType, ioInFlightOf, makeTmpRoot, readText, removeAndSettle as removeAndSettleIn } from './lib/disk.mjs';
 import { envNum, listArg } from './lib/config.mjs';
 
 // ---------------------------------------------------------------------------------------------
@@ -66,16 +66,7 @@ const MB = 1e6;
 const tmp = makeTmpRoot('walrus-bench-', () => progressDone());
 const inFlight = ioInFlightOf(tmp.root);
 
-/**
- * Between runs: remove the run's files, commit that (fsync of the parent directory) and wait
- * (at most 1 s) until the disk has no I/O in flight, so the cost of deleting hundreds of MB
- * (ext4 mounted with `discard` trims them at commit) does not land on the next scenario.
- */
-async function removeAndSettle(dir) {
-  fs.rmSync(dir, { recursive: true, force: true });
-  fsyncDir(tmp.root);
-  await waitQuiet(inFlight, 1000);
-}
+const removeAndSettle = (dir) => removeAndSettleIn(dir, tmp.root, inFlight);
 
 function walOptions(dir, extra = {}) {
   const o = { dir, fsync: FsyncSchedule.NoFsync, shards: 1, ...extra };
@@ -621,19 +612,12 @@ function report() {
 
   // CSV
   const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
-  const csvPath = path.join(resultsDir, `append-${stamp}.csv`);
-  const columns = [
+  writeResultsCsv(resultsDir, 'append', [
     'scenario', 'run', 'entries', 'payloadBytes', 'seconds', 'entriesPerSec', 'mbPerSec',
-    'enqueueSeconds', 'enqueueEntriesPerSec', 'writtenSeconds', 'writtenEntriesPerSec', 'closeSeconds', 'backpressure',
+    'enqueueSeconds', 'enqueueEntriesPerSec', 'endToEndSeconds', 'endToEndEntriesPerSec', 'closeSeconds', 'backpressure',
     'fsyncs', 'writeSubmits', 'bytesWritten', 'recordsWritten', 'recordsPerFsync',
     'p50Ms', 'p90Ms', 'p99Ms', 'maxMs', 'minMs',
-    'node', 'kernel', 'nproc', 'quick', 'startedAt',
-  ];
-  const common = { node: process.version, kernel: os.release(), nproc: os.availableParallelism(), quick: QUICK ? 1 : 0, startedAt: startedAt.toISOString() };
-  writeCsv(csvPath, columns, rows.map((r) => ({ ...common, ...r })));
-  console.log(`CSV: ${path.relative(process.cwd(), csvPath) || csvPath} (${rows.length} rows)`);
+  ], rows, { quick: QUICK, startedAt });
 }
 
 try {

@@ -54,8 +54,8 @@ import { fileURLToPath } from 'node:url';
 import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
 import { makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
-import { fmtInt, fmtNum, progress, progressDone, table, writeCsv } from './lib/report.mjs';
-import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, waitQuiet } from './lib/disk.mjs';
+import { fmtInt, fmtNum, progress, progressDone, table, writeResultsCsv } from './lib/report.mjs';
+import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, removeAndSettle as removeAndSettleIn, waitQuiet } from './lib/disk.mjs';
 import { envNum, listArg } from './lib/config.mjs';
 
 // ---------------------------------------------------------------------------------------------
@@ -104,11 +104,7 @@ try {
 const tmp = makeTmpRoot('walrus-read-bench-', () => progressDone());
 const inFlight = ioInFlightOf(tmp.root);
 
-async function removeAndSettle(dir) {
-  fs.rmSync(dir, { recursive: true, force: true });
-  fsyncDir(tmp.root);
-  await waitQuiet(inFlight, 1000);
-}
+const removeAndSettle = (dir) => removeAndSettleIn(dir, tmp.root, inFlight);
 
 // ---------------------------------------------------------------------------------------------
 // Payloads (generated once, not measured). Payload i is at byte payloads[i].byteOffset of
@@ -641,17 +637,10 @@ function report() {
   }
 
   const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
-  const csvPath = path.join(resultsDir, `read-${stamp}.csv`);
-  const columns = [
+  writeResultsCsv(resultsDir, 'read', [
     'scenario', 'run', 'entries', 'payloadBytes', 'seconds', 'entriesPerSec', 'mbPerSec',
     'calls', 'entriesPerCall', 'fsyncs', 'entriesPerFsync', 'filesDeleted', 'consumers', 'drained', 'p50Ms', 'p99Ms', 'maxMs',
-    'node', 'kernel', 'nproc', 'quick', 'startedAt',
-  ];
-  const common = { node: process.version, kernel: os.release(), nproc: os.availableParallelism(), quick: QUICK ? 1 : 0, startedAt: startedAt.toISOString() };
-  writeCsv(csvPath, columns, rows.map((r) => ({ ...common, ...r })));
-  console.log(`CSV: ${path.relative(process.cwd(), csvPath) || csvPath} (${rows.length} rows)`);
+  ], rows, { quick: QUICK, startedAt });
 }
 
 try {

@@ -107,3 +107,14 @@ export function fsType(p) {
     return '?';
   }
 }
+
+/**
+ * Between runs: remove a run's files, commit that (fsync of `root`) and wait (at most 1 s)
+ * until the disk has no I/O in flight, so deleting hundreds of MB (ext4 with `discard`
+ * trims at commit) does not land on the next scenario.
+ */
+export async function removeAndSettle(dir, root, inFlight) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fsyncDir(root);
+  await waitQuiet(inFlight, 1000);
+}

@@ -1,5 +1,7 @@
 // Output helpers: aligned text tables, CSV, number formatting, progress line.
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 export function fmtInt(x) {
   if (!Number.isFinite(x)) return '-';
@@ -48,4 +50,17 @@ export function progress(msg) {
 
 export function progressDone() {
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[2K');
+}
+
+/**
+ * Writes `rows` (plus node, kernel, nproc, quick, startedAt on each) as
+ * `<resultsDir>/<name>-<timestamp>.csv` and prints where.
+ */
+export function writeResultsCsv(resultsDir, name, columns, rows, { quick, startedAt }) {
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  const csvPath = path.join(resultsDir, `${name}-${stamp}.csv`);
+  const common = { node: process.version, kernel: os.release(), nproc: os.availableParallelism(), quick: quick ? 1 : 0, startedAt: startedAt.toISOString() };
+  writeCsv(csvPath, [...columns, 'node', 'kernel', 'nproc', 'quick', 'startedAt'], rows.map((r) => ({ ...common, ...r })));
+  console.log(`CSV: ${path.relative(process.cwd(), csvPath) || csvPath} (${rows.length} rows)`);
 }
