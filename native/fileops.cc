@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,18 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   int fd;
   do fd = ::open(path.c_str(), flags, mode); while (fd < 0 && errno == EINTR);
   if (fd < 0) ThrowErrno(env, errno, "open");
+  return Napi::Number::New(env, fd);
+}
+
+// memfdCreate(name): an anonymous file (memfd_create, close-on-exec) for the 'memory'
+// backend. It has a descriptor like a segment file, so the worker writes, reads and
+// "fsyncs" it through the same calls (fdatasync on it succeeds at once), but it has no path:
+// nothing is created in any directory, and its pages go when its last descriptor closes.
+Napi::Value MemfdCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string name = PathArg(env, info[0], "name");
+  const int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (fd < 0) ThrowErrno(env, errno, "memfd_create");
   return Napi::Number::New(env, fd);
 }
 
@@ -185,6 +198,7 @@ Napi::Object Constants(Napi::Env env) {
 
 void InitFileOps(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("closeInBackground", Napi::Function::New(env, CloseInBackground, "closeInBackground"));
   exports.Set("pread", Napi::Function::New(env, Pread, "pread"));

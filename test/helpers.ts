@@ -38,3 +38,11 @@ export function pseudoRandom(seed: number, length: number): Buffer {
   }
   return b;
 }
+
+/**
+ * Backends whose semantics the semantic suites (append, consumer, streams, typed records)
+ * check: each suite runs once per backend with `describe.each`. Durability and crash suites
+ * are about files and stay on the disk backends.
+ */
+export const SEMANTIC_BACKENDS = ['fd', 'memory'] as const;
+export type SemanticBackend = (typeof SEMANTIC_BACKENDS)[number];

@@ -6,7 +6,12 @@ import { invalidArgType, invalidArgValue, outOfRange } from '../shared/errors.js
 import { MAX_RING_BYTES, MIN_RING_BYTES } from '../shared/ring.js';
 import { FsyncSchedule, ReadConsistency, isFsyncSchedule, isReadConsistency } from '../shared/schedule.js';
 
-export type Backend = 'fd' | 'mmap';
+/**
+ * Storage backend: `'fd'` (pwritev/io_uring on segment files), `'mmap'` (memory-mapped
+ * segment files) or `'memory'` (no files at all: the same engine over anonymous memory,
+ * gone at close; see the `backend` option).
+ */
+export type Backend = 'fd' | 'mmap' | 'memory';
 
 export interface WalrusOptions {
   /** Root data directory, created if missing. Default: `$WALRUS_DATA_DIR`, else `./wal_files`. */
@@ -19,7 +24,14 @@ export interface WalrusOptions {
   fsync?: FsyncSchedule;
   /** Worker threads that own the files. Default: one per available core beyond the first, at least 1, at most 16. */
   shards?: number;
-  /** Storage backend. Default: `'fd'` (or what enableFdBackend/disableFdBackend chose). */
+  /**
+   * Storage backend. Default: `'fd'` (or what enableFdBackend/disableFdBackend chose).
+   * `'memory'` keeps everything in anonymous memory: no directory is created and no lock is
+   * taken (`dir` and `key` are ignored, every open is a new, independent, empty log), and
+   * nothing survives `close()` or the process. The semantics are the disk backends' (same
+   * engine), except durability: `sync()` and `appendAndSync()` resolve without anything to
+   * make durable.
+   */
   backend?: Backend;
   /** Largest payload accepted, in bytes. Default: 16 MiB; at most 2 GiB. */
   maxRecordBytes?: number;
@@ -129,7 +141,7 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
   if (!isFsyncSchedule(fsync)) throw invalidArgType('options.fsync', 'an FsyncSchedule value', fsync);
 
   const backend = o.backend ?? defaultBackend;
-  if (backend !== 'fd' && backend !== 'mmap') throw invalidArgValue('options.backend', backend, "must be 'fd' or 'mmap'");
+  if (backend !== 'fd' && backend !== 'mmap' && backend !== 'memory') throw invalidArgValue('options.backend', backend, "must be 'fd', 'mmap' or 'memory'");
 
   const ringBytes = int(o, 'ringBytes', MIN_RING_BYTES, MAX_RING_BYTES, 16 * 1024 * 1024);
   if ((ringBytes & (ringBytes - 1)) !== 0) throw invalidArgValue('options.ringBytes', ringBytes, 'must be a power of two');

@@ -45,6 +45,8 @@ export interface WalrusStats {
 export const MAX_BATCH_ENTRIES = 2000;
 export const MAX_BATCH_BYTES = 10 * 1024 ** 3;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/** What a memory log's segments are named under in messages (they have no path). */
+const MEMORY_LABEL = '(memory)';
 
 interface Topic extends ProducerTopic, Watchable {
   name: string;
@@ -96,11 +98,13 @@ export class Walrus {
     if (opts.backend === 'mmap') {
       throw new WalrusError('ERR_WALRUS_IO', "the 'mmap' backend is not available in this version; use backend 'fd'");
     }
-    const ns = namespaceDir(opts.dir, opts.key);
-    const lockFd = lockNamespace(ns);
+    const memory = opts.backend === 'memory';
+    // A memory log has no directory and no lock: `ns` only labels its (pathless) segments.
+    const ns = memory ? MEMORY_LABEL : namespaceDir(opts.dir, opts.key);
+    const lockFd = memory ? -1 : lockNamespace(ns);
     const started: ShardClient[] = [];
     try {
-      const onDisk = shardsOnDisk(ns);
+      const onDisk = memory ? [] : shardsOnDisk(ns);
       const count = Math.max(opts.shards, onDisk.length > 0 ? onDisk[onDisk.length - 1]! + 1 : 0);
       const uring: IoPolicy = opts.ioUring === false || !native.uringSupported() ? 'never' : opts.ioUring === 'auto' ? 'multi' : 'always';
       const results = await Promise.allSettled(
@@ -111,6 +115,7 @@ export class Walrus {
               shard: i,
               dir: ns,
               ring: createRing(opts.ringBytes),
+              memory,
               fsync: opts.fsync,
               consistency: opts.consistency,
               blockBytes: opts.blockBytes,
@@ -145,7 +150,7 @@ export class Walrus {
       return wal;
     } catch (err) {
       await Promise.allSettled(started.map((s) => s.terminate()));
-      native.close(lockFd);
+      if (lockFd >= 0) native.close(lockFd);
       throw err;
     }
   }
@@ -393,7 +398,7 @@ export class Walrus {
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     } finally {
-      native.close(this.lockFd);
+      if (this.lockFd >= 0) native.close(this.lockFd);
     }
   }
 

@@ -14,6 +14,11 @@ export interface ShardInit {
   /** The namespace directory (absolute). */
   dir: string;
   ring: SharedArrayBuffer;
+  /**
+   * The 'memory' backend: segments are anonymous memory files (memfd) instead of files in
+   * `dir`, which is then only a label for messages. Everything else runs as on disk.
+   */
+  memory: boolean;
   fsync: FsyncSchedule;
   consistency: ReadConsistency;
   blockBytes: number;

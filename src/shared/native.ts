@@ -88,6 +88,11 @@ export interface NativeBinding {
   ): number;
 
   open(path: string, flags: number, mode: number): number;
+  /**
+   * memfd_create(name, MFD_CLOEXEC): an anonymous file with no path (the 'memory' backend's
+   * segments). `name` only shows in /proc/<pid>/fd.
+   */
+  memfdCreate(name: string): number;
   close(fd: number): void;
   /** Closes `fd` on a detached thread (for unlinked files whose last close frees blocks). */
   closeInBackground(fd: number): void;

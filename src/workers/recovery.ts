@@ -70,7 +70,8 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   let tornBytes = 0;
   const repairs: Repair[] = [];
   const found = new Map<number, Block[]>();
-  const files = listSegments(store.dir, store.shard);
+  // A memory shard starts empty: its segments never outlive the instance.
+  const files = store.memory ? [] : listSegments(store.dir, store.shard);
   for (let k = 0; k < files.length; k++) {
     const seg = openSegment(store, files[k]!, k === files.length - 1, debug);
     if (!seg) continue;

@@ -112,8 +112,10 @@ export class Retention {
     }
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;
-    native.unlink(seg.path);
-    fsyncDir(store.dir);
+    if (!store.memory) {
+      native.unlink(seg.path);
+      fsyncDir(store.dir);
+    }
     // The unlinked file's blocks are freed by this last close: off the worker's loop.
     native.closeInBackground(seg.fd);
     seg.fd = -1;

@@ -144,17 +144,21 @@ export function fsyncDir(dir: string): void {
  * Creates a segment: exclusive create, header, preallocation, fdatasync, directory fsync.
  * Only then is the file used, so a segment that recovery sees with a valid header was fully
  * set up, and one without is a creation cut short by a crash.
+ *
+ * With `memory` (the 'memory' backend) the segment is an anonymous memory file instead: no
+ * path, sized with ftruncate so that its pages are only allocated as blocks are written.
  */
-export function createSegment(dir: string, shard: number, seq: number, slots: number, blockBytes: number): Segment {
+export function createSegment(dir: string, shard: number, seq: number, slots: number, blockBytes: number, memory = false): Segment {
   const path = join(dir, segmentName(shard, seq));
   const salt = randomInt(1, 2 ** 32 - 1);
   let fd = -1;
   try {
-    fd = native.open(path, CREATE_NEW, FILE_MODE);
+    fd = memory ? native.memfdCreate(segmentName(shard, seq)) : native.open(path, CREATE_NEW, FILE_MODE);
     native.pwritev(fd, [encodeSegmentHeader(shard, seq, slots, blockBytes, salt)], 0);
     const size = segmentBytes(slots, blockBytes);
     try {
-      native.fallocate(fd, 0, size);
+      if (memory) native.ftruncate(fd, size);
+      else native.fallocate(fd, 0, size);
     } catch (err) {
       if ((err as { code?: string }).code !== 'EOPNOTSUPP') throw err;
       native.ftruncate(fd, size);
@@ -164,7 +168,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     if (fd >= 0) native.close(fd);
     throw ioError(err, `creating segment ${path} failed`, path);
   }
-  fsyncDir(dir);
+  if (!memory) fsyncDir(dir);
   return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0 };
 }
 

@@ -268,7 +268,7 @@ function testFault(): Parameters<IoContext['injectFault']> | null {
 
 function start(): void {
   if (init.cpu >= 0 && !native.setAffinity(init.cpu)) debug(`could not pin to cpu ${init.cpu}`);
-  const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots);
+  const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots, init.memory);
   let shard: ShardWorker;
   try {
     const fault = testFault();

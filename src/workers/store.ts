@@ -23,6 +23,8 @@ export class ShardStore {
     readonly shard: number,
     readonly blockBytes: number,
     readonly segmentSlots: number,
+    /** Segments are anonymous memory files with no directory entry (the 'memory' backend). */
+    readonly memory = false,
   ) {
     this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, ''));
   }
@@ -92,7 +94,7 @@ export class ShardStore {
   }
 
   private createSegment(slots: number): Segment {
-    const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes);
+    const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes, this.memory);
     this.segments.push(seg);
     return seg;
   }
