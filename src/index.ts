@@ -4,8 +4,10 @@
  * @packageDocumentation
  */
 export { Walrus, enableFdBackend, disableFdBackend, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES } from './main/walrus.js';
-export type { Entry, WalrusStats, ShardStats } from './main/walrus.js';
+export type { Entry, WalrusStats, ShardStats, SubscribeOptions } from './main/walrus.js';
 export type { WalrusOptions, Backend } from './main/options.js';
 export { FsyncSchedule, ReadConsistency } from './shared/schedule.js';
 export { WalrusError } from './shared/errors.js';
-export type { WalrusErrorCode } from './shared/errors.js';
+export type { WalrusErrorCode, WalrusErrorDetails } from './shared/errors.js';
+export { TypedTopic } from './main/typed.js';
+export type { TypedEntry } from './main/typed.js';

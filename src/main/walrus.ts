@@ -15,6 +15,8 @@ import type { IoPolicy } from '../shared/messages.js';
 
 const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
 import { shardsOnDisk } from '../workers/segments.js';
+import { FileStructures, MemoryStructures } from './structures.js';
+import { TypedTopic, ValueCodec } from './typed.js';
 
 /** An entry as reads return it. */
 export interface Entry {
@@ -82,6 +84,10 @@ export class Walrus {
   private readonly topicMap = new Map<string, Topic>();
   private closing: Promise<void> | null = null;
   private readonly onBeforeExit = (): void => this.flushBeforeExit();
+  /** The namespace directory (null for the memory backend). */
+  private nsDir: string | null = null;
+  /** Typed records' codec, created by the first typed() call. */
+  private codec: ValueCodec | null = null;
 
   private constructor(
     private readonly opts: ResolvedOptions,
@@ -145,6 +151,7 @@ export class Walrus {
           wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard, watchers: null });
         }
       }
+      wal.nsDir = memory ? null : ns;
       wal.recovered.tornBytes = tornBytes;
       wal.recovered.clean = clean;
       return wal;
@@ -364,6 +371,31 @@ export class Walrus {
 
   private closeWaiters: Promise<void> | null = null;
   private resolveClosed: (() => void) | null = null;
+
+  /**
+   * A typed view of `topic`: append JavaScript values and read them back decoded (msgpack
+   * with shared record structures, persisted beside the log). See {@link TypedTopic}.
+   *
+   * ```ts
+   * const orders = wal.typed<{ id: number; at: Date }>('orders');
+   * orders.append({ id: 1, at: new Date() });
+   * for await (const { offset, value } of orders.iterate()) console.log(offset, value.id);
+   * ```
+   */
+  typed<T = unknown>(topic: string): TypedTopic<T> {
+    this.checkOpen();
+    encodeTopic(topic);
+    if (this.codec === null) this.codec = new ValueCodec(this.nsDir === null ? new MemoryStructures() : new FileStructures(this.nsDir));
+    const codec = this.codec;
+    return new TypedTopic<T>(this, topic, {
+      // Checked first: structures are never saved into a directory this instance released.
+      encode: (value) => {
+        this.checkOpen();
+        return codec.encode(value);
+      },
+      decode: (t, offset, data) => codec.decode(t, offset, data),
+    });
+  }
 
   /** Every topic that has at least one entry. */
   topics(): string[] {

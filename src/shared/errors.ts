@@ -12,7 +12,8 @@ export type WalrusErrorCode =
   | 'ERR_WALRUS_INVALID_TOPIC'
   | 'ERR_WALRUS_CORRUPT'
   | 'ERR_WALRUS_IO'
-  | 'ERR_WALRUS_BACKPRESSURE';
+  | 'ERR_WALRUS_BACKPRESSURE'
+  | 'ERR_WALRUS_DECODE';
 
 export interface WalrusErrorDetails {
   /** ERR_WALRUS_IO: the errno name of the failing call, e.g. 'EIO'. */
@@ -23,7 +24,12 @@ export interface WalrusErrorDetails {
   syscall?: string;
   /** ERR_WALRUS_CORRUPT / ERR_WALRUS_IO: the file concerned. */
   file?: string;
-  /** ERR_WALRUS_CORRUPT: byte offset in `file` of the first bad byte. */
+  /** ERR_WALRUS_DECODE: the topic of the entry that could not be decoded. */
+  topic?: string;
+  /**
+   * ERR_WALRUS_CORRUPT: byte offset in `file` of the first bad byte. ERR_WALRUS_DECODE: the
+   * offset of the entry in its topic.
+   */
   offset?: number;
   cause?: unknown;
 }
@@ -35,6 +41,7 @@ export class WalrusError extends Error {
   readonly errnoCode?: string;
   readonly file?: string;
   readonly offset?: number;
+  readonly topic?: string;
 
   constructor(code: WalrusErrorCode, message: string, details: WalrusErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -45,6 +52,7 @@ export class WalrusError extends Error {
     if (details.errnoCode !== undefined) this.errnoCode = details.errnoCode;
     if (details.file !== undefined) this.file = details.file;
     if (details.offset !== undefined) this.offset = details.offset;
+    if (details.topic !== undefined) this.topic = details.topic;
   }
 }
 
@@ -123,6 +131,7 @@ const WALRUS_CODES: ReadonlySet<string> = new Set<WalrusErrorCode>([
   'ERR_WALRUS_CORRUPT',
   'ERR_WALRUS_IO',
   'ERR_WALRUS_BACKPRESSURE',
+  'ERR_WALRUS_DECODE',
 ]);
 
 export function deserializeError(s: SerializedError): Error {

@@ -1,0 +1,169 @@
+/**
+ * Typed records: JavaScript values stored as msgpack (msgpackr), with msgpackr's shared
+ * record structures so that repeated object shapes are stored as a small structure id plus
+ * the values, not the keys every time. The structures live beside the log and are made
+ * durable before any record that uses them is appended (structures.ts says how and why).
+ *
+ * A typed record's payload is one tag byte (0xC1, a byte that msgpack never uses and that
+ * never starts valid UTF-8) followed by the msgpack encoding. The tag lets a read tell a
+ * typed record from any other entry and fail with ERR_WALRUS_DECODE instead of returning a
+ * value decoded from bytes that were never one.
+ */
+import { Packr } from 'msgpackr';
+import { WalrusError, invalidArgType } from '../shared/errors.js';
+import type { StructureStore } from './structures.js';
+import { MAX_BATCH_ENTRIES, type Entry, type SubscribeOptions, type Walrus } from './walrus.js';
+
+/** First byte of every typed record. */
+export const TYPED_TAG = 0xc1;
+
+/** An entry of a typed topic as its reads return it: the decoded value instead of bytes. */
+export interface TypedEntry<T> {
+  topic: string;
+  offset: number;
+  value: T;
+}
+
+/**
+ * Encodes and decodes the typed records of one instance (every topic shares its structures).
+ * Fail-stop: once saving structures failed, every later encode throws that failure, because
+ * msgpackr's in-memory structures may then name ids that were never saved.
+ */
+export class ValueCodec {
+  private readonly packr: Packr;
+  private failure: Error | null = null;
+
+  constructor(store: StructureStore) {
+    this.packr = new Packr({
+      structures: store.load() as object[],
+      moreTypes: true,
+      useBigIntExtension: true,
+      // Decoded binary values must not be views into the read chunk the entry came from.
+      copyBuffers: true,
+      getStructures: () => store.load() as object[],
+      saveStructures: (structures: unknown[]) => {
+        try {
+          store.save(structures);
+        } catch (err) {
+          this.failure = err as Error;
+          throw err;
+        }
+      },
+    });
+  }
+
+  /** The tagged msgpack encoding of `value`, in a buffer of its own. */
+  encode(value: unknown): Buffer {
+    if (this.failure) throw this.failure;
+    const packed = this.packr.pack(value);
+    const out = Buffer.allocUnsafe(packed.length + 1);
+    out[0] = TYPED_TAG;
+    out.set(packed, 1);
+    return out;
+  }
+
+  /** Decodes the payload of entry `offset` of `topic`; ERR_WALRUS_DECODE when it is not a typed record. */
+  decode(topic: string, offset: number, data: Uint8Array): unknown {
+    if (data.length < 2 || data[0] !== TYPED_TAG) {
+      throw decodeError(topic, offset, data.length === 0 ? 'it is empty' : `it does not start with the typed-record tag 0xc1 (first byte 0x${data[0]!.toString(16)})`);
+    }
+    try {
+      return this.packr.unpack(data.subarray(1));
+    } catch (err) {
+      throw decodeError(topic, offset, `msgpack decoding failed: ${(err as Error).message}`, err);
+    }
+  }
+}
+
+function decodeError(topic: string, offset: number, why: string, cause?: unknown): WalrusError {
+  return new WalrusError('ERR_WALRUS_DECODE', `entry ${offset} of topic ${JSON.stringify(topic)} is not a typed record: ${why}`, {
+    topic,
+    offset,
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/** What a TypedTopic needs from its instance's codec (encode refuses once the log is closed). */
+export interface Codec {
+  encode(value: unknown): Buffer;
+  decode(topic: string, offset: number, data: Uint8Array): unknown;
+}
+
+/**
+ * A typed view of one topic, from {@link Walrus.typed}: the same calls as the byte API, with
+ * values instead of payloads. Values are encoded with msgpackr (`moreTypes`): plain objects,
+ * arrays, strings, numbers, booleans, null, `Date`, `Map`, `Set`, `Error`, `RegExp`, typed
+ * arrays, Buffers and bigint (any size) round-trip. Objects of a repeated shape share a
+ * record structure, saved durably beside the log (at most 32 shared shapes per log; later
+ * shapes are stored with their keys in each record).
+ *
+ * The view holds no state of its own: any number of views of a topic, and the byte API on
+ * the same topic, can be used together (offsets and the cursor are the topic's).
+ *
+ * @typeParam T - the type of the values, for the compiler only: reads do not check it.
+ */
+export class TypedTopic<T = unknown> {
+  /** @internal */
+  constructor(
+    private readonly wal: Walrus,
+    /** The topic this view reads and writes. */
+    readonly topic: string,
+    private readonly codec: Codec,
+  ) {}
+
+  /** Like {@link Walrus.append}: appends `value` and returns its offset, synchronously. */
+  append(value: T): number {
+    return this.wal.append(this.topic, this.codec.encode(value));
+  }
+
+  /** Like {@link Walrus.batchAppend}: atomic, at most 2,000 values; returns the first offset. */
+  batchAppend(values: readonly T[]): number {
+    if (!Array.isArray(values)) throw invalidArgType('values', 'an instance of Array', values);
+    if (values.length > MAX_BATCH_ENTRIES) return this.wal.batchAppend(this.topic, values as never);
+    return this.wal.batchAppend(this.topic, values.map((v) => this.codec.encode(v)));
+  }
+
+  /** Like {@link Walrus.appendAndSync}: resolves with the offset once the value is durable. */
+  appendAndSync(value: T): Promise<number> {
+    try {
+      return this.wal.appendAndSync(this.topic, this.codec.encode(value));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /**
+   * Like {@link Walrus.readNext}, decoded. An entry that is not a typed record rejects with
+   * `ERR_WALRUS_DECODE` (`topic` and `offset` say which); a checkpointing read has then
+   * already moved the cursor past it, like any read.
+   */
+  async readNext(checkpoint = true): Promise<TypedEntry<T> | null> {
+    const e = await this.wal.readNext(this.topic, checkpoint);
+    return e === null ? null : this.decode(e);
+  }
+
+  /** Like {@link Walrus.batchRead} (`maxBytes` counts encoded bytes), decoded; see {@link TypedTopic.readNext} for decode errors. */
+  async batchRead(maxBytes: number, checkpoint = true): Promise<TypedEntry<T>[]> {
+    const entries = await this.wal.batchRead(this.topic, maxBytes, checkpoint);
+    return entries.map((e) => this.decode(e));
+  }
+
+  /** Like {@link Walrus.iterate}, decoded: replays from `from` without touching the cursor. */
+  iterate(from = 0): AsyncIterableIterator<TypedEntry<T>> {
+    return this.decoded(this.wal.iterate(this.topic, from));
+  }
+
+  /** Like {@link Walrus.subscribe}, decoded: consumes from the cursor and waits for new values. */
+  subscribe(options?: SubscribeOptions): AsyncIterableIterator<TypedEntry<T>> {
+    return this.decoded(this.wal.subscribe(this.topic, options));
+  }
+
+  /** Decodes an entry of this topic read through the byte API. */
+  decode(entry: Entry): TypedEntry<T> {
+    return { topic: entry.topic, offset: entry.offset, value: this.codec.decode(entry.topic, entry.offset, entry.data) as T };
+  }
+
+  private async *decoded(source: AsyncIterableIterator<Entry>): AsyncIterableIterator<TypedEntry<T>> {
+    for await (const e of source) yield this.decode(e);
+  }
+}
