@@ -17,6 +17,8 @@ const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwrite
 import { shardsOnDisk } from '../workers/segments.js';
 import { FileStructures, MemoryStructures } from './structures.js';
 import { TypedTopic, ValueCodec } from './typed.js';
+import type { Readable, Writable } from 'node:stream';
+import { type ReadStreamOptions, type WriteStreamOptions, createReadStream, createWriteStream } from './streams.js';
 
 /** An entry as reads return it. */
 export interface Entry {
@@ -395,6 +397,63 @@ export class Walrus {
       },
       decode: (t, offset, data) => codec.decode(t, offset, data),
     });
+  }
+
+  /**
+   * A Writable that appends each chunk to `topic` as one entry (object mode: a chunk is a
+   * string or Uint8Array, or with `mode: 'values'` any value, stored as a typed record).
+   * `write()` returns false when `highWaterMark` chunks wait; a chunk waits while the
+   * shard's ring is full (the engine's backpressure, through `drain()`), so honouring
+   * write()'s return value and `'drain'` bounds memory. Chunks buffered together are
+   * appended as atomic batches of up to 2,000. With `sync: true` a write's callback and
+   * `'finish'` come once its entries are durable. The stream errors with the append's
+   * error (ERR_WALRUS_CLOSED once the instance is closed, ERR_WALRUS_IO, a TypeError for a
+   * bad chunk). Ending the stream does not close the instance.
+   *
+   * ```ts
+   * await pipeline(source, wal.createWriteStream('events', { sync: true }));
+   * ```
+   */
+  createWriteStream(topic: string, options?: WriteStreamOptions): Writable {
+    this.checkOpen();
+    encodeTopic(topic);
+    return createWriteStream(this, topic, () => this.typed(topic), options);
+  }
+
+  /**
+   * A Readable of the entries of `topic` (object mode: {@link Entry} objects, or decoded
+   * {@link TypedEntry} objects with `mode: 'values'`), consumed from the topic's cursor like
+   * `subscribe`: every entry is checkpointed (under the instance's `consistency`) as it
+   * enters the stream's buffer, the stream waits for new appends when caught up, ends when
+   * the instance closes (or, with `live: false`, once it has consumed everything there is),
+   * and is destroyed with an AbortError when `signal` aborts. Entries
+   * already taken from the log but still in the buffer when the stream is destroyed are not
+   * delivered again (at most `highWaterMark`; use `highWaterMark: 1` for one at a time).
+   */
+  createReadStream(topic: string, options?: ReadStreamOptions): Readable {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    const t = this.topicFor(topic);
+    return createReadStream({ next: (n, maxBytes, live, signal) => this.nextBatch(t, n, maxBytes, live, signal) }, () => this.typed(topic), options);
+  }
+
+  /** The read streams' source: like tail(), a batch at a time; null once the instance closes. */
+  private async nextBatch(t: Topic, maxEntries: number, maxBytes: number, live: boolean, signal: AbortSignal): Promise<Entry[] | null> {
+    const closed = this.closedSignal();
+    for (;;) {
+      if (this.closing) return null;
+      const seen = t.next;
+      let entries: Entry[];
+      try {
+        entries = await this.consume(t.name, Math.min(maxEntries, MAX_BATCH_ENTRIES), maxBytes, true);
+      } catch (err) {
+        if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return null;
+        throw err;
+      }
+      if (entries.length > 0) return entries;
+      if (!live) return null;
+      await waitForAppend(t, seen, closed, signal);
+    }
   }
 
   /** Every topic that has at least one entry. */
