@@ -13,6 +13,7 @@ import { FsyncSchedule, ReadConsistency, isFsyncSchedule, isReadConsistency } fr
  */
 export type Backend = 'fd' | 'mmap' | 'memory';
 
+/** Options of {@link Walrus.open}; every one has a default (README, "Options"). */
 export interface WalrusOptions {
   /** Root data directory, created if missing. Default: `$WALRUS_DATA_DIR`, else `./wal_files`. */
   dir?: string;

@@ -19,8 +19,11 @@ export const TYPED_TAG = 0xc1;
 
 /** An entry of a typed topic as its reads return it: the decoded value instead of bytes. */
 export interface TypedEntry<T> {
+  /** The topic it belongs to. */
   topic: string;
+  /** Its offset in the topic (typed and byte entries share the topic's offsets). */
   offset: number;
+  /** The decoded value. */
   value: T;
 }
 

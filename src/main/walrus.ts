@@ -22,20 +22,27 @@ import { type ReadStreamOptions, type WriteStreamOptions, createReadStream, crea
 
 /** An entry as reads return it. */
 export interface Entry {
+  /** The topic it belongs to. */
   topic: string;
+  /** Its offset in the topic: 0, 1, 2, ... in append order. */
   offset: number;
+  /** Its payload (strings were stored as UTF-8). */
   data: Buffer;
 }
 
+/** Counters of one shard, in {@link WalrusStats.shards}. */
 export interface ShardStats {
   /** fdatasync calls made by the shard's group commit. */
   fsyncs: number;
   /** Write submissions (io_uring_enter or pwritev rounds). */
   writeSubmits: number;
+  /** Bytes written to segment files (headers, records, padding). */
   bytesWritten: number;
+  /** Records written (entries and meta records). */
   recordsWritten: number;
 }
 
+/** What {@link Walrus.stats} reports. */
 export interface WalrusStats {
   /** Bytes of torn tail that the last open truncated. */
   recoveredTornBytes: number;
@@ -43,10 +50,13 @@ export interface WalrusStats {
   recoveredClean: boolean;
   /** How write batches reach the kernel: see the `ioUring` option. */
   io: 'io_uring' | 'io_uring+pwritev' | 'pwritev';
+  /** One entry per shard, by shard index. */
   shards: ShardStats[];
 }
 
+/** Most entries one `batchAppend` takes (and one `batchRead` returns). */
 export const MAX_BATCH_ENTRIES = 2000;
+/** Most payload bytes one `batchAppend` takes (10 GiB). */
 export const MAX_BATCH_BYTES = 10 * 1024 ** 3;
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** What a memory log's segments are named under in messages (they have no path). */
@@ -57,6 +67,7 @@ interface Topic extends ProducerTopic, Watchable {
   shard: ShardClient;
 }
 
+/** Options of {@link Walrus.subscribe}. */
 export interface SubscribeOptions {
   /** Aborting it makes the iterator reject with an AbortError. */
   signal?: AbortSignal;
@@ -82,6 +93,21 @@ export function disableFdBackend(): void {
   backendDefault.value = 'mmap';
 }
 
+/**
+ * A write-ahead log organised in topics: open it with {@link Walrus.open}, append with
+ * `append` / `batchAppend` / `appendAndSync`, make durable with `sync`, replay with
+ * `iterate`, consume through the per-topic cursor with `readNext` / `batchRead` /
+ * `subscribe`, and `close` it. Typed records: {@link Walrus.typed}; Node streams:
+ * {@link Walrus.createWriteStream} and {@link Walrus.createReadStream}.
+ *
+ * ```ts
+ * const wal = await Walrus.open({ dir: './wal_files' });
+ * wal.append('orders', JSON.stringify({ id: 1 }));
+ * await wal.sync();
+ * for await (const e of wal.iterate('orders')) console.log(e.offset, e.data.toString());
+ * await wal.close();
+ * ```
+ */
 export class Walrus {
   private readonly topicMap = new Map<string, Topic>();
   private closing: Promise<void> | null = null;
@@ -463,6 +489,7 @@ export class Walrus {
     return out;
   }
 
+  /** Counters: what the last open recovered, how writes reach the kernel, per-shard I/O. */
   stats(): WalrusStats {
     return {
       recoveredTornBytes: this.recovered.tornBytes,

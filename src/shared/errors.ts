@@ -4,6 +4,7 @@
  * argument's name in the message.
  */
 
+/** The codes of {@link WalrusError}; docs/ERRORS.md says what each means. */
 export type WalrusErrorCode =
   | 'ERR_WALRUS_CLOSED'
   | 'ERR_WALRUS_LOCKED'
@@ -15,6 +16,7 @@ export type WalrusErrorCode =
   | 'ERR_WALRUS_BACKPRESSURE'
   | 'ERR_WALRUS_DECODE';
 
+/** Extra fields of a {@link WalrusError}, by code (the constructor's third argument). */
 export interface WalrusErrorDetails {
   /** ERR_WALRUS_IO: the errno name of the failing call, e.g. 'EIO'. */
   errnoCode?: string;
@@ -31,16 +33,32 @@ export interface WalrusErrorDetails {
    * offset of the entry in its topic.
    */
   offset?: number;
+  /** The underlying error, as `Error.cause`. */
   cause?: unknown;
 }
 
+/**
+ * Every failure walrus-ts reports on purpose: an `Error` with a stable string `code`
+ * (docs/ERRORS.md describes each). Misuse of the API throws Node's usual TypeError /
+ * RangeError instead.
+ */
 export class WalrusError extends Error {
+  /** The stable code: what happened, independent of the message's wording. */
   readonly code: WalrusErrorCode;
+  /** ERR_WALRUS_IO: the positive errno number of the failing call. */
   readonly errno?: number;
+  /** ERR_WALRUS_IO: the system call that failed (`'pwritev'`, `'fdatasync'`, ...). */
   readonly syscall?: string;
+  /** ERR_WALRUS_IO: the errno's name (`'EIO'`, `'ENOSPC'`, ...). */
   readonly errnoCode?: string;
+  /** ERR_WALRUS_CORRUPT, ERR_WALRUS_IO, ERR_WALRUS_LOCKED: the file concerned. */
   readonly file?: string;
+  /**
+   * ERR_WALRUS_CORRUPT: byte offset of the damage in `file`. ERR_WALRUS_DECODE: the entry's
+   * offset in its topic.
+   */
   readonly offset?: number;
+  /** ERR_WALRUS_DECODE: the topic of the entry. */
   readonly topic?: string;
 
   constructor(code: WalrusErrorCode, message: string, details: WalrusErrorDetails = {}) {

@@ -3,10 +3,25 @@ import { invalidArgType, outOfRange } from './errors.js';
 
 /** When appended data is made durable (see docs/DURABILITY.md). */
 export type FsyncSchedule =
-  | { readonly kind: 'milliseconds'; readonly ms: number }
-  | { readonly kind: 'syncEach' }
-  | { readonly kind: 'noFsync' };
+  | {
+      /** Which schedule. */
+      readonly kind: 'milliseconds';
+      /** The longest delay, in ms, between an append and the fsync that covers it. */
+      readonly ms: number;
+    }
+  | {
+      /** Which schedule. */
+      readonly kind: 'syncEach';
+    }
+  | {
+      /** Which schedule. */
+      readonly kind: 'noFsync';
+    };
 
+/**
+ * The fsync schedules, for the `fsync` option of {@link Walrus.open}. Whatever the schedule,
+ * `sync()`, `appendAndSync()` and `close()` make everything appended before them durable.
+ */
 export const FsyncSchedule = Object.freeze({
   /** Data is fsynced at most about `ms` milliseconds after it was appended. */
   milliseconds(ms: number): FsyncSchedule {
@@ -22,9 +37,21 @@ export const FsyncSchedule = Object.freeze({
 
 /** How cursor advances are persisted (see docs/DURABILITY.md). */
 export type ReadConsistency =
-  | { readonly kind: 'strictlyAtOnce' }
-  | { readonly kind: 'atLeastOnce'; readonly persistEvery: number };
+  | {
+      /** Which mode. */
+      readonly kind: 'strictlyAtOnce';
+    }
+  | {
+      /** Which mode. */
+      readonly kind: 'atLeastOnce';
+      /** Checkpointed entries per topic between two cursor records at most. */
+      readonly persistEvery: number;
+    };
 
+/**
+ * The cursor persistence modes, for the `consistency` option of {@link Walrus.open}: what
+ * a checkpointing `readNext` / `batchRead` / `subscribe` promises across crashes.
+ */
 export const ReadConsistency = Object.freeze({
   /** A checkpointing read resolves only after its cursor advance is durable. */
   StrictlyAtOnce: Object.freeze({ kind: 'strictlyAtOnce' }) as ReadConsistency,
