@@ -203,4 +203,24 @@ describe('the memory backend', () => {
       await wal.close();
     }
   });
+
+  it('applies retentionBytes to topics nobody consumes, moving the cursor to the first entry kept', async () => {
+    const segBytes = 4096 + 4 * 4096;
+    const wal = await Walrus.open({ backend: 'memory', shards: 1, blockBytes: 4096, segmentBlocks: 4, retentionBytes: 3 * segBytes });
+    try {
+      for (let i = 0; i < 600; i++) wal.append('log', pseudoRandom(i, 200));
+      await wal.flush();
+      let kept = await collect(wal.iterate('log'));
+      for (let tries = 0; kept.length === 600 && tries < 500; tries++) {
+        await new Promise((r) => setTimeout(r, 10));
+        kept = await collect(wal.iterate('log'));
+      }
+      expect(kept.length).toBeGreaterThan(0);
+      expect(kept.length).toBeLessThan(600);
+      expect(kept[kept.length - 1]!.offset).toBe(599);
+      expect((await wal.readNext('log'))?.offset).toBe(kept[0]!.offset);
+    } finally {
+      await wal.close();
+    }
+  });
 });
