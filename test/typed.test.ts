@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Packr } from 'msgpackr';
@@ -144,6 +144,20 @@ describe('typed record structures across reopen and crashes (fd backend)', () =>
       expect(raw[2]!.data.length).toBeLessThan(raw[0]!.data.length + 1 + 2);
       expect((await collect(a.iterate())).map((e) => e.value)).toEqual([{ shapeOne: 1, common: 'x' }, { shapeThree: 3 }, { shapeOne: 4, common: 'y' }]);
       expect((await collect(wal.typed('b').iterate())).map((e) => e.value)).toEqual([{ shapeTwo: 2 }]);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('negative control: records whose structures are lost fail to decode (what the crash test would catch)', async () => {
+    const dir = tempDir();
+    let wal = await Walrus.open({ dir, shards: 1 });
+    for (let i = 0; i < 20; i++) wal.typed('a').append(valueFor(i * 7));
+    await wal.close();
+    rmSync(join(dir, 'structures.msgpack'));
+    wal = await Walrus.open({ dir, shards: 1 });
+    try {
+      await expect(collect(wal.typed('a').iterate())).rejects.toMatchObject({ code: 'ERR_WALRUS_DECODE', offset: 0 });
     } finally {
       await wal.close();
     }
