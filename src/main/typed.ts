@@ -145,7 +145,13 @@ export class TypedTopic<T = unknown> {
     return e === null ? null : this.decode(e);
   }
 
-  /** Like {@link Walrus.batchRead} (`maxBytes` counts encoded bytes), decoded; see {@link TypedTopic.readNext} for decode errors. */
+  /**
+   * Like {@link Walrus.batchRead} (`maxBytes` counts encoded bytes), decoded. One entry that
+   * is not a typed record makes the whole call reject with `ERR_WALRUS_DECODE` (naming the
+   * first such entry); a checkpointing read has then moved the cursor past every entry it
+   * took, the decodable ones too. On a topic that may hold other entries, peek first
+   * (`checkpoint = false`) or read it through the byte API and {@link TypedTopic.decode}.
+   */
   async batchRead(maxBytes: number, checkpoint = true): Promise<TypedEntry<T>[]> {
     const entries = await this.wal.batchRead(this.topic, maxBytes, checkpoint);
     return entries.map((e) => this.decode(e));
