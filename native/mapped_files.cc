@@ -23,23 +23,32 @@ bool MappedFiles::Map(int fd, uint64_t length, IoFailure* failure, FaultPlan* pl
   // Reserve every block the mapping covers before it exists (see the SIGBUS invariant).
   int rc;
   do rc = sys_fallocate(fd, 0, length); while (rc == -EINTR);
-  if (rc < 0) {
+  const bool no_space = rc == -ENOSPC || rc == -EDQUOT;
+  if (rc < 0 && !no_space) {
     *failure = IoFailure{-rc, "fallocate"};
     return false;
   }
-  // fallocate never shrinks a file; a size below `length` now would be a broken file system.
   const int64_t size = sys_fstat_size(fd);
-  if (size < 0 || static_cast<uint64_t>(size) < length) {
-    *failure = IoFailure{size < 0 ? static_cast<int>(-size) : EIO, "fstat"};
+  if (size < 0) {
+    *failure = IoFailure{static_cast<int>(-size), "fstat"};
     return false;
   }
+  // After a successful fallocate the file is at least `length` long (fallocate never
+  // shrinks); a shorter one would be a broken file system.
+  if (!no_space && static_cast<uint64_t>(size) < length) {
+    *failure = IoFailure{EIO, "fstat"};
+    return false;
+  }
+  const uint64_t mapped = no_space && static_cast<uint64_t>(size) < length ? size : length;
   void* base = nullptr;
-  rc = FaultMmap(plan, fd, static_cast<size_t>(length), &base);
-  if (rc < 0) {
-    *failure = IoFailure{-rc, "mmap"};
-    return false;
+  if (mapped > 0) {
+    rc = FaultMmap(plan, fd, static_cast<size_t>(mapped), &base);
+    if (rc < 0) {
+      *failure = IoFailure{-rc, "mmap"};
+      return false;
+    }
   }
-  maps_.emplace(fd, Mapping{static_cast<uint8_t*>(base), length, 0, 0});
+  maps_.emplace(fd, Mapping{static_cast<uint8_t*>(base), length, mapped, no_space ? -rc : 0, 0, 0});
   return true;
 }
 
@@ -48,11 +57,13 @@ int MappedFiles::Unmap(int fd) {
   if (it == maps_.end()) return -EBADF;
   const Mapping m = it->second;
   maps_.erase(it);
-  return sys_munmap(m.base, static_cast<size_t>(m.length));
+  return m.mapped > 0 ? sys_munmap(m.base, static_cast<size_t>(m.mapped)) : 0;
 }
 
 void MappedFiles::UnmapAll() {
-  for (const auto& entry : maps_) sys_munmap(entry.second.base, entry.second.length);
+  for (const auto& entry : maps_) {
+    if (entry.second.mapped > 0) sys_munmap(entry.second.base, entry.second.mapped);
+  }
   maps_.clear();
 }
 
@@ -60,8 +71,8 @@ int64_t MappedFiles::Read(int fd, uint8_t* out, size_t length, uint64_t position
   const auto it = maps_.find(fd);
   if (it == maps_.end()) return -EBADF;
   const Mapping& m = it->second;
-  if (position >= m.length) return 0;
-  const uint64_t n = length < m.length - position ? length : m.length - position;
+  if (position >= m.mapped) return 0;
+  const uint64_t n = length < m.mapped - position ? length : m.mapped - position;
   std::memcpy(out, m.base + position, static_cast<size_t>(n));
   return static_cast<int64_t>(n);
 }
@@ -86,6 +97,10 @@ std::string MappedFiles::Check(const WriteBatch& batch) const {
 bool MappedFiles::Run(const WriteBatch& batch, IoFailure* failure, FaultPlan* plan) {
   for (const WritePiece& p : batch.pieces) {
     Mapping& m = maps_.find(p.fd)->second;
+    if (m.write_err != 0) {
+      *failure = IoFailure{m.write_err, "fallocate"};
+      return false;
+    }
     uint8_t* to = m.base + p.position;
     for (size_t k = 0; k < p.iov_count; k++) {
       const struct iovec& v = batch.iov[p.first_iov + k];
