@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
+import { mmapRefusal } from '../dist/workers/segments.js';
 import { pseudoRandom, tempDir } from './helpers.js';
 
 const EIO = 5;
@@ -139,6 +140,15 @@ describe('the mapped IoContext (addon)', () => {
     } finally {
       native.close(s.fd);
     }
+  });
+});
+
+describe('file systems the mmap backend refuses', () => {
+  it('refuses copy-on-write file systems (SIGBUS risk on a full disk), accepts ext4, xfs and tmpfs', () => {
+    expect(mmapRefusal(0x9123683e)).toMatch(/btrfs.*SIGBUS.*backend 'fd'/);
+    expect(mmapRefusal(0x2fc12fc1)).toMatch(/zfs/);
+    expect(mmapRefusal(0xca451a4e)).toMatch(/bcachefs/);
+    for (const type of [0xef53, 0x58465342, 0x01021994]) expect(mmapRefusal(type)).toBeNull();
   });
 });
 

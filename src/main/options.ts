@@ -19,7 +19,13 @@ export interface WalrusOptions {
   fsync?: FsyncSchedule;
   /** Worker threads that own the files. Default: one per available core beyond the first, at least 1, at most 16. */
   shards?: number;
-  /** Storage backend. Default: `'fd'` (or what enableFdBackend/disableFdBackend chose). */
+  /**
+   * Storage backend. `'fd'`: write batches through pwritev/io_uring, durability by fdatasync.
+   * `'mmap'`: segment files mapped by the shard workers, writes copied into the mappings,
+   * durability by msync(MS_SYNC); same format and guarantees (docs/ARCHITECTURE.md, "The
+   * mmap backend"; refused on file systems where it could raise SIGBUS). Default: `'fd'` (or
+   * what enableFdBackend/disableFdBackend chose).
+   */
   backend?: Backend;
   /** Largest payload accepted, in bytes. Default: 16 MiB; at most 2 GiB. */
   maxRecordBytes?: number;
@@ -36,7 +42,7 @@ export interface WalrusOptions {
    * io_uring when it writes or syncs more than one file (their fdatasyncs then run in parallel)
    * and through pwritev otherwise (measured faster for one file: no hand-off to a kernel
    * worker); `true` uses io_uring for every batch; `false` never. WALRUS_DISABLE_IO_URING=1
-   * forces false.
+   * forces false. The mmap backend does not use it (it has no write system calls).
    */
   ioUring?: boolean | 'auto';
   /** Pin each shard worker to its own CPU. Default: false. */

@@ -3,9 +3,9 @@
  * of the directory) and the slot grid that blocks are carved from.
  */
 import { randomInt } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ioError } from '../shared/errors.js';
+import { WalrusError, ioError } from '../shared/errors.js';
 import {
   FORMAT_VERSION,
   SEGMENT_DATA_START,
@@ -168,6 +168,29 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
   }
   fsyncDir(dir);
   return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, map: null };
+}
+
+/**
+ * Copy-on-write file systems (statfs f_type) on which fallocate does not reserve the space
+ * that writing a page back needs: a write fault there can raise SIGBUS on a full disk.
+ */
+const COPY_ON_WRITE_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9123683e, 'btrfs'],
+  [0x2fc12fc1, 'zfs'],
+  [0xca451a4e, 'bcachefs'],
+]);
+
+/** Why the mmap backend refuses a file system of statfs type `type`, or null when it does not. */
+export function mmapRefusal(type: number): string | null {
+  const name = COPY_ON_WRITE_FILE_SYSTEMS.get(type);
+  if (name === undefined) return null;
+  return `the mmap backend refuses ${name}: on a copy-on-write file system fallocate does not reserve the space a write fault may need, and a full disk would then kill the process with SIGBUS instead of failing with ENOSPC; use backend 'fd' here`;
+}
+
+/** Throws ERR_WALRUS_IO (EOPNOTSUPP) when `dir` is on a file system the mmap backend refuses. */
+export function checkMmapFileSystem(dir: string): void {
+  const why = mmapRefusal(Number(statfsSync(dir).type));
+  if (why !== null) throw new WalrusError('ERR_WALRUS_IO', `${why} (${dir})`, { errnoCode: 'EOPNOTSUPP', errno: 95, syscall: 'statfs', file: dir });
 }
 
 /**

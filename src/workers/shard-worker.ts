@@ -14,6 +14,7 @@ import { Consumers } from './consumer.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './reader.js';
 import { recover } from './recovery.js';
+import { checkMmapFileSystem } from './segments.js';
 import { ShardStore } from './store.js';
 import { Writer } from './writer.js';
 
@@ -276,6 +277,7 @@ function start(): void {
     // mmap backend: one mapped context does every write (copies) and sync (msync); the
     // segments are mapped once recovery has left them durable.
     const mapped = init.backend === 'mmap';
+    if (mapped) checkMmapFileSystem(init.dir);
     const plain = new native.IoContext(init.ring, false, 1, mapped);
     const uring = mapped || init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
     if (fault) {
