@@ -193,10 +193,11 @@ const VARIANTS = MMAP ? (['fsync', 'map'] as const) : (['write', 'fsync', 'write
 const cases = VARIANTS.flatMap((variant) => [EIO, ENOSPC].map((errno) => ({ variant, errno, name: ERRNO_NAMES[errno]! })));
 /**
  * Each case must have failed at least this many operations in turn: one write and one fsync
- * per appendAndSync at least; on the mmap backend one mmap per segment the workload creates
- * (4 KiB blocks, 4-block segments: the 12 appends fill several).
+ * per appendAndSync at least; on the mmap backend one mmap per segment the workload creates:
+ * its blocks (4 KiB, 4 per segment) fill two segments, and a third, the spare created ahead
+ * of need, exists only when the worker had an idle moment for it (timing).
  */
-const MIN_OPERATIONS: Record<(typeof VARIANTS)[number], number> = { write: APPENDS, 'write:short': APPENDS, fsync: APPENDS, map: 3 };
+const MIN_OPERATIONS: Record<(typeof VARIANTS)[number], number> = { write: APPENDS, 'write:short': APPENDS, fsync: APPENDS, map: 2 };
 
 describe.each(PATHS)('injected I/O errors (%s)', (path) => {
   it.each(cases)('$variant fails with $name at every operation in turn', async ({ variant, errno, name }) => {

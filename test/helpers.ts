@@ -10,9 +10,9 @@ afterEach(() => {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** A fresh temporary directory, removed after the current test. */
-export function tempDir(prefix = 'walrus-test-'): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+/** A fresh temporary directory (under `parent`, default os.tmpdir()), removed after the current test. */
+export function tempDir(prefix = 'walrus-test-', parent = tmpdir()): string {
+  const d = mkdtempSync(join(parent, prefix));
   made.push(d);
   return d;
 }
