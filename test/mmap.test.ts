@@ -187,4 +187,37 @@ describe('segment mappings of the mmap backend', () => {
     }
     expect(mappedSegments(dir)).toEqual([]);
   });
+
+  it('a failed mmap of an existing segment fails the open with ERR_WALRUS_IO, maps nothing, and changes nothing', async () => {
+    const dir = tempDir('walrus-mmap-');
+    const opts = { dir, backend: 'mmap', shards: 1, blockBytes: 4096, segmentBlocks: 4 } as const;
+    const wal = await Walrus.open(opts);
+    const written = Array.from({ length: 40 }, (_, i) => pseudoRandom(i + 1, 500));
+    for (const p of written) wal.append('t', p);
+    await wal.close();
+    const saved = process.env.WALRUS_TEST_FAULT;
+    process.env.WALRUS_TEST_FAULT = 'map:2:5';
+    let err: unknown;
+    try {
+      err = await Walrus.open(opts).then(
+        (w) => w.close().then(() => null),
+        (e: unknown) => e,
+      );
+    } finally {
+      if (saved === undefined) delete process.env.WALRUS_TEST_FAULT;
+      else process.env.WALRUS_TEST_FAULT = saved;
+    }
+    expect(err).toMatchObject({ code: 'ERR_WALRUS_IO', errno: EIO, errnoCode: 'EIO', syscall: 'mmap' });
+    // The first segment's mapping, made before the failure, was released with the files.
+    expect(mappedSegments(dir)).toEqual([]);
+    const again = await Walrus.open(opts);
+    try {
+      const got = [];
+      for await (const e of again.iterate('t')) got.push(e.data);
+      expect(got.length).toBe(written.length);
+      got.forEach((d, k) => expect(Buffer.compare(d, written[k]!)).toBe(0));
+    } finally {
+      await again.close();
+    }
+  });
 });
