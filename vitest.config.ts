@@ -1,14 +1,35 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The files that the 'mmap' project runs again with WALRUS_TEST_BACKEND=mmap (the default
+ * backend of every open that names none, test/setup-backend.ts): the conformance, crash,
+ * corruption and fault tests. Files about the addon, the ring, the layout and option parsing
+ * do not depend on the backend and run once.
+ */
+const DISK_BACKEND_FILES = [
+  'test/append.test.ts',
+  'test/consumer.test.ts',
+  'test/crash.test.ts',
+  'test/durability.test.ts',
+  'test/enospc.test.ts',
+  'test/faults.test.ts',
+  'test/recovery.test.ts',
+  'test/retention.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Each test file runs in its own child process: workers, file descriptors and locks of one
     // area never leak into another, and crash tests can kill their own children freely.
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    setupFiles: ['test/setup-backend.ts'],
     // In CI also write a JSON report, from which .ci/run prints a plain "N passed, N failed".
     reporters: process.env.CI ? ['default', ['json', { outputFile: '.vitest-report.json' }]] : ['default'],
+    projects: [
+      { extends: true, test: { name: 'fd', include: ['test/**/*.test.ts'], env: { WALRUS_TEST_BACKEND: 'fd' } } },
+      { extends: true, test: { name: 'mmap', include: DISK_BACKEND_FILES, env: { WALRUS_TEST_BACKEND: 'mmap' } } },
+    ],
   },
 });

@@ -11,6 +11,7 @@
 #include "bindings.h"
 #include "errors.h"
 #include "layout.h"
+#include "mapped_files.h"
 #include "uring.h"
 #include "write_batch.h"
 
@@ -33,7 +34,11 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
     return DefineClass(env, "IoContext",
                        {InstanceAccessor<&IoContext::GetUring>("uring"),
                         InstanceMethod<&IoContext::WriteBatchJs>("writeBatch"),
+                        InstanceAccessor<&IoContext::GetMapped>("mapped"),
                         InstanceMethod<&IoContext::InjectFaultJs>("injectFault"),
+                        InstanceMethod<&IoContext::MapJs>("map"),
+                        InstanceMethod<&IoContext::UnmapJs>("unmap"),
+                        InstanceMethod<&IoContext::ReadMappedJs>("readMapped"),
                         InstanceMethod<&IoContext::CloseJs>("close")});
   }
 
@@ -57,10 +62,15 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
     auto* context = static_cast<IoContext*>(self);
     context->hook_registered_ = false;  // Node removes a hook once it has run
     context->ring_.Close();
+    context->maps_.UnmapAll();
   }
 
   void CheckTag(const Napi::CallbackInfo& info) const;
   Napi::Value GetUring(const Napi::CallbackInfo& info);
+  Napi::Value GetMapped(const Napi::CallbackInfo& info);
+  void MapJs(const Napi::CallbackInfo& info);
+  void UnmapJs(const Napi::CallbackInfo& info);
+  Napi::Value ReadMappedJs(const Napi::CallbackInfo& info);
   void WriteBatchJs(const Napi::CallbackInfo& info);
   void CloseJs(const Napi::CallbackInfo& info);
   void InjectFaultJs(const Napi::CallbackInfo& info);
@@ -69,6 +79,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
 
   napi_env env_;
   bool uring_ = false;
+  bool mapped_ = false;  // the mmap backend: writes are copies into maps_, syncs are msync
   bool closed_ = false;
   bool busy_ = false;
   bool hook_registered_ = false;
@@ -79,6 +90,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
   WriteBatch batch_;
   UringScratch scratch_;
   FaultPlan fault_;  // tests only: see injectFault
+  MappedFiles maps_;
   std::vector<napi_value> ext_values_;
   std::vector<Bytes> ext_;
 };
@@ -122,10 +134,16 @@ IoContext::IoContext(const Napi::CallbackInfo& info)
   uring_ = info[1].As<Napi::Boolean>().Value();
   const uint64_t depth = IndexArg(env, info[2], kMaxQueueDepth, "queueDepth");
   if (depth == 0) ThrowRange(env, "queueDepth must be an integer from 1 to 32768, got 0");
+  if (!info[3].IsUndefined() && !info[3].IsBoolean()) ThrowType(env, "mapped must be a boolean");
+  mapped_ = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  if (mapped_ && uring_) ThrowType(env, "mapped and useUring cannot both be true");
   if (uring_) {
     const int rc = ring_.Init(static_cast<unsigned>(depth));
     if (rc < 0) ThrowErrno(env, -rc, "io_uring_setup");
-    // A worker thread that exits without close() must not leak the ring descriptor.
+  }
+  if (uring_ || mapped_) {
+    // A worker thread that exits without close() must not leak the ring descriptor or the
+    // mappings.
     if (napi_add_env_cleanup_hook(env, OnEnvCleanup, this) != napi_ok) {
       ring_.Close();
       throw Napi::Error::New(env);
@@ -147,12 +165,51 @@ Napi::Value IoContext::GetUring(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), uring_);
 }
 
+Napi::Value IoContext::GetMapped(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  return Napi::Boolean::New(info.Env(), mapped_);
+}
+
+// map(fd, length): see MappedFiles::Map. Only on a mapped context.
+void IoContext::MapJs(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  Napi::Env env = info.Env();
+  if (!mapped_) throw Napi::Error::New(env, "map() needs an IoContext created with mapped = true");
+  if (closed_) ThrowErrno(env, EBADF, "mmap");
+  const int fd = FdArg(env, info[0], "fd");
+  const uint64_t length = IndexArg(env, info[1], kMaxSafeInteger, "length");
+  if (length == 0) ThrowRange(env, "length must be an integer from 1 to 2^53 - 1, got 0");
+  IoFailure failure;
+  if (!maps_.Map(fd, length, &failure, &fault_)) ThrowErrno(env, failure.err, failure.syscall);
+}
+
+void IoContext::UnmapJs(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  Napi::Env env = info.Env();
+  if (busy_) throw Napi::Error::New(env, "unmap called during writeBatch");
+  const int rc = maps_.Unmap(FdArg(env, info[0], "fd"));
+  if (rc < 0) ThrowErrno(env, -rc, "munmap");
+}
+
+// readMapped(fd, buf, position): copies from fd's mapping; returns the bytes copied.
+Napi::Value IoContext::ReadMappedJs(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  const Bytes buf = Uint8ArrayArg(env, info[1], "buf");
+  const uint64_t position = IndexArg(env, info[2], kMaxSafeInteger, "position");
+  const int64_t rc = maps_.Read(fd, buf.data, buf.length, position);
+  if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), "mmap");
+  return Napi::Number::New(env, static_cast<double>(rc));
+}
+
 void IoContext::Release() {
   if (hook_registered_) {
     napi_remove_env_cleanup_hook(env_, OnEnvCleanup, this);
     hook_registered_ = false;
   }
   ring_.Close();
+  maps_.UnmapAll();
 }
 
 void IoContext::CloseJs(const Napi::CallbackInfo& info) {
@@ -171,7 +228,7 @@ void IoContext::WriteBatchJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (busy_) throw Napi::Error::New(env, "writeBatch is already running on this IoContext");
   BusyScope busy(busy_);
-  const char* const closed_syscall = uring_ ? "io_uring_enter" : "pwritev";
+  const char* const closed_syscall = mapped_ ? "msync" : uring_ ? "io_uring_enter" : "pwritev";
   if (closed_) ThrowErrno(env, EBADF, closed_syscall);
 
   // Reading array elements may run JavaScript (getters); it happens before any data pointer
@@ -207,25 +264,37 @@ void IoContext::WriteBatchJs(const Napi::CallbackInfo& info) {
   batch_.sync_fds.erase(std::unique(batch_.sync_fds.begin(), batch_.sync_fds.end()),
                         batch_.sync_fds.end());
 
+  if (mapped_) {
+    // The memory-safety net of the copies: every byte goes inside a mapping.
+    const std::string problem = maps_.Check(batch_);
+    if (!problem.empty()) ThrowRange(env, "writeBatch on a mapped IoContext: " + problem);
+  }
   IoFailure failure;
-  const bool ok = uring_ ? RunUring(ring_, batch_, scratch_, &failure, &fault_)
-                         : RunPwritev(batch_, &failure, &fault_);
+  const bool ok = mapped_  ? maps_.Run(batch_, &failure, &fault_)
+                  : uring_ ? RunUring(ring_, batch_, scratch_, &failure, &fault_)
+                           : RunPwritev(batch_, &failure, &fault_);
   if (!ok) ThrowErrno(env, failure.err, failure.syscall);
 }
 
-// injectFault(kind: 'write' | 'fsync', nth, errno, short): the test seam (see FaultPlan).
+// injectFault(kind: 'write' | 'fsync' | 'map', nth, errno, short): the test seam (see
+// FaultPlan). On a mapped context 'fsync' counts msync calls and 'map' mmap calls.
 void IoContext::InjectFaultJs(const Napi::CallbackInfo& info) {
   CheckTag(info);
   Napi::Env env = info.Env();
   if (busy_) throw Napi::Error::New(env, "injectFault called during writeBatch");
-  if (!info[0].IsString()) ThrowType(env, "kind must be 'write' or 'fsync'");
+  if (!info[0].IsString()) ThrowType(env, "kind must be 'write', 'fsync' or 'map'");
   const std::string kind = info[0].As<Napi::String>().Utf8Value();
-  if (kind != "write" && kind != "fsync") ThrowType(env, "kind must be 'write' or 'fsync'");
+  if (kind != "write" && kind != "fsync" && kind != "map") {
+    ThrowType(env, "kind must be 'write', 'fsync' or 'map'");
+  }
   const uint64_t nth = IndexArg(env, info[1], kMaxSafeInteger, "nth");
   const uint64_t err = IndexArg(env, info[2], 4095, "errno");
   if (nth > 0 && err == 0) ThrowRange(env, "errno must be an integer from 1 to 4095, got 0");
   if (!info[3].IsBoolean()) ThrowType(env, "short must be a boolean");
-  SetFault(&fault_, kind == "write" ? FaultPlan::Kind::kWrite : FaultPlan::Kind::kSync, nth,
+  const FaultPlan::Kind plan_kind = kind == "write"   ? FaultPlan::Kind::kWrite
+                                    : kind == "fsync" ? FaultPlan::Kind::kSync
+                                                      : FaultPlan::Kind::kMap;
+  SetFault(&fault_, plan_kind, nth,
            static_cast<int>(err), info[3].As<Napi::Boolean>().Value());
 }
 

@@ -1,7 +1,10 @@
 #include "sysio.h"
 
 #include <linux/io_uring.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,6 +41,32 @@ int sys_uring_enter(int ring_fd, unsigned to_submit, unsigned min_complete, unsi
 
 int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count) {
   return static_cast<int>(Result(::syscall(__NR_io_uring_register, ring_fd, opcode, arg, count)));
+}
+
+int sys_mmap_shared(int fd, size_t length, void** out) {
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return -errno;
+  *out = p;
+  return 0;
+}
+
+int sys_munmap(void* address, size_t length) {
+  return static_cast<int>(Result(::munmap(address, length)));
+}
+
+int sys_msync(void* address, size_t length) {
+  return static_cast<int>(Result(::msync(address, length, MS_SYNC)));
+}
+
+int sys_fallocate(int fd, uint64_t offset, uint64_t length) {
+  return static_cast<int>(
+      Result(::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length))));
+}
+
+int64_t sys_fstat_size(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return -errno;
+  return static_cast<int64_t>(st.st_size);
 }
 
 void SetFault(FaultPlan* plan, FaultPlan::Kind kind, uint64_t nth, int err, bool short_write) {
@@ -85,6 +114,16 @@ ssize_t FaultPwritev(FaultPlan* plan, int fd, const struct iovec* iov, int count
 int FaultFdatasync(FaultPlan* plan, int fd) {
   if (FaultHits(plan, FaultPlan::Kind::kSync)) return -plan->err;
   return sys_fdatasync(fd);
+}
+
+int FaultMsync(FaultPlan* plan, void* address, size_t length) {
+  if (FaultHits(plan, FaultPlan::Kind::kSync)) return -plan->err;
+  return sys_msync(address, length);
+}
+
+int FaultMmap(FaultPlan* plan, int fd, size_t length, void** out) {
+  if (FaultHits(plan, FaultPlan::Kind::kMap)) return -plan->err;
+  return sys_mmap_shared(fd, length, out);
 }
 
 void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res) {

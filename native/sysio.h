@@ -21,14 +21,21 @@ int sys_fsync(int fd);
 int sys_uring_setup(unsigned entries, struct io_uring_params* params);
 int sys_uring_enter(int ring_fd, unsigned to_submit, unsigned min_complete, unsigned flags);
 int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count);
+// The mmap backend's calls: a shared read-write mapping of [0, length) of fd (*out set on
+// success), its removal, msync(MS_SYNC) of a range, fallocate (mode 0) and the file's size.
+int sys_mmap_shared(int fd, size_t length, void** out);
+int sys_munmap(void* address, size_t length);
+int sys_msync(void* address, size_t length);
+int sys_fallocate(int fd, uint64_t offset, uint64_t length);
+int64_t sys_fstat_size(int fd);
 
 // Fault injection, for tests only: a plan owned by one IoContext makes the `nth` (1-based)
-// write or fdatasync performed through it fail. A write is one pwritev call or one io_uring
+// write, fdatasync (or msync, its mmap-backend equivalent) or mmap performed through it fail. A write is one pwritev call or one io_uring
 // WRITEV completion; an fdatasync is one call or one FSYNC completion. With `short_write`, the
 // nth write writes (or, for io_uring, reports) only half of its bytes and the next pwritev
 // (the attempt to complete it) fails. Inactive plans (nth == 0, the default) change nothing.
 struct FaultPlan {
-  enum class Kind { kWrite, kSync };
+  enum class Kind { kWrite, kSync, kMap };
   Kind kind = Kind::kWrite;
   uint64_t nth = 0;              // 0: no plan
   int err = 0;                   // positive errno
@@ -43,6 +50,9 @@ void SetFault(FaultPlan* plan, FaultPlan::Kind kind, uint64_t nth, int err, bool
 ssize_t FaultPwritev(FaultPlan* plan, int fd, const struct iovec* iov, int count,
                      uint64_t position);
 int FaultFdatasync(FaultPlan* plan, int fd);
+// sys_msync (counted as a kSync operation) / sys_mmap_shared (kMap) through `plan`.
+int FaultMsync(FaultPlan* plan, void* address, size_t length);
+int FaultMmap(FaultPlan* plan, int fd, size_t length, void** out);
 // An io_uring completion seen through `plan` (may be null): rewrites *res as the injected
 // error, or, for a short write of a `bytes`-byte request, as half of it.
 void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res);

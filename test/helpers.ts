@@ -10,9 +10,9 @@ afterEach(() => {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** A fresh temporary directory, removed after the current test. */
-export function tempDir(prefix = 'walrus-test-'): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
+/** A fresh temporary directory (under `parent`, default os.tmpdir()), removed after the current test. */
+export function tempDir(prefix = 'walrus-test-', parent = tmpdir()): string {
+  const d = mkdtempSync(join(parent, prefix));
   made.push(d);
   return d;
 }
@@ -24,10 +24,7 @@ export function tempDir(prefix = 'walrus-test-'): string {
  * made such a sweep take longer than the test timeout while other work used the disk.
  */
 export function ramTempDir(prefix = 'walrus-test-'): string {
-  if (!existsSync('/dev/shm')) return tempDir(prefix);
-  const d = mkdtempSync(join('/dev/shm', prefix));
-  made.push(d);
-  return d;
+  return tempDir(prefix, existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
 }
 
 /** Collects an async iterator into an array. */
@@ -53,9 +50,12 @@ export function pseudoRandom(seed: number, length: number): Buffer {
 }
 
 /**
- * Backends whose semantics the semantic suites (append, consumer, streams, typed records)
- * check: each suite runs once per backend with `describe.each`. Durability and crash suites
- * are about files and stay on the disk backends.
+ * Backends whose semantics the semantic suites (append, consumer, ring, streams, typed
+ * records) check: each suite runs once per backend with `describe.each`. The disk backend is
+ * the one the vitest project selects (WALRUS_TEST_BACKEND, test/setup-backend.ts), so the
+ * 'mmap' project runs these suites on mmap; the memory backend runs once, in the 'fd'
+ * project. Durability and crash suites are about files and stay on the disk backends.
  */
-export const SEMANTIC_BACKENDS = ['fd', 'memory'] as const;
-export type SemanticBackend = (typeof SEMANTIC_BACKENDS)[number];
+export type SemanticBackend = 'fd' | 'mmap' | 'memory';
+export const SEMANTIC_BACKENDS: readonly SemanticBackend[] =
+  process.env.WALRUS_TEST_BACKEND === 'mmap' ? ['mmap'] : ['fd', 'memory'];

@@ -52,17 +52,36 @@ describe('option validation', () => {
     expect(ReadConsistency.atLeastOnce(10)).toEqual({ kind: 'atLeastOnce', persistEvery: 10 });
   });
 
-  it('the mmap backend is refused clearly until it exists, also through disableFdBackend()', async () => {
-    const dir = tempDir();
-    expect((await openError({ dir, backend: 'mmap' })).message).toContain('mmap');
-    disableFdBackend();
+  it('disableFdBackend() makes mmap the default of later opens, enableFdBackend() fd again; an explicit backend wins', async () => {
+    const ioOf = async (options: Record<string, unknown>) => {
+      const wal = await Walrus.open({ dir: tempDir(), shards: 1, ...options });
+      try {
+        return wal.stats().io;
+      } finally {
+        await wal.close();
+      }
+    };
+    const initial = process.env.WALRUS_TEST_BACKEND === 'mmap' ? 'mmap' : 'fd';
     try {
-      expect((await openError({ dir })).message).toContain('mmap');
-    } finally {
+      disableFdBackend();
+      expect(await ioOf({})).toBe('mmap');
+      expect(await ioOf({ backend: 'fd' })).not.toBe('mmap');
       enableFdBackend();
+      expect(await ioOf({})).not.toBe('mmap');
+      expect(await ioOf({ backend: 'mmap' })).toBe('mmap');
+      // The switch applies to opens after it, not to instances already open.
+      const wal = await Walrus.open({ dir: tempDir(), shards: 1 });
+      try {
+        disableFdBackend();
+        expect(wal.stats().io).not.toBe('mmap');
+      } finally {
+        await wal.close();
+      }
+    } finally {
+      // Leave the default this test file started with (test/setup-backend.ts).
+      if (initial === 'mmap') disableFdBackend();
+      else enableFdBackend();
     }
-    const wal = await Walrus.open({ dir });
-    await wal.close();
   });
 
   it('takes dir and key from WALRUS_DATA_DIR and WALRUS_INSTANCE_KEY', async () => {

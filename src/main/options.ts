@@ -27,6 +27,10 @@ export interface WalrusOptions {
   shards?: number;
   /**
    * Storage backend. Default: `'fd'` (or what enableFdBackend/disableFdBackend chose).
+   * `'fd'`: write batches through pwritev/io_uring, durability by fdatasync.
+   * `'mmap'`: segment files mapped by the shard workers, writes copied into the mappings,
+   * durability by msync(MS_SYNC); same format and guarantees (docs/ARCHITECTURE.md, "The
+   * mmap backend"; refused on file systems where it could raise SIGBUS).
    * `'memory'` keeps everything in anonymous memory: no directory is created and no lock is
    * taken (`dir` and `key` are ignored, every open is a new, independent, empty log), and
    * nothing survives `close()` or the process. The semantics are the disk backends' (same
@@ -49,7 +53,7 @@ export interface WalrusOptions {
    * io_uring when it writes or syncs more than one file (their fdatasyncs then run in parallel)
    * and through pwritev otherwise (measured faster for one file: no hand-off to a kernel
    * worker); `true` uses io_uring for every batch; `false` never. WALRUS_DISABLE_IO_URING=1
-   * forces false.
+   * forces false. The mmap backend does not use it (it has no write system calls).
    */
   ioUring?: boolean | 'auto';
   /** Pin each shard worker to its own CPU. Default: false. */

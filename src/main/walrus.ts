@@ -48,8 +48,8 @@ export interface WalrusStats {
   recoveredTornBytes: number;
   /** Whether the previous instance closed cleanly. */
   recoveredClean: boolean;
-  /** How write batches reach the kernel: see the `ioUring` option. */
-  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev';
+  /** How write batches reach the kernel: see the `ioUring` option; `'mmap'` for that backend. */
+  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap';
   /** One entry per shard, by shard index. */
   shards: ShardStats[];
 }
@@ -129,9 +129,6 @@ export class Walrus {
   /** Opens (creating if needed) the log in `options.dir` / `options.key`. */
   static async open(options?: WalrusOptions): Promise<Walrus> {
     const opts = resolveOptions(options, backendDefault.value);
-    if (opts.backend === 'mmap') {
-      throw new WalrusError('ERR_WALRUS_IO', "the 'mmap' backend is not available in this version; use backend 'fd'");
-    }
     const memory = opts.backend === 'memory';
     // A memory log has no directory and no lock: `ns` only labels its (pathless) segments.
     const ns = memory ? MEMORY_LABEL : namespaceDir(opts.dir, opts.key);
@@ -140,7 +137,8 @@ export class Walrus {
     try {
       const onDisk = memory ? [] : shardsOnDisk(ns);
       const count = Math.max(opts.shards, onDisk.length > 0 ? onDisk[onDisk.length - 1]! + 1 : 0);
-      const uring: IoPolicy = opts.ioUring === false || !native.uringSupported() ? 'never' : opts.ioUring === 'auto' ? 'multi' : 'always';
+      const mmap = opts.backend === 'mmap';
+      const uring: IoPolicy = mmap || opts.ioUring === false || !native.uringSupported() ? 'never' : opts.ioUring === 'auto' ? 'multi' : 'always';
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) =>
           ShardClient.start(
@@ -158,6 +156,7 @@ export class Walrus {
               retentionBytes: opts.retentionBytes / count,
               retentionMs: opts.retentionMs,
               uring,
+              backend: mmap ? 'mmap' : 'fd',
               cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
               debug: opts.debug,
             },
@@ -494,7 +493,7 @@ export class Walrus {
     return {
       recoveredTornBytes: this.recovered.tornBytes,
       recoveredClean: this.recovered.clean,
-      io: IO_NAMES[this.recovered.uring],
+      io: this.opts.backend === 'mmap' ? 'mmap' : IO_NAMES[this.recovered.uring],
       shards: this.shards.map((s) => {
         const { fsyncs, writeSubmits, bytesWritten, recordsWritten } = s.stats();
         return { fsyncs, writeSubmits, bytesWritten, recordsWritten };

@@ -30,6 +30,8 @@ export interface ShardInit {
   retentionMs: number;
   /** 'always': every batch through io_uring; 'multi': batches touching more than one file; 'never'. */
   uring: IoPolicy;
+  /** 'mmap': segments are mapped and written by copies, made durable with msync (uring is then 'never'). */
+  backend: 'fd' | 'mmap';
   /** The worker posts its failure (a SerializedError) here before it sets State to Failed. */
   failPort: MessagePort;
   /** CPU to pin the worker to, or -1. */

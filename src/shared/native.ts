@@ -9,8 +9,25 @@
 import { createRequire } from 'node:module';
 
 export interface IoContext {
-  /** True when this context submits through io_uring, false when it uses pwritev. */
+  /** True when this context submits through io_uring, false when it uses pwritev or mappings. */
   readonly uring: boolean;
+  /**
+   * True for the mmap backend's context: writeBatch copies each write into the mapping of its
+   * fd (a RangeError, before anything is copied, when a write or sync names an fd that is not
+   * mapped or falls outside its mapping) and makes a sync fd durable with one msync(MS_SYNC)
+   * over the range written since its last msync.
+   */
+  readonly mapped: boolean;
+  /**
+   * Mapped contexts only: fallocate(fd, 0, 0, length) (which extends a shorter file), then
+   * mmap [0, length) MAP_SHARED read-write. Throws EOPNOTSUPP (syscall 'fallocate') where the
+   * file system cannot allocate: a mapping over unallocated bytes could raise SIGBUS.
+   */
+  map(fd: number, length: number): void;
+  /** Removes fd's mapping (munmap); throws EBADF when fd is not mapped. */
+  unmap(fd: number): void;
+  /** Copies from fd's mapping at `position` into `buf`; returns bytes copied (fewer at its end). */
+  readMapped(fd: number, buf: Uint8Array, position: number): number;
   /**
    * Writes a batch and optionally makes it durable, synchronously.
    *
@@ -32,7 +49,7 @@ export interface IoContext {
     syncFds: Int32Array,
     syncCount: number,
   ): void;
-  /** Releases the io_uring instance. Idempotent. */
+  /** Releases the io_uring instance and every mapping. Idempotent. */
   close(): void;
   /**
    * For tests only (fault injection; the worker applies `WALRUS_TEST_FAULT`, see
@@ -42,9 +59,10 @@ export interface IoContext {
    * completions are rewritten as they are reaped, so the normal handling of failed, short
    * and cancelled completions runs. With `short` (writes only), that write writes (pwritev)
    * or reports (io_uring) only half of its bytes, and the next pwritev, the attempt to
-   * complete it, fails with `errno`. `nth = 0` clears the plan.
+   * complete it, fails with `errno`. `nth = 0` clears the plan. On a mapped context no write
+   * call exists (writes are copies), 'fsync' counts msync calls and 'map' counts mmap calls.
    */
-  injectFault(kind: 'write' | 'fsync', nth: number, errno: number, short: boolean): void;
+  injectFault(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
 }
 
 export interface NativeBinding {
@@ -114,7 +132,8 @@ export interface NativeBinding {
   setAffinity(cpu: number): boolean;
   /** True when io_uring_setup works here and supports what writeBatch needs. */
   uringSupported(): boolean;
-  IoContext: new (ring: SharedArrayBuffer, useUring: boolean, queueDepth: number) => IoContext;
+  /** `mapped`: the mmap backend's context (useUring must then be false). */
+  IoContext: new (ring: SharedArrayBuffer, useUring: boolean, queueDepth: number, mapped?: boolean) => IoContext;
   /** open(2) flag values of this platform. */
   constants: Readonly<Record<'O_RDONLY' | 'O_RDWR' | 'O_CREAT' | 'O_EXCL' | 'O_CLOEXEC' | 'O_NOFOLLOW' | 'O_DIRECTORY', number>>;
   /** The layout constants the addon was compiled with (see NATIVE_LAYOUT). */

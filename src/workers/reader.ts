@@ -5,6 +5,7 @@
 import { corruptError } from '../shared/errors.js';
 import { RECORD_HEADER_BYTES, REC_LEN, REC_OFFSET_HI, REC_OFFSET_LO, recordFootprint } from '../shared/layout.js';
 import { native } from '../shared/native.js';
+import { readSegment } from './segments.js';
 import { READ_ENTRY_FIELDS } from '../shared/messages.js';
 import { type Block, type TopicLog, findBlock, seekInBlock } from './blocks.js';
 
@@ -135,7 +136,7 @@ function readAt(b: Block, rel: number, length: number): Uint8Array {
   // bytes past the end of the file are zeroed explicitly, as recovery treats them: only the
   // padding of the last record can be missing without failing its checksum.
   const buf = Buffer.allocUnsafeSlow(length);
-  const got = native.pread(b.segment.fd, buf, b.dataStart + rel);
+  const got = readSegment(b.segment, buf, b.dataStart + rel);
   if (got < length) buf.fill(0, got);
   return buf;
 }

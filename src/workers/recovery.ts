@@ -215,7 +215,7 @@ function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast
     native.close(fd);
     throw corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
   }
-  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs };
+  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null };
 }
 
 function isAllZeroAfter(fd: number, from: number): boolean {

@@ -3,9 +3,9 @@
  * of the directory) and the slot grid that blocks are carved from.
  */
 import { randomInt } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ioError } from '../shared/errors.js';
+import { WalrusError, ioError } from '../shared/errors.js';
 import {
   FORMAT_VERSION,
   SEGMENT_DATA_START,
@@ -22,7 +22,7 @@ import {
   SEG_SLOTS,
   SEG_VERSION,
 } from '../shared/layout.js';
-import { native } from '../shared/native.js';
+import { type IoContext, native } from '../shared/native.js';
 import type { Block } from './blocks.js';
 
 const TWO_32 = 2 ** 32;
@@ -40,6 +40,8 @@ export interface Segment {
   blocks: Block[];
   /** When the segment stopped taking new blocks (ms; its mtime when recovered), 0 before. */
   sealedAt: number;
+  /** mmap backend: the context holding this file's mapping (reads come from it), else null. */
+  map: IoContext | null;
 }
 
 /** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
@@ -169,7 +171,67 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   if (!memory) fsyncDir(dir);
-  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0 };
+  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, map: null };
+}
+
+/**
+ * Copy-on-write file systems (statfs f_type) on which fallocate does not reserve the space
+ * that writing a page back needs: a write fault there can raise SIGBUS on a full disk.
+ */
+const COPY_ON_WRITE_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9123683e, 'btrfs'],
+  [0x2fc12fc1, 'zfs'],
+  [0xca451a4e, 'bcachefs'],
+]);
+
+/** Why the mmap backend refuses a file system of statfs type `type`, or null when it does not. */
+export function mmapRefusal(type: number): string | null {
+  const name = COPY_ON_WRITE_FILE_SYSTEMS.get(type);
+  if (name === undefined) return null;
+  return `the mmap backend refuses ${name}: on a copy-on-write file system fallocate does not reserve the space a write fault may need, and a full disk would then kill the process with SIGBUS instead of failing with ENOSPC; use backend 'fd' here`;
+}
+
+/** Throws ERR_WALRUS_IO (EOPNOTSUPP) when `dir` is on a file system the mmap backend refuses. */
+export function checkMmapFileSystem(dir: string): void {
+  const why = mmapRefusal(Number(statfsSync(dir).type));
+  if (why !== null) throw new WalrusError('ERR_WALRUS_IO', `${why} (${dir})`, { errnoCode: 'EOPNOTSUPP', errno: 95, syscall: 'statfs', file: dir });
+}
+
+/**
+ * mmap backend: maps the whole segment through `io`. From here on the segment is written
+ * only through that mapping, and read from it.
+ */
+export function mapSegment(io: IoContext, seg: Segment): void {
+  try {
+    io.map(seg.fd, segmentBytes(seg.slots, seg.blockBytes));
+  } catch (err) {
+    const unsupported = (err as { code?: string }).code === 'EOPNOTSUPP';
+    throw ioError(
+      err,
+      unsupported
+        ? `the mmap backend cannot reserve space for segment ${seg.path} (the file system lacks fallocate; a mapping over unreserved space would crash the process with SIGBUS on a full disk); use backend 'fd' here`
+        : `mapping segment ${seg.path} failed`,
+      seg.path,
+    );
+  }
+  seg.map = io;
+}
+
+/** Removes the segment's mapping, if it has one (before its file is closed). */
+export function unmapSegment(seg: Segment): void {
+  const io = seg.map;
+  if (io === null) return;
+  seg.map = null;
+  try {
+    io.unmap(seg.fd);
+  } catch (err) {
+    throw ioError(err, `unmapping segment ${seg.path} failed`, seg.path);
+  }
+}
+
+/** Reads into `buf` from `position` of the segment (its mapping, else pread); returns bytes read. */
+export function readSegment(seg: Segment, buf: Uint8Array, position: number): number {
+  return seg.map !== null ? seg.map.readMapped(seg.fd, buf, position) : native.pread(seg.fd, buf, position);
 }
 
 /** The salt every record of a block carries: unique per block incarnation. */

@@ -14,6 +14,7 @@ import { Consumers } from './consumer.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './reader.js';
 import { recover } from './recovery.js';
+import { checkMmapFileSystem } from './segments.js';
 import { ShardStore } from './store.js';
 import { Writer } from './writer.js';
 
@@ -253,17 +254,17 @@ class ShardWorker {
 }
 
 /**
- * The test seam WALRUS_TEST_FAULT="<write|fsync>:<nth>:<errno>[:short]" (docs/DURABILITY.md):
+ * The test seam WALRUS_TEST_FAULT="<write|fsync|map>:<nth>:<errno>[:short]" (docs/DURABILITY.md):
  * applied to each IoContext right after it is created. Not a user feature.
  */
 function testFault(): Parameters<IoContext['injectFault']> | null {
   const spec = process.env.WALRUS_TEST_FAULT;
   if (spec === undefined || spec === '') return null;
-  const m = /^(write|fsync):([1-9]\d*):([1-9]\d*)(:short)?$/.exec(spec);
+  const m = /^(write|fsync|map):([1-9]\d*):([1-9]\d*)(:short)?$/.exec(spec);
   if (!m || (m[4] !== undefined && m[1] !== 'write')) {
-    throw new TypeError(`WALRUS_TEST_FAULT must be "<write|fsync>:<nth>:<errno>[:short]" (short for write only), got ${JSON.stringify(spec)}`);
+    throw new TypeError(`WALRUS_TEST_FAULT must be "<write|fsync|map>:<nth>:<errno>[:short]" (short for write only), got ${JSON.stringify(spec)}`);
   }
-  return [m[1] as 'write' | 'fsync', Number(m[2]), Number(m[3]), m[4] !== undefined];
+  return [m[1] as 'write' | 'fsync' | 'map', Number(m[2]), Number(m[3]), m[4] !== undefined];
 }
 
 function start(): void {
@@ -273,13 +274,18 @@ function start(): void {
   try {
     const fault = testFault();
     const result = recover(store, debug);
-    const plain = new native.IoContext(init.ring, false, 1);
-    const uring = init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
+    // mmap backend: one mapped context does every write (copies) and sync (msync); the
+    // segments are mapped once recovery has left them durable.
+    const mapped = init.backend === 'mmap';
+    if (mapped) checkMmapFileSystem(init.dir);
+    const plain = new native.IoContext(init.ring, false, 1, mapped);
+    const uring = mapped || init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
     if (fault) {
       plain.injectFault(...fault);
       uring?.injectFault(...fault);
       debug(`test fault injected: ${process.env.WALRUS_TEST_FAULT}`);
     }
+    if (mapped) store.useMappings(plain);
     const writer = new Writer(ring, store, plain, uring, init.uring === 'always');
     // A cursor that recovery pulled back is recorded durably before anything else happens.
     if (writer.noteRecovered()) writer.submit(true);

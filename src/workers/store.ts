@@ -3,9 +3,9 @@
  * allocation. Recovery builds it; the writer appends to it; the reader looks things up in it.
  */
 import { BLOCK_HEADER_BYTES, META_TOPIC_ID } from '../shared/layout.js';
-import { native } from '../shared/native.js';
+import { type IoContext, native } from '../shared/native.js';
 import { type Block, type TopicLog, encodeBlockHeader, newTopic } from './blocks.js';
-import { type Segment, blockSalt, createSegment, slotPosition } from './segments.js';
+import { type Segment, blockSalt, createSegment, mapSegment, slotPosition, unmapSegment } from './segments.js';
 
 export class ShardStore {
   readonly segments: Segment[] = [];
@@ -17,6 +17,8 @@ export class ShardStore {
   lastBlockSeq = 0;
   lastSegmentSeq = 0;
   maxTopicId = 0;
+  /** mmap backend: the context every segment is mapped through (set after recovery), else null. */
+  private mapper: IoContext | null = null;
 
   constructor(
     readonly dir: string,
@@ -96,7 +98,18 @@ export class ShardStore {
   private createSegment(slots: number): Segment {
     const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes, this.memory);
     this.segments.push(seg);
+    if (this.mapper !== null) mapSegment(this.mapper, seg);
     return seg;
+  }
+
+  /**
+   * mmap backend: maps every segment recovery kept, and every segment created from now on.
+   * Recovery reads and repairs with pread/pwritev and fdatasyncs before this, so the mappings
+   * start from files whose content is durable.
+   */
+  useMappings(io: IoContext): void {
+    this.mapper = io;
+    for (const seg of this.segments) mapSegment(io, seg);
   }
 
   /**
@@ -110,12 +123,23 @@ export class ShardStore {
     return true;
   }
 
+  /** Unmaps and closes every segment; throws the first failure after trying them all. */
   closeFiles(): void {
+    let error: unknown = null;
     for (const s of this.segments) {
-      if (s.fd >= 0) {
-        native.close(s.fd);
-        s.fd = -1;
+      if (s.fd < 0) continue;
+      try {
+        unmapSegment(s);
+      } catch (err) {
+        error ??= err;
       }
+      try {
+        native.close(s.fd);
+      } catch (err) {
+        error ??= err;
+      }
+      s.fd = -1;
     }
+    if (error !== null) throw error;
   }
 }
