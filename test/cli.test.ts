@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FsyncSchedule, Walrus } from '../dist/index.js';
+import { lockForReading } from '../dist/cli/log.js';
+import { Progress } from '../dist/cli/output.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
@@ -285,6 +287,31 @@ describe('verify', () => {
     expect((await cli('verify', snap)).code).toBe(0);
   });
 
+  it('inspect of a torn or corrupt log exits 0 and counts the torn bytes and corruptions', async () => {
+    const { snap, seg } = await crashedCopy();
+    const bytes = readFileSync(seg);
+    truncateSync(seg, bytes.lastIndexOf(Buffer.from('unsynced-5')) + 3);
+    const torn = await cliJson<InspectDoc>('inspect', snap);
+    expect(torn.code).toBe(0);
+    const ver = await cliJson<VerifyDoc>('verify', snap);
+    expect(torn.doc.totals.tornBytes).toBe(ver.doc.tornBytes);
+    expect(torn.doc.shards[0]).toMatchObject({ cleanShutdown: false, tornBytes: ver.doc.tornBytes, corruptions: 0 });
+    expect(torn.doc.topics[0]).toMatchObject({ name: 't', entries: 15, end: 15 });
+    // A bit flipped in a synced entry: corruption, and dump shows what precedes it, with a warning.
+    const at = readFileSync(seg).indexOf(Buffer.from('durable-4'));
+    const b = readFileSync(seg);
+    b[at]! ^= 0x04;
+    writeFileSync(seg, b);
+    const bad = await cliJson<InspectDoc>('inspect', snap);
+    expect(bad.code).toBe(0);
+    expect(bad.doc.totals.corruptions).toBe(1);
+    expect(bad.doc.topics[0]).toMatchObject({ entries: 4, durableMark: 10 });
+    const dump = await cli('dump', snap, 't');
+    expect(dump.code).toBe(0);
+    expect(dump.stdout).toBe([0, 1, 2, 3].map((i) => `${i}\t9\t"durable-${i}"\n`).join(''));
+    expect(dump.stderr).toContain('1 corruption(s) of durable data');
+  });
+
   it('reports garbage after the last record as a torn tail', async () => {
     const { snap, seg } = await crashedCopy();
     const used = usedLength(seg);
@@ -392,6 +419,68 @@ describe('a log open by another process', () => {
     } finally {
       await wal.close();
     }
+  });
+});
+
+describe('the shared lock', () => {
+  it('held while a command reads, it keeps an instance from opening the log; released, open works', async () => {
+    const dir = tempDir();
+    await makeLog(dir);
+    const lock = lockForReading(dir);
+    expect(lock.live).toBe(false);
+    expect(lock.fd).toBeGreaterThanOrEqual(0);
+    try {
+      await expect(Walrus.open({ dir, shards: 2, ...GEOMETRY })).rejects.toMatchObject({ code: 'ERR_WALRUS_LOCKED' });
+      // Two readers at once are fine.
+      expect((await cli('inspect', dir)).code).toBe(0);
+    } finally {
+      const { native } = await import('../dist/shared/native.js');
+      native.close(lock.fd);
+    }
+    const wal = await Walrus.open({ dir, shards: 2, ...GEOMETRY });
+    await wal.close();
+  });
+});
+
+describe('progress', () => {
+  function sink(isTTY: boolean): { write(t: string): void; isTTY: boolean; text: string[] } {
+    const text: string[] = [];
+    return { isTTY, text, write: (t: string) => void text.push(t) };
+  }
+
+  it('on a terminal: one line rewritten in place, at most every 100 ms, cleared at the end', () => {
+    let now = 1000;
+    const s = sink(true);
+    const p = new Progress('verifying', 4 << 20, true, s, () => now);
+    p.add(1 << 20);
+    expect(s.text).toEqual([]);
+    now += 150;
+    p.add(1 << 20);
+    expect(s.text).toEqual(['\rverifying: 50% (2.0 MiB of at most 4.0 MiB)\x1b[K']);
+    now += 50;
+    p.add(1 << 20);
+    expect(s.text.length).toBe(1);
+    p.end();
+    expect(s.text.at(-1)).toBe('\r\x1b[K');
+    expect(p.bytes).toBe(3 << 20);
+  });
+
+  it('elsewhere: a plain line every 5 s, none for a short scan; nothing when disabled', () => {
+    let now = 0;
+    const s = sink(false);
+    const p = new Progress('inspecting', 100, true, s, () => now);
+    for (let i = 0; i < 10; i++) {
+      now += 1000;
+      p.add(10);
+    }
+    expect(s.text).toEqual(['inspecting: 50% (50 B of at most 100 B)\n', 'inspecting: 100% (100 B of at most 100 B)\n']);
+    p.end();
+    expect(s.text.length).toBe(2);
+    const quiet = sink(true);
+    const q = new Progress('verifying', 100, false, quiet, () => (now += 1000));
+    q.add(50);
+    q.end();
+    expect(quiet.text).toEqual([]);
   });
 });
 

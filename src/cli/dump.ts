@@ -71,6 +71,9 @@ export async function runDump(args: Parsed, out: Out): Promise<number> {
   const view = openLogView(ns, lock);
   try {
     if (view.live) out.note(`warning: the log in ${ns} is open by another process: showing a best-effort snapshot`);
+    const corrupt = view.shards.reduce((n, s) => n + s.scan.corrupt.length, 0);
+    // What is shown is what open would return, were it to succeed: say when it would not.
+    if (corrupt > 0) out.note(`warning: the log in ${ns} has ${corrupt} corruption(s) of durable data (run verify): showing what precedes them`);
     let found: { t: TopicLog; shard: number } | null = null;
     for (const s of view.shards) {
       for (const t of s.store.topics.values()) if (t.id !== 0 && t.name === topic) found = { t, shard: s.shard };

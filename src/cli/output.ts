@@ -48,6 +48,12 @@ export function table(header: string[], rows: (string | number)[][]): string {
     .join('\n');
 }
 
+/** Where progress goes: process.stderr, or a stand-in in tests. */
+export interface ProgressSink {
+  write(text: string): unknown;
+  isTTY?: boolean;
+}
+
 /**
  * Progress of a long scan on stderr. On a terminal one line rewritten in place (at most every
  * 100 ms, cleared at the end); otherwise a plain line every 5 s, and none at all for a scan
@@ -55,28 +61,30 @@ export function table(header: string[], rows: (string | number)[][]): string {
  */
 export class Progress {
   private done = 0;
-  private last = 0;
+  private last: number;
   private shown = false;
-  private readonly started = Date.now();
-  private readonly tty = process.stderr.isTTY === true;
+  private readonly tty: boolean;
 
   constructor(
     private readonly label: string,
     private readonly total: number,
     private readonly enabled: boolean,
-  ) {}
+    private readonly sink: ProgressSink = process.stderr,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tty = sink.isTTY === true;
+    this.last = now();
+  }
 
   add(bytes: number): void {
     this.done += bytes;
     if (!this.enabled) return;
-    const now = Date.now();
-    const every = this.tty ? 100 : 5000;
-    if (now - (this.last || this.started) < every) return;
+    const now = this.now();
+    if (now - this.last < (this.tty ? 100 : 5000)) return;
     this.last = now;
     const pct = this.total > 0 ? Math.min(100, Math.floor((this.done / this.total) * 100)) : 100;
     const text = `${this.label}: ${pct}% (${formatBytes(this.done)} of at most ${formatBytes(this.total)})`;
-    if (this.tty) process.stderr.write(`\r${text}\x1b[K`);
-    else process.stderr.write(`${text}\n`);
+    this.sink.write(this.tty ? `\r${text}\x1b[K` : `${text}\n`);
     this.shown = true;
   }
 
@@ -85,6 +93,6 @@ export class Progress {
   }
 
   end(): void {
-    if (this.enabled && this.tty && this.shown) process.stderr.write('\r\x1b[K');
+    if (this.tty && this.shown) this.sink.write('\r\x1b[K');
   }
 }
