@@ -61,7 +61,9 @@ function run(name: string, entries: number, bytes: number, seconds: number): Ben
 }
 
 async function walrusRun(dir: string, payloads: Buffer[], bytes: number): Promise<BenchRun> {
-  const wal = await Walrus.open({ dir, fsync: FsyncSchedule.NoFsync });
+  // One shard and one topic, as the repository's walrus-append scenario: one topic lives in
+  // one shard whatever the shard count.
+  const wal = await Walrus.open({ dir, shards: 1, fsync: FsyncSchedule.NoFsync });
   try {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < payloads.length; ) {
