@@ -218,9 +218,13 @@ export async function runInspect(args: Parsed, out: Out): Promise<number> {
   const lock = lockForReading(ns);
   const json = args.values.json === true;
   const progress = new Progress('inspecting', segmentFilesBytes(ns), !json && args.values.quiet !== true);
-  const view = openLogView(ns, lock, (n) => progress.add(n));
+  let view;
   try {
+    view = openLogView(ns, lock, (n) => progress.add(n));
+  } finally {
     progress.end();
+  }
+  try {
     const report = buildInspectReport(view);
     if (view.live && !json) out.note(`warning: the log in ${ns} is open by another process: showing a best-effort snapshot`);
     await out.write(json ? `${JSON.stringify(report, null, 2)}\n` : renderInspect(report));

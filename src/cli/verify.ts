@@ -50,8 +50,12 @@ export async function runVerify(args: Parsed, out: Out): Promise<number> {
   if (lock.live) throw new CliError(`the log in ${ns} is open by another process: close it (or stop that process) to verify it`, EXIT.live);
   const json = args.values.json === true;
   const progress = new Progress('verifying', segmentFilesBytes(ns), !json && args.values.quiet !== true);
-  const view = openLogView(ns, lock, (n) => progress.add(n));
-  progress.end();
+  let view;
+  try {
+    view = openLogView(ns, lock, (n) => progress.add(n));
+  } finally {
+    progress.end();
+  }
   let report: VerifyReport;
   try {
     const torn: VerifyReport['torn'] = [];

@@ -59,7 +59,7 @@ interface BreakPoint {
 }
 
 /** A byte range recovery overwrites with zeros: torn bytes, or the header of a dropped block. */
-interface Repair {
+export interface Repair {
   seg: Segment;
   pos: number;
   length: number;
@@ -98,10 +98,6 @@ export interface ShardScan extends RecoveryResult {
   abandoned: { path: string; why: string } | null;
   /** Oldest segments holding no block of any chain: recovery removes them. */
   obsolete: Segment[];
-  /** Highest `next` of any sync or close mark, per topic id. */
-  marks: Map<number, number>;
-  /** Every cursor record's last value, per topic id, before clamping. */
-  cursors: Map<number, number>;
 }
 
 export function recover(store: ShardStore, debug: (msg: string) => void): RecoveryResult {
@@ -266,7 +262,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     t.cur = t.blocks.length > 0 ? t.blocks[t.blocks.length - 1]! : null;
     t.next = t.complete;
   }
-  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt), marks, cursors };
+  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt) };
 }
 
 /**
