@@ -30,7 +30,7 @@ function version(): string {
 }
 
 function overview(): string {
-  return `walrus-ts: tools for walrus-ts logs (read-only: they never change a log)
+  return `walrus-ts: tools for walrus-ts logs (inspect, verify and dump never change a log)
 
 Usage:
 ${COMMANDS.map((c) => `  ${c.spec.usage}`).join('\n')}
