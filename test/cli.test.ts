@@ -4,12 +4,14 @@
  * and dump never change a byte, a file or an mtime of the log they read.
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FsyncSchedule, Walrus } from '../dist/index.js';
 import { lockForReading } from '../dist/cli/log.js';
+import { recover, scanShard } from '../dist/workers/recovery.js';
+import { ShardStore } from '../dist/workers/store.js';
 import { Progress } from '../dist/cli/output.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
 
@@ -388,6 +390,87 @@ describe('verify', () => {
     expect(ins.doc.segments.find((s) => s.file === next)?.state).toBe('abandoned');
     expect(fingerprint(snap)).toEqual(before);
     expect(existsSync(next)).toBe(true);
+  });
+});
+
+describe('verify agrees with open', () => {
+  it('on random bit flips and truncations: the same first corruption (file, offset) or the same torn bytes', async () => {
+    // A crashed log: several topics and segments, a synced prefix, an unsynced rest.
+    const dir = tempDir();
+    const snap = tempDir();
+    const wal = await Walrus.open({ dir, shards: 1, fsync: FsyncSchedule.NoFsync, ...GEOMETRY });
+    try {
+      for (let i = 0; i < 60; i++) wal.append(`t${i % 3}`, pseudoRandom(i + 1, 20 + ((i * 37) % 300)));
+      wal.batchAppend('t1', ['b0', 'b1', 'b2']);
+      await wal.readNext('t0');
+      await wal.sync();
+      for (let i = 0; i < 30; i++) wal.append(`t${i % 3}`, pseudoRandom(i + 100, 20 + ((i * 53) % 300)));
+      expect((await collect(wal.iterate('t2'))).length).toBe(30);
+      for (const f of segFiles(dir)) copyFileSync(join(dir, f), join(snap, f));
+    } finally {
+      await wal.close();
+    }
+    const files = segFiles(snap);
+    expect(files.length).toBeGreaterThanOrEqual(2);
+    const rnd = pseudoRandom(42, 4 * 200);
+    const outcomes = { corrupt: 0, torn: 0, intact: 0 };
+    const work = tempDir();
+    for (let i = 0; i < 200; i++) {
+      const pick = rnd.readUInt32LE(i * 4);
+      const name = files[pick % files.length]!;
+      const bytes = readFileSync(join(snap, name));
+      const used = usedLength(join(snap, name));
+      const at = (pick >>> 8) % Math.max(1, used);
+      const a = join(work, `a${i}`);
+      const b = join(work, `b${i}`);
+      for (const d of [a, b]) {
+        mkdirSync(d);
+        for (const f of files) copyFileSync(join(snap, f), join(d, f));
+        if (i % 4 === 3) truncateSync(join(d, name), at);
+        else {
+          const m = Buffer.from(bytes);
+          m[at]! ^= 1 << (pick & 7);
+          writeFileSync(join(d, name), m);
+        }
+      }
+      const before = fingerprint(a);
+      const ins = new ShardStore(a, 0, 0, 0);
+      let scan;
+      try {
+        scan = scanShard(ins, 'inspect');
+      } finally {
+        ins.closeFiles();
+      }
+      expect(fingerprint(a)).toEqual(before);
+      const rec = new ShardStore(b, 0, 4096, 4);
+      let result: { tornBytes: number } | null = null;
+      let err: { code?: string; file?: string; offset?: number } | null = null;
+      try {
+        result = recover(rec, () => {});
+      } catch (e) {
+        err = e as typeof err;
+      } finally {
+        rec.closeFiles();
+      }
+      const where = `mutation ${i}: ${i % 4 === 3 ? 'truncate' : 'flip'} ${name} at ${at}`;
+      if (err) {
+        expect(err.code, where).toBe('ERR_WALRUS_CORRUPT');
+        expect(scan.corrupt.length, where).toBeGreaterThan(0);
+        expect([scan.corrupt[0]!.file!.slice(a.length), scan.corrupt[0]!.offset], where).toEqual([err.file!.slice(b.length), err.offset]);
+        outcomes.corrupt++;
+      } else {
+        expect(scan.corrupt, where).toEqual([]);
+        expect(scan.tornBytes, where).toBe(result!.tornBytes);
+        expect(scan.torn.reduce((n: number, t: { bytes: number }) => n + t.bytes, 0), where).toBe(scan.tornBytes);
+        if (scan.tornBytes > 0) outcomes.torn++;
+        else outcomes.intact++;
+      }
+      rmSync(a, { recursive: true });
+      rmSync(b, { recursive: true });
+    }
+    // The mutations reached both kinds of damage.
+    expect(outcomes.corrupt).toBeGreaterThan(10);
+    expect(outcomes.torn).toBeGreaterThan(10);
   });
 });
 
