@@ -629,8 +629,9 @@ describe('usage', () => {
       ['bench', '--entries', '0'],
       ['inspect', ''],
     ];
-    for (const args of cases) {
-      const r = await cli(...args);
+    const runs = await Promise.all(cases.map((args) => cli(...args)));
+    for (const [k, args] of cases.entries()) {
+      const r = runs[k]!;
       expect({ args, code: r.code }).toEqual({ args, code: 64 });
       expect(r.stderr).toMatch(/walrus-ts/);
       expect(r.stderr).not.toMatch(/\n\s+at /);
@@ -651,8 +652,10 @@ describe('usage', () => {
   });
 
   it('--help for every command prints its usage and exit codes', async () => {
-    for (const cmd of ['inspect', 'verify', 'dump', 'bench']) {
-      const r = await cli(cmd, '--help');
+    const cmds = ['inspect', 'verify', 'dump', 'bench'];
+    const helps = await Promise.all(cmds.map((cmd) => cli(cmd, '--help')));
+    for (const [k, cmd] of cmds.entries()) {
+      const r = helps[k]!;
       expect(r.code).toBe(0);
       expect(r.stdout).toContain(`Usage: walrus-ts ${cmd}`);
       expect(r.stdout).toContain('Exit codes:');
