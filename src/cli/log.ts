@@ -30,8 +30,6 @@ export interface LogView {
   /** Another process holds the log open. */
   live: boolean;
   shards: ShardView[];
-  /** Bytes of every segment file (what a full scan reads at most). */
-  fileBytes: number;
   close(): void;
 }
 
@@ -79,14 +77,13 @@ export function openLogView(ns: string, lock: LockState, progress?: (bytes: numb
     if (lock.fd >= 0) native.close(lock.fd);
   };
   try {
-    const fileBytes = segmentFilesBytes(ns);
     for (const shard of shardsOnDisk(ns)) {
       // Geometry 0/0: a scan never allocates blocks or creates segments.
       const store = new ShardStore(ns, shard, 0, 0);
       stores.push(store);
       shards.push({ shard, store, scan: scanShard(store, 'inspect', progress) });
     }
-    return { dir: ns, live: lock.live, shards, fileBytes, close: release };
+    return { dir: ns, live: lock.live, shards, close: release };
   } catch (err) {
     release();
     const e = err as NodeJS.ErrnoException;
