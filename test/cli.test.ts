@@ -4,7 +4,7 @@
  * and dump never change a byte, a file or an mtime of the log they read.
  */
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -693,5 +693,28 @@ describe('bench', () => {
     expect(doc.ratio).toBeCloseTo(doc.runs[0]!.entriesPerSecond / doc.runs[1]!.entriesPerSecond, 6);
     // Its temporary files are gone.
     expect(readdirSync(base)).toEqual([]);
+  });
+
+  it('--full needs a clone: from an installed layout (no bench/) it exits 69; the quick run still works', async () => {
+    // What an install holds: package.json, dist/, the built addon, dependencies.
+    const pkg = tempDir();
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    copyFileSync(join(root, 'package.json'), join(pkg, 'package.json'));
+    cpSync(join(root, 'dist'), join(pkg, 'dist'), { recursive: true });
+    mkdirSync(join(pkg, 'build', 'Release'), { recursive: true });
+    copyFileSync(join(root, 'build', 'Release', 'walrus.node'), join(pkg, 'build', 'Release', 'walrus.node'));
+    symlinkSync(join(root, 'node_modules'), join(pkg, 'node_modules'));
+    const installed = join(pkg, 'dist', 'cli', 'main.js');
+    const run = (...args: string[]): Promise<Run> =>
+      new Promise((resolve) => {
+        execFile(process.execPath, [installed, ...args], (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr }));
+      });
+    const full = await run('bench', '--full');
+    expect(full.code).toBe(69);
+    expect(full.stderr).toContain('run it from a clone');
+    const base = tempDir();
+    const quick = await run('bench', '--entries', '500', '--dir', base, '--json');
+    expect(quick.code).toBe(0);
+    expect((JSON.parse(quick.stdout) as { entries: number }).entries).toBe(500);
   });
 });
