@@ -12,9 +12,14 @@
  * 4. What the chain could not accept is a torn tail, unless a sync mark in the meta topic
  *    says it had been made durable: then `open` fails with ERR_WALRUS_CORRUPT.
  * The meta topic (id 0) is replayed first; it names the topics and carries the sync marks.
+ *
+ * The format's rules live in `scanShard`, which only reads: `recover` runs it and then
+ * applies what it found (zeroes torn bytes, removes abandoned and obsolete files, fsyncs);
+ * the CLI's `verify`, `inspect` and `dump` run it in 'inspect' mode, which opens the files
+ * read-only and collects corruption instead of throwing at the first one.
  */
 import { statSync } from 'node:fs';
-import { corruptError } from '../shared/errors.js';
+import { type WalrusError, corruptError } from '../shared/errors.js';
 import {
   META_TOPIC_ID,
   RECORD_HEADER_BYTES,
@@ -36,7 +41,7 @@ import {
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, decodeBlockHeader, indexRecord } from './blocks.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
-import { OPEN_EXISTING, type Segment, blockSalt, decodeSegmentHeader, fsyncDir, listSegments, slotPosition } from './segments.js';
+import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, blockSalt, decodeSegmentHeader, fsyncDir, listSegments, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
@@ -54,10 +59,19 @@ interface BreakPoint {
 }
 
 /** A byte range recovery overwrites with zeros: torn bytes, or the header of a dropped block. */
-interface Repair {
+export interface Repair {
   seg: Segment;
   pos: number;
   length: number;
+}
+
+/** Bytes recovery drops as a torn tail, and why. */
+export interface TornRange {
+  file: string;
+  /** File position of the first torn byte. */
+  pos: number;
+  bytes: number;
+  why: string;
 }
 
 interface ChainResult {
@@ -66,15 +80,71 @@ interface ChainResult {
   broke: BreakPoint | null;
 }
 
+/**
+ * 'recover': files opened read-write, the first corruption throws (what `open` does).
+ * 'inspect': files opened read-only, every corruption found is collected and the scan goes
+ * on past it as well as it can; nothing is ever written.
+ */
+export type ScanMode = 'recover' | 'inspect';
+
+export interface ShardScan extends RecoveryResult {
+  /** What the scan found torn, in scan order; their bytes sum to `tornBytes`. */
+  torn: TornRange[];
+  /** Corruption of durable data ('inspect' mode; 'recover' throws the first instead). */
+  corrupt: WalrusError[];
+  /** Byte ranges recovery overwrites with zeros. */
+  repairs: Repair[];
+  /** A last segment whose creation was cut short: recovery removes it. */
+  abandoned: { path: string; why: string } | null;
+  /** Oldest segments holding no block of any chain: recovery removes them. */
+  obsolete: Segment[];
+}
+
 export function recover(store: ShardStore, debug: (msg: string) => void): RecoveryResult {
+  const scan = scanShard(store, 'recover');
+  if (scan.abandoned) {
+    native.unlink(scan.abandoned.path);
+    fsyncDir(store.dir);
+    debug(`removed ${scan.abandoned.path}: segment creation was interrupted (${scan.abandoned.why})`);
+  }
+  chooseCurrentSegment(store);
+  applyRepairs(scan.repairs);
+  finishDeletions(store, scan.obsolete, debug);
+  // What recovery accepted (and the zeros over what it dropped) is now the base of everything
+  // after it: make it durable before any new record can depend on it.
+  for (const seg of store.segments) native.fdatasync(seg.fd);
+  return { tornBytes: scan.tornBytes, clean: scan.clean };
+}
+
+/**
+ * Reads a shard's segments into `store` (segments, topic chains, cursors) following every
+ * rule of docs/FORMAT.md "Recovery", and reports what recovery would repair. Never writes.
+ * The segments' descriptors stay open in `store` (close them with `store.closeFiles()`).
+ */
+export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: number) => void): ShardScan {
   let tornBytes = 0;
+  const torn: TornRange[] = [];
+  const corrupt: WalrusError[] = [];
+  const fail = (err: WalrusError): void => {
+    if (mode === 'recover') throw err;
+    corrupt.push(err);
+  };
   const repairs: Repair[] = [];
+  let abandoned: ShardScan['abandoned'] = null;
   const found = new Map<number, Block[]>();
   // A memory shard starts empty: its segments never outlive the instance.
   const files = store.memory ? [] : listSegments(store.dir, store.shard);
   for (let k = 0; k < files.length; k++) {
-    const seg = openSegment(store, files[k]!, k === files.length - 1, debug);
-    if (!seg) continue;
+    const opened = openSegment(store, files[k]!, k === files.length - 1, mode);
+    if (typeof opened === 'string') {
+      abandoned = { path: files[k]!.path, why: opened };
+      continue;
+    }
+    if ('code' in opened) {
+      fail(opened);
+      continue;
+    }
+    const seg = opened;
     store.segments.push(seg);
     store.lastSegmentSeq = seg.seq;
     for (const b of probeBlocks(seg)) {
@@ -99,9 +169,13 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   // The meta topic's first blocks go when their segment is deleted, after a snapshot record
   // that restates them: its chain starts at the first meta block still present.
   const metaStart = metaBlocks.length > 0 ? Math.min(...metaBlocks.map((b) => b.first)) : 0;
-  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, repairs, metaStart, (payload, file, pos, offset) => {
+  const chainIo = { repairs, torn, progress };
+  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, (payload, file, pos, offset) => {
     const m = decodeMeta(payload);
-    if (typeof m === 'string') throw corruptError(file, pos, m);
+    if (typeof m === 'string') {
+      fail(corruptError(file, pos, m));
+      return;
+    }
     lastMeta = m;
     switch (m.k) {
       case 'topic':
@@ -128,10 +202,10 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   meta.start = metaStart;
   if (metaStart > 0 && snapshotAt < 0) {
     const b = metaBlocks.find((x) => x.first === metaStart)!;
-    throw corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`);
+    fail(corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`));
   }
   tornBytes += metaChain.tornBytes;
-  checkDurable(meta, 'the meta topic', marks, metaChain.broke, store);
+  checkDurable(meta, 'the meta topic', marks, metaChain.broke, store, fail);
   found.delete(META_TOPIC_ID);
 
   const broken = new Set<number>(metaChain.broke ? [META_TOPIC_ID] : []);
@@ -139,22 +213,26 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     const t = store.addTopic(id, name);
     store.maxTopicId = Math.max(store.maxTopicId, id);
     t.start = starts.get(id) ?? 0;
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, repairs, t.start, null);
+    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.start, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
-    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke, store);
+    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke, store, fail);
   }
   // Blocks of topics whose declaration never became durable: written after the last point
   // that reached the disk, so part of the torn tail.
   for (const [id, blocks] of found) {
     if (marks.has(id)) {
       const b = blocks[0]!;
-      throw corruptError(b.segment.path, b.start, `topic id ${id} has durable data but no declaration`);
+      fail(corruptError(b.segment.path, b.start, `topic id ${id} has durable data but no declaration`));
+      continue;
     }
     for (const b of blocks) {
       const scratch = readBlock(b, new Uint8Array(0));
-      tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
+      progress?.(BLOCK_HEADER_BYTES + b.capacity);
+      const bytes = BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
+      tornBytes += bytes;
+      torn.push({ file: b.segment.path, pos: b.start, bytes, why: `block of topic id ${id}, whose declaration never became durable` });
       repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
     }
   }
@@ -172,6 +250,7 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   // Clean: a shard with no files yet, or one whose last meta record is a close record and
   // whose topics all end where it says (the meta topic one record later: the close record).
   const clean =
+    corrupt.length === 0 &&
     broken.size === 0 &&
     tornBytes === 0 &&
     (closeRec === null
@@ -184,17 +263,16 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     t.cur = t.blocks.length > 0 ? t.blocks[t.blocks.length - 1]! : null;
     t.next = t.complete;
   }
-  chooseCurrentSegment(store);
-  applyRepairs(repairs);
-  finishDeletions(store, snapshotAt, debug);
-  // What recovery accepted (and the zeros over what it dropped) is now the base of everything
-  // after it: make it durable before any new record can depend on it.
-  for (const seg of store.segments) native.fdatasync(seg.fd);
-  return { tornBytes, clean };
+  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt) };
 }
 
-function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, debug: (msg: string) => void): Segment | null {
-  const fd = native.open(f.path, OPEN_EXISTING, 0);
+/**
+ * Opens and validates a segment. Returns the reason when it is a last segment whose creation
+ * was cut short (closed again, for recovery to remove), the corruption error when its header
+ * is invalid otherwise.
+ */
+function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, mode: ScanMode): Segment | string | WalrusError {
+  const fd = native.open(f.path, mode === 'recover' ? OPEN_EXISTING : OPEN_READ_ONLY, 0);
   const head = new Uint8Array(SEGMENT_HEADER_BYTES);
   const got = native.pread(fd, head, 0);
   const h = decodeSegmentHeader(head.subarray(0, got));
@@ -203,17 +281,14 @@ function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast
       // Creation writes the header, preallocates and fsyncs before the file is used; a last
       // file with no valid header and nothing else in it is a creation cut short.
       native.close(fd);
-      native.unlink(f.path);
-      fsyncDir(store.dir);
-      debug(`removed ${f.path}: segment creation was interrupted (${h})`);
-      return null;
+      return h;
     }
     native.close(fd);
-    throw corruptError(f.path, 0, h);
+    return corruptError(f.path, 0, h);
   }
   if (h.shard !== store.shard || h.seq !== f.seq) {
     native.close(fd);
-    throw corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
+    return corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
   }
   return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null };
 }
@@ -228,18 +303,29 @@ function isAllZeroAfter(fd: number, from: number): boolean {
 }
 
 /**
- * Deletes the oldest segments none of whose blocks belongs to a topic chain any more: a
- * deletion of consumed segments that a crash interrupted after its trim records were made
- * durable. Only a prefix, as the worker deletes: never the last segment.
+ * The oldest segments none of whose blocks belongs to a topic chain any more: a deletion of
+ * consumed segments that a crash interrupted after its trim records were made durable. Only a
+ * prefix, as the worker deletes: never the last segment.
  */
-function finishDeletions(store: ShardStore, snapshotAt: number, debug: (msg: string) => void): void {
+function obsoleteSegments(store: ShardStore, snapshotAt: number): Segment[] {
   const live = new Set<Block>();
   for (const t of store.topics.values()) {
     for (const b of t.blocks) if (t.id !== META_TOPIC_ID || b.next > snapshotAt) live.add(b);
   }
+  const out: Segment[] = [];
+  for (const seg of store.segments.slice(0, -1)) {
+    if (seg.blocks.length === 0 || seg.blocks.some((b) => live.has(b))) break;
+    out.push(seg);
+  }
+  return out;
+}
+
+/** Deletes the segments `obsoleteSegments` found (a prefix of store.segments). */
+function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: string) => void): void {
   let removed = false;
-  while (store.segments.length > 1 && store.segments[0]!.blocks.length > 0 && store.segments[0]!.blocks.every((b) => !live.has(b))) {
+  for (const gone of obsolete) {
     const seg = store.segments.shift()!;
+    if (seg !== gone) throw new Error('walrus internal error: obsolete segments are not a prefix');
     native.close(seg.fd);
     seg.fd = -1;
     native.unlink(seg.path);
@@ -301,7 +387,7 @@ function replayChain(
   t: TopicLog,
   blocks: Block[],
   kind: number,
-  repairs: Repair[],
+  io: { repairs: Repair[]; torn: TornRange[]; progress: ((bytes: number) => void) | undefined },
   start: number,
   onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number) => void) | null,
 ): ChainResult {
@@ -313,11 +399,16 @@ function replayChain(
   let broke: BreakPoint | null = null;
   let pending: Pending[] = [];
   let scratch: Uint8Array = new Uint8Array(0);
+  const { repairs } = io;
+  const tear = (file: string, pos: number, bytes: number, why: string): void => {
+    tornBytes += bytes;
+    io.torn.push({ file, pos, bytes, why });
+  };
   const rollback = (): void => {
     // An incomplete batch is dropped whole: its records leave their blocks.
     for (let k = pending.length - 1; k >= 0; k--) {
       const p = pending[k]!;
-      tornBytes += p.block.used - p.rel;
+      if (p.block.used > p.rel) tear(p.block.segment.path, p.block.dataStart + p.rel, p.block.used - p.rel, 'unfinished batch');
       repairs.push({ seg: p.block.segment, pos: p.block.dataStart + p.rel, length: p.block.used - p.rel });
       if (p.rel === 0) repairs.push({ seg: p.block.segment, pos: p.block.start, length: BLOCK_HEADER_BYTES });
       p.block.used = p.rel;
@@ -333,12 +424,13 @@ function replayChain(
     // made it, the unlink did not). Not torn; finishDeletions removes the file.
     if (b.first < start) continue;
     scratch = readBlock(b, scratch);
+    io.progress?.(BLOCK_HEADER_BYTES + b.capacity);
     if (b.first !== expected) {
       if (pending.length > 0 && b.first === complete) rollback();
       else {
         // A block that does not continue the chain was written after the point the chain
         // broke (or abandoned by an earlier recovery): torn.
-        tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
+        tear(b.segment.path, b.start, BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity), `block starting at offset ${b.first} where the chain expects ${expected}`);
         repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
         broke ??= { file: b.segment.path, pos: b.start };
         continue;
@@ -379,7 +471,7 @@ function replayChain(
     else repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
     const tail = nonZeroExtent(scratch, pos, b.capacity);
     if (tail > 0) {
-      tornBytes += tail;
+      tear(b.segment.path, b.dataStart + pos, tail, 'bytes after the last valid record of the block');
       repairs.push({ seg: b.segment, pos: b.dataStart + pos, length: tail });
       broke ??= { file: b.segment.path, pos: b.dataStart + pos };
     }
@@ -431,12 +523,19 @@ function nonZeroExtent(buf: Uint8Array, from: number, end: number): number {
   return e - from;
 }
 
-function checkDurable(t: TopicLog, what: string, marks: Map<number, number>, broke: BreakPoint | null, store: ShardStore): void {
+function checkDurable(
+  t: TopicLog,
+  what: string,
+  marks: Map<number, number>,
+  broke: BreakPoint | null,
+  store: ShardStore,
+  fail: (err: WalrusError) => void,
+): void {
   const mark = marks.get(t.id) ?? 0;
   if (t.complete >= mark) return;
   const last = t.blocks[t.blocks.length - 1];
   const where = broke ?? (last ? { file: last.segment.path, pos: last.dataStart + last.used } : { file: store.segments[0]?.path ?? store.dir, pos: SEGMENT_DATA_START });
-  throw corruptError(where.file, where.pos, `${what} recovers ${t.complete} entries but ${mark} had been made durable`);
+  fail(corruptError(where.file, where.pos, `${what} recovers ${t.complete} entries but ${mark} had been made durable`));
 }
 
 /** New blocks go after every block recovery found, in the last segment if it is compatible. */

@@ -126,6 +126,8 @@ export function decodeSegmentHeader(h: Uint8Array): SegmentHeader | string {
 
 const { O_RDWR, O_CREAT, O_EXCL, O_CLOEXEC, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = native.constants;
 export const OPEN_EXISTING = O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+/** For tools that must never change a log (the CLI's verify, inspect and dump). */
+export const OPEN_READ_ONLY = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
 const CREATE_NEW = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
 export const FILE_MODE = 0o600;
 
