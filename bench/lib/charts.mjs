@@ -57,7 +57,7 @@ export function timelineSpec(title, samples, colorField = 'label') {
   const panel = (field, ytitle) => ({
     width: 640,
     height: 150,
-    mark: { type: 'line', point: { size: 12 }, interpolate: 'monotone' },
+    mark: { type: 'line', point: { size: 12 } },
     encoding: {
       x: { field: 'tSec', type: 'quantitative', title: 'seconds' },
       y: { field, type: 'quantitative', title: ytitle },
