@@ -118,3 +118,22 @@ export async function removeAndSettle(dir, root, inFlight) {
   fsyncDir(root);
   await waitQuiet(inFlight, 1000);
 }
+
+/** "device on mountpoint, options" of the mount holding `p` (from /proc/mounts), or '?'. */
+export function mountOf(p) {
+  try {
+    const real = fs.realpathSync(p);
+    let best = null;
+    for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [dev, mnt, , opts] = line.split(' ');
+      if (!mnt || !(real === mnt || real.startsWith(mnt.endsWith('/') ? mnt : `${mnt}/`))) continue;
+      if (best === null || mnt.length >= best.mnt.length) best = { dev, mnt, opts };
+    }
+    if (best === null) return '?';
+    const dev = path.basename(best.dev);
+    const rotational = readText(`/sys/block/${dev.replace(/p?\d+$/, '')}/queue/rotational`);
+    return `${best.dev} on ${best.mnt} (${best.opts}${rotational === '?' ? '' : `; rotational ${rotational}`})`;
+  } catch {
+    return '?';
+  }
+}

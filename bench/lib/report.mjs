@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fsType, readText } from './disk.mjs';
+import { fsType, mountOf, readText } from './disk.mjs';
 
 export function fmtInt(x) {
   if (!Number.isFinite(x)) return '-';
@@ -90,6 +90,7 @@ export function machineLines(title, io, filesDir) {
     title,
     `  machine : nproc ${os.availableParallelism()}, ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM`,
     `  software: node ${process.version}, kernel ${os.release()} (${os.arch()}), walrus io path ${io}`,
+    `  disk    : ${mountOf(filesDir)}`,
     `  files   : ${filesDir} (${fsType(filesDir)}); vm.dirty_ratio ${readText('/proc/sys/vm/dirty_ratio')}%, dirty_background_ratio ${readText('/proc/sys/vm/dirty_background_ratio')}%`,
   ];
 }
