@@ -53,7 +53,13 @@ export async function writeChart(charting, spec, outBase) {
 
 /** A chart of samples over time (from the sampler): throughput, dirty pages and RSS stacked. */
 export function timelineSpec(title, samples, colorField = 'label') {
-  const values = samples.map((s) => ({ ...s, kEntriesPerSec: s.entriesPerSec / 1000 }));
+  // A line joins only consecutive samples of one run (`segment`), never a phase's samples
+  // from different rounds across the runs in between.
+  let segment = 0;
+  const values = samples.map((s, i) => {
+    if (i > 0 && samples[i - 1].label !== s.label) segment++;
+    return { ...s, segment, kEntriesPerSec: s.entriesPerSec / 1000 };
+  });
   const panel = (field, ytitle) => ({
     width: 640,
     height: 150,
@@ -62,6 +68,7 @@ export function timelineSpec(title, samples, colorField = 'label') {
       x: { field: 'tSec', type: 'quantitative', title: 'seconds' },
       y: { field, type: 'quantitative', title: ytitle },
       color: { field: colorField, type: 'nominal', title: colorField },
+      detail: { field: 'segment', type: 'nominal' },
     },
   });
   return {

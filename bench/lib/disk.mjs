@@ -109,14 +109,15 @@ export function fsType(p) {
 }
 
 /**
- * Between runs: remove a run's files, commit that (fsync of `root`) and wait (at most 1 s)
- * until the disk has no I/O in flight, so deleting hundreds of MB (ext4 with `discard`
- * trims at commit) does not land on the next scenario.
+ * Between runs: remove a run's files, commit that (fsync of `root`) and wait (at most
+ * `maxMs`) until the disk has no I/O in flight, so deleting hundreds of MB (ext4 with
+ * `discard` trims at commit) does not land on the next scenario. On a disk that other
+ * processes keep busy the wait always lasts `maxMs`.
  */
-export async function removeAndSettle(dir, root, inFlight) {
+export async function removeAndSettle(dir, root, inFlight, maxMs = 1000) {
   fs.rmSync(dir, { recursive: true, force: true });
   fsyncDir(root);
-  await waitQuiet(inFlight, 1000);
+  await waitQuiet(inFlight, maxMs);
 }
 
 /** "device on mountpoint, options" of the mount holding `p` (from /proc/mounts), or '?'. */
