@@ -16,8 +16,8 @@
 //              every acknowledgement is recorded (p50/p99/p999)
 //
 // Knobs (flag or environment): --full / BENCH_FULL=1, --runs / BENCH_RUNS (3),
-// --entries / BENCH_ENTRIES (level none: 150000; full 1000000), --seconds / BENCH_SECONDS (each
-// durable cell: 0.8; full 3), --batch / BENCH_BATCH (1000), --group / BENCH_GROUP (100),
+// --entries / BENCH_ENTRIES (level none: 150000; full 500000), --seconds / BENCH_SECONDS (each
+// durable cell: 0.8; full 2), --batch / BENCH_BATCH (1000), --group / BENCH_GROUP (100),
 // --in-flight / BENCH_IN_FLIGHT (1,16,256), --only / BENCH_ONLY and --skip / BENCH_SKIP
 // (system names), --cells / BENCH_CELLS (none,group,record), --no-warmup / BENCH_WARMUP=0,
 // --no-charts.
@@ -42,8 +42,8 @@ const FULL = hasFlag('full', 'BENCH_FULL');
 const cfg = {
   full: FULL,
   runs: Math.floor(numArg('runs', 'BENCH_RUNS', 3)),
-  entries: Math.floor(numArg('entries', 'BENCH_ENTRIES', FULL ? 1_000_000 : 150_000, 1000)),
-  seconds: secondsArg('seconds', 'BENCH_SECONDS', FULL ? 3 : 0.8),
+  entries: Math.floor(numArg('entries', 'BENCH_ENTRIES', FULL ? 500_000 : 150_000, 1000)),
+  seconds: secondsArg('seconds', 'BENCH_SECONDS', FULL ? 2 : 0.8),
   batch: Math.floor(numArg('batch', 'BENCH_BATCH', 1000)),
   group: Math.floor(numArg('group', 'BENCH_GROUP', 100)),
   inFlight: [...(listArg('in-flight', 'BENCH_IN_FLIGHT') ?? ['1', '16', '256'])].map(Number),
