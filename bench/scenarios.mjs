@@ -140,6 +140,7 @@ async function writeRun(dir, producers, seconds, { batch = false, shards = cfg.s
     const s = (performance.now() - t0) / 1000;
     return throughputRow(live.entries - e0, live.bytes - b0, s, { label, producers, shards: wal.stats().shards.length, fsync: cfg.fsync, batchSize: batch ? cfg.batchSize : 1 });
   } finally {
+    live.label = 'close';
     await wal.close();
   }
 }
@@ -229,12 +230,13 @@ async function runOne(name, charting, startedAt) {
   const dir = tmp.freshDir(name);
   const sampler = startSampler({ read: () => live, label: () => live.label, onSample: (s) => progress(`${name} [${s.label}] ${fmtInt(s.entriesPerSec)} entries/s, Dirty ${fmtNum(s.dirtyMB, 0)} MB, RSS ${fmtNum(s.rssMB, 0)} MB`) });
   let rows;
+  let samples;
   try {
     rows = await SCENARIOS[name](dir);
   } finally {
+    samples = sampler.stop(); // before the files' removal, which is not the scenario's
     await removeAndSettle(dir, tmp.root, inFlight);
   }
-  const samples = sampler.stop();
   progressDone();
   console.log(`${name} (fsync ${cfg.fsync}${name.startsWith('batch') ? `, batch size ${cfg.batchSize}` : ''})`);
   const body = rows.map((r) => [r.label, String(r.producers), String(r.shards), fmtInt(r.entries), fmtNum(r.seconds, 2), fmtInt(r.entriesPerSec), fmtNum(r.mbPerSec, 1)]);
