@@ -40,6 +40,9 @@ import { fsyncArg, hasFlag, numArg, secondsArg } from './lib/config.mjs';
 import { startSampler, SAMPLE_COLUMNS } from './lib/sampler.mjs';
 import { loadCharting, writeChart, timelineSpec } from './lib/charts.mjs';
 import { isBackpressure, probeIo, topicsOverShards } from './lib/walrus.mjs';
+import { ensurePeers } from './setup.mjs';
+
+ensurePeers(); // the chart renderer lives in the bench package
 
 const NAMES = ['writes', 'reads', 'scaling', 'batch', 'batch-scaling'];
 const first = process.argv[2];
