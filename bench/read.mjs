@@ -47,16 +47,15 @@
 // progress on stderr. Every file lives under a temporary directory in os.tmpdir(), removed at
 // the end (also on SIGINT/SIGTERM). Exit code 1 when any read returned wrong data.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
 import { makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
-import { fmtInt, fmtNum, progress, progressDone, table, writeResultsCsv } from './lib/report.mjs';
-import { fsType, fsyncDir, ioInFlightOf, makeTmpRoot, readText, removeAndSettle as removeAndSettleIn, waitQuiet } from './lib/disk.mjs';
+import { fmtInt, fmtNum, machineLines, markRegion, progress, progressDone, resultsDir, table, throughputRow, writeResultsCsv } from './lib/report.mjs';
+import { fsyncDir, ioInFlightOf, makeTmpRoot, removeAndSettle as removeAndSettleIn, waitQuiet } from './lib/disk.mjs';
 import { envNum, listArg } from './lib/config.mjs';
+import { batchAppendRetry, probeIo } from './lib/walrus.mjs';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -125,21 +124,8 @@ function problem(scenario, round, msg) {
 // ---------------------------------------------------------------------------------------------
 // Setup helpers (never timed)
 
-function isBackpressure(e) {
-  return e !== null && typeof e === 'object' && e.code === 'ERR_WALRUS_BACKPRESSURE';
-}
-
 async function appendFirst(wal, n, topic = TOPIC) {
-  for (let i = 0; i < n; ) {
-    const batch = payloads.slice(i, Math.min(n, i + APPEND_BATCH));
-    try {
-      wal.batchAppend(topic, batch);
-      i += batch.length;
-    } catch (e) {
-      if (!isBackpressure(e)) throw e;
-      await wal.drain();
-    }
-  }
+  for (let i = 0; i < n; i += APPEND_BATCH) await batchAppendRetry(wal, topic, payloads.slice(i, Math.min(n, i + APPEND_BATCH)));
 }
 
 /** Writes the first `n` payloads, back to back, to `file` and fdatasyncs it. */
@@ -161,10 +147,6 @@ function countFiles(dir) {
   let n = 0;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(path.join(dir, e.name)) : 1;
   return n;
-}
-
-function throughputRow(entries, bytes, seconds, extra = {}) {
-  return { entries, payloadBytes: bytes, seconds, entriesPerSec: entries / seconds, mbPerSec: bytes / MB / seconds, ...extra };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,13 +440,6 @@ const GROUPS = [
   },
 ];
 
-/** Records a timed region (BENCH_MARKS) from `startNs` (process.hrtime.bigint()) to now. */
-function mark(scenario, run, startNs) {
-  if (!process.env.BENCH_MARKS) return;
-  const endNs = process.hrtime.bigint();
-  fs.appendFileSync(process.env.BENCH_MARKS, JSON.stringify({ scenario, run, startUs: Number(startNs / 1000n), endUs: Number(endNs / 1000n) }) + '\n');
-}
-
 function isSelected(name) {
   if (cfg.only && !cfg.only.has(name)) return false;
   if (cfg.skip && cfg.skip.has(name)) return false;
@@ -500,7 +475,7 @@ async function runGroup(group, n, round, label, verifyAll) {
       progress(`[${label}] ${s.name} ...`);
       const m0 = process.hrtime.bigint();
       const row = await s.run(ctx);
-      mark(s.name, round, m0);
+      markRegion(s.name, round, m0);
       row.scenario = s.name;
       row.run = round;
       rows.push(row);
@@ -523,25 +498,10 @@ async function runGroup(group, n, round, label, verifyAll) {
 const rows = [];
 const startedAt = new Date();
 
-async function probeIo() {
-  const dir = tmp.freshDir('probe');
-  const wal = await Walrus.open({ dir, fsync: FsyncSchedule.NoFsync, shards: 1 });
-  try {
-    return wal.stats().io;
-  } finally {
-    await wal.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function main() {
-  const io = await probeIo();
-  const cpus = os.cpus();
+  const io = await probeIo(tmp.freshDir('probe'));
   const lines = [
-    'walrus-ts read benchmark',
-    `  machine : nproc ${os.availableParallelism()}, ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM`,
-    `  software: node ${process.version}, kernel ${os.release()} (${os.arch()}), io path ${io}`,
-    `  files   : ${tmp.root} (${fsType(tmp.root)}); vm.dirty_ratio ${readText('/proc/sys/vm/dirty_ratio')}%, dirty_background_ratio ${readText('/proc/sys/vm/dirty_background_ratio')}%`,
+    ...machineLines('walrus-ts read benchmark', io, tmp.root),
     `  payloads: 500-1000 B random (generated in ${genSeconds.toFixed(1)} s, not measured); drain group ${fmtInt(cfg.entries)} entries (${(bytesOf(cfg.entries) / MB).toFixed(1)} MB), strict group ${fmtInt(cfg.strictEntries)} entries`,
     `  runs    : ${cfg.runs} interleaved rounds (order rotated per round), medians reported; strict budget ${cfg.strictSeconds} s${QUICK ? ' (BENCH_QUICK)' : ''}${crc32c ? '' : '; @node-rs/crc32 not loadable: bare-read+crc32c skipped'}`,
     `  walrus  : shards 1, fsync NoFsync; data written + synced before the clock starts (page cache warm); ` +
@@ -636,8 +596,7 @@ function report() {
     console.log('Checks: every drain returned every entry once, in offset order, with the expected byte count; sampled payloads (all in the warm-up round) matched byte for byte.');
   }
 
-  const resultsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
-  writeResultsCsv(resultsDir, 'read', [
+  writeResultsCsv(resultsDir(), 'read', [
     'scenario', 'run', 'entries', 'payloadBytes', 'seconds', 'entriesPerSec', 'mbPerSec',
     'calls', 'entriesPerCall', 'fsyncs', 'entriesPerFsync', 'filesDeleted', 'consumers', 'drained', 'p50Ms', 'p99Ms', 'maxMs',
   ], rows, { quick: QUICK, startedAt });

@@ -109,12 +109,32 @@ export function fsType(p) {
 }
 
 /**
- * Between runs: remove a run's files, commit that (fsync of `root`) and wait (at most 1 s)
- * until the disk has no I/O in flight, so deleting hundreds of MB (ext4 with `discard`
- * trims at commit) does not land on the next scenario.
+ * Between runs: remove a run's files, commit that (fsync of `root`) and wait (at most
+ * `maxMs`) until the disk has no I/O in flight, so deleting hundreds of MB (ext4 with
+ * `discard` trims at commit) does not land on the next scenario. On a disk that other
+ * processes keep busy the wait always lasts `maxMs`.
  */
-export async function removeAndSettle(dir, root, inFlight) {
+export async function removeAndSettle(dir, root, inFlight, maxMs = 1000) {
   fs.rmSync(dir, { recursive: true, force: true });
   fsyncDir(root);
-  await waitQuiet(inFlight, 1000);
+  await waitQuiet(inFlight, maxMs);
+}
+
+/** "device on mountpoint, options" of the mount holding `p` (from /proc/mounts), or '?'. */
+export function mountOf(p) {
+  try {
+    const real = fs.realpathSync(p);
+    let best = null;
+    for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
+      const [dev, mnt, , opts] = line.split(' ');
+      if (!mnt || !(real === mnt || real.startsWith(mnt.endsWith('/') ? mnt : `${mnt}/`))) continue;
+      if (best === null || mnt.length >= best.mnt.length) best = { dev, mnt, opts };
+    }
+    if (best === null) return '?';
+    const dev = path.basename(best.dev);
+    const rotational = readText(`/sys/block/${dev.replace(/p?\d+$/, '')}/queue/rotational`);
+    return `${best.dev} on ${best.mnt} (${best.opts}${rotational === '?' ? '' : `; rotational ${rotational}`})`;
+  } catch {
+    return '?';
+  }
 }

@@ -58,3 +58,23 @@ export function batches(payloads, size) {
   for (let i = 0; i < payloads.length; i += size) out.push(payloads.slice(i, i + size));
   return out;
 }
+
+/**
+ * The hand-made framing of the file-based peers: each payload preceded by its length as a
+ * little-endian u32, all in one contiguous buffer (built once, not measured). Returns the
+ * buffer and one view per framed record.
+ */
+export function framePayloads(payloads) {
+  const total = payloads.reduce((a, p) => a + 4 + p.length, 0);
+  const all = Buffer.allocUnsafeSlow(total);
+  const framed = new Array(payloads.length);
+  let at = 0;
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i];
+    all.writeUInt32LE(p.length, at);
+    p.copy(all, at + 4);
+    framed[i] = all.subarray(at, at + 4 + p.length);
+    at += 4 + p.length;
+  }
+  return { framedAll: all, framed };
+}

@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fsType, mountOf, readText } from './disk.mjs';
 
 export function fmtInt(x) {
   if (!Number.isFinite(x)) return '-';
@@ -42,10 +44,14 @@ export function writeCsv(path, columns, rows) {
   fs.writeFileSync(path, lines.join('\n') + '\n');
 }
 
-/** A single progress line on stderr (rewritten in place on a terminal). */
+/**
+ * A single progress line on stderr (rewritten in place on a terminal, one line each
+ * otherwise), prefixed with the seconds since the process started.
+ */
 export function progress(msg) {
-  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${msg}`);
-  else process.stderr.write(`${msg}\n`);
+  const line = `[${process.uptime().toFixed(0).padStart(4)} s] ${msg}`;
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${line.slice(0, Math.max(20, (process.stderr.columns ?? 120) - 1))}`);
+  else process.stderr.write(`${line}\n`);
 }
 
 export function progressDone() {
@@ -58,9 +64,45 @@ export function progressDone() {
  */
 export function writeResultsCsv(resultsDir, name, columns, rows, { quick, startedAt }) {
   fs.mkdirSync(resultsDir, { recursive: true });
-  const stamp = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
-  const csvPath = path.join(resultsDir, `${name}-${stamp}.csv`);
+  const csvPath = path.join(resultsDir, `${name}-${stamp(startedAt)}.csv`);
   const common = { node: process.version, kernel: os.release(), nproc: os.availableParallelism(), quick: quick ? 1 : 0, startedAt: startedAt.toISOString() };
   writeCsv(csvPath, [...columns, 'node', 'kernel', 'nproc', 'quick', 'startedAt'], rows.map((r) => ({ ...common, ...r })));
   console.log(`CSV: ${path.relative(process.cwd(), csvPath) || csvPath} (${rows.length} rows)`);
+  return csvPath;
+}
+
+/** The entries/s and MB/s of `entries` records of `bytes` payload bytes in `seconds`, plus `extra`. */
+export function throughputRow(entries, bytes, seconds, extra = {}) {
+  return { entries, payloadBytes: bytes, seconds, entriesPerSec: entries / seconds, mbPerSec: bytes / 1e6 / seconds, ...extra };
+}
+
+/** Records a timed region (BENCH_MARKS=file) from `startNs` (process.hrtime.bigint()) to now. */
+export function markRegion(scenario, run, startNs) {
+  if (!process.env.BENCH_MARKS) return;
+  const endNs = process.hrtime.bigint();
+  fs.appendFileSync(process.env.BENCH_MARKS, JSON.stringify({ scenario, run, startUs: Number(startNs / 1000n), endUs: Number(endNs / 1000n) }) + '\n');
+}
+
+/** Header lines describing the machine: CPU, memory, Node, kernel, io path, files' file system. */
+export function machineLines(title, io, filesDir) {
+  const cpus = os.cpus();
+  return [
+    title,
+    `  machine : nproc ${os.availableParallelism()}, ${cpus[0]?.model ?? '?'}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM`,
+    `  software: node ${process.version}, kernel ${os.release()} (${os.arch()}), walrus io path ${io}`,
+    `  disk    : ${mountOf(filesDir)}`,
+    `  files   : ${filesDir} (${fsType(filesDir)}); vm.dirty_ratio ${readText('/proc/sys/vm/dirty_ratio')}%, dirty_background_ratio ${readText('/proc/sys/vm/dirty_background_ratio')}%`,
+  ];
+}
+
+/** The directory results go to (bench/results), created on demand. */
+export function resultsDir() {
+  const d = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'results');
+  fs.mkdirSync(d, { recursive: true });
+  return path.resolve(d);
+}
+
+/** A file-name-safe timestamp of `date` (UTC): 20261122T063000. */
+export function stamp(date) {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
 }

@@ -1,0 +1,7 @@
+// Every system of the comparison, in table order. Loading this module loads the peers'
+// packages (bench/node_modules), so only the comparison imports it.
+import { bare, writev, sonicBoom } from './files.mjs';
+import { lmdb, sqlite, level } from './stores.mjs';
+import { walrus, walrusBatch } from './walrus.mjs';
+
+export const SYSTEMS = [walrus, walrusBatch, bare, writev, sonicBoom, lmdb, sqlite, level];

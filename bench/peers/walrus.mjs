@@ -1,0 +1,103 @@
+// walrus-ts itself, in the comparison's terms: one topic, one shard, FsyncSchedule.NoFsync
+// (so that nothing but the benchmark's own waits makes data durable). 'walrus' appends
+// record by record with append(); 'walrus-batch' hands each batch to batchAppend().
+import path from 'node:path';
+import { Walrus, FsyncSchedule, ReadConsistency } from '../../dist/index.js';
+import { appendAndSyncRetry, appendRetry, batchAppendRetry, isBackpressure } from '../lib/walrus.mjs';
+
+const TOPIC = 'bench';
+const READ_BYTES = 4 * 1024 * 1024;
+
+const WARM_TOPIC = 'warm';
+const WARM_ENTRIES = 20_000;
+
+/**
+ * Opens a log and warms its shard worker (untimed): every open starts a new worker thread
+ * whose first drains, fsyncs and reads run before V8 has compiled them (several times
+ * slower), while the peers' code, on the main thread, is warm after the first round. A
+ * long-running process sees the warm numbers; read.mjs measures the cold ones.
+ */
+async function openWal(dir, data) {
+  // atLeastOnce with a huge period: the read-back writes no cursor records while it drains.
+  const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(1e9) });
+  for (let i = 0; i < WARM_ENTRIES; i += 1000) await batchAppendRetry(wal, WARM_TOPIC, data.payloadsAt(i, 1000));
+  await wal.sync();
+  while ((await wal.batchRead(WARM_TOPIC, READ_BYTES, true)).length > 0);
+  return wal;
+}
+
+function common(wal) {
+  return {
+    finish: () => wal.flush(), // everything written to the files (no fsync), like the others' level none
+    async readAll(check, sampleEvery) {
+      let entries = 0;
+      let bytes = 0;
+      for (;;) {
+        const batch = await wal.batchRead(TOPIC, READ_BYTES, true); // CRC32C checked per record
+        if (batch.length === 0) break;
+        for (let k = 0; k < batch.length; k++) {
+          const e = batch[k];
+          if (entries % sampleEvery === 0) check(e.offset, e.data);
+          entries++;
+          bytes += e.data.length;
+        }
+      }
+      return { entries, bytes };
+    },
+    close: () => wal.close(),
+  };
+}
+
+export const walrus = {
+  name: 'walrus',
+  note: 'append() per record, NoFsync, 1 shard; none: timed to flush() (written, no fsync); group: append() x batch then await sync(); record: await appendAndSync() (x1 one at a time, x16/x256 that many in flight, sharing fsyncs)',
+  levels: ['none', 'group', 'record'],
+  concurrent: true,
+  walrus: true,
+  async open(dir, level, data) {
+    const wal = await openWal(dir, data);
+    const slowRest = async (seq, from, count) => {
+      for (let k = from; k < count; k++) await appendRetry(wal, TOPIC, data.payloadAt(seq + k));
+    };
+    return {
+      ...common(wal),
+      writeBatch(seq, count) {
+        for (let k = 0; k < count; k++) {
+          try {
+            wal.append(TOPIC, data.payloadAt(seq + k));
+          } catch (e) {
+            if (!isBackpressure(e)) throw e;
+            const rest = slowRest(seq, k, count);
+            return level === 'group' ? rest.then(() => wal.sync()) : rest;
+          }
+        }
+        return level === 'group' ? wal.sync() : undefined;
+      },
+      writeOne: (seq) => appendAndSyncRetry(wal, TOPIC, data.payloadAt(seq)),
+    };
+  },
+};
+
+export const walrusBatch = {
+  name: 'walrus-batch',
+  note: 'batchAppend() of each batch (atomic on disk), otherwise as walrus',
+  levels: ['none', 'group'],
+  walrus: true,
+  async open(dir, level, data) {
+    const wal = await openWal(dir, data);
+    return {
+      ...common(wal),
+      writeBatch(seq, count) {
+        const entries = data.payloadsAt(seq, count);
+        try {
+          wal.batchAppend(TOPIC, entries);
+        } catch (e) {
+          if (!isBackpressure(e)) throw e;
+          const rest = batchAppendRetry(wal, TOPIC, entries);
+          return level === 'group' ? rest.then(() => wal.sync()) : rest;
+        }
+        return level === 'group' ? wal.sync() : undefined;
+      },
+    };
+  },
+};
