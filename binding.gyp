@@ -10,6 +10,7 @@
         "native/errors.cc",
         "native/fileops.cc",
         "native/io_context.cc",
+        "native/powerloss.cc",
         "native/sysio.cc",
         "native/uring.cc",
         "native/write_batch.cc"

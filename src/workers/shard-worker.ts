@@ -266,12 +266,26 @@ function testFault(): Parameters<IoContext['injectFault']> | null {
   return [m[1] as 'write' | 'fsync', Number(m[2]), Number(m[3]), m[4] !== undefined];
 }
 
+/**
+ * The test seam WALRUS_TEST_POWERLOSS="<journal dir>:<512|4096>[:nosync]" (docs/DURABILITY.md):
+ * turns on the addon's power-loss journal before recovery touches a file. Not a user feature.
+ */
+function testPowerLoss(): void {
+  const spec = process.env.WALRUS_TEST_POWERLOSS;
+  if (spec === undefined || spec === '') return;
+  const m = /^(.+):(512|4096)(:nosync)?$/.exec(spec);
+  if (!m) throw new TypeError(`WALRUS_TEST_POWERLOSS must be "<journal dir>:<512|4096>[:nosync]", got ${JSON.stringify(spec)}`);
+  native.testPowerLoss(m[1]!, Number(m[2]), m[3] !== undefined);
+  debug(`power-loss journal in ${m[1]}, ${m[2]}-byte sectors${m[3] ? ', fsyncs skipped' : ''}`);
+}
+
 function start(): void {
   if (init.cpu >= 0 && !native.setAffinity(init.cpu)) debug(`could not pin to cpu ${init.cpu}`);
   const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots);
   let shard: ShardWorker;
   try {
     const fault = testFault();
+    testPowerLoss();
     const result = recover(store, debug);
     const plain = new native.IoContext(init.ring, false, 1);
     const uring = init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
