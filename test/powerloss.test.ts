@@ -10,11 +10,14 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { Walrus, ReadConsistency } from '../dist/index.js';
 import { runCrashCycles, violations } from './fixtures/crash-harness.mjs';
+import { genPayload } from './fixtures/payload.mjs';
 import { applyPowerLoss } from './fixtures/powerloss.mjs';
 import { tempDir } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/powerloss-child.mjs', import.meta.url));
+const HARNESS_CHILD = fileURLToPath(new URL('./fixtures/crash-child.mjs', import.meta.url));
 
 /** Runs powerloss-child.mjs until it is ready, kills it, cuts the power; returns the data dir. */
 async function cut(path: 'pwritev' | 'uring', mode: 'dropAll' | 'keepAll' | 'random', sector: number, nosync = false, seed = 1) {
@@ -92,6 +95,44 @@ describe.each(['pwritev', 'uring'] as const)('the power cut, %s path', (path) =>
     expect(existsSync(join(data, 'durable'))).toBe(false);
     expect(existsSync(join(data, 'new-entry'))).toBe(false);
   });
+});
+
+describe('sync() after atLeastOnce reads', () => {
+  // Found by the power-loss crash cycles: sync() waited only for ring positions, so after
+  // reads (and no appends) it resolved without an fsync and the cursor records stayed
+  // unsynced; a power cut then redelivered everything read since the previous fsync.
+  it.each([true, false])('makes the cursor durable, NoFsync, ioUring %s', async (ioUring) => {
+    const base = tempDir();
+    const dir = join(base, 'data');
+    const journal = join(base, 'journal');
+    mkdirSync(journal);
+    const topics = ['q'];
+    const setup = await Walrus.open({ dir, shards: 1 });
+    for (let i = 0; i < 200; i++) setup.append('q', genPayload('q', i, 1));
+    await setup.close();
+    const config = { dir, seed: 3, gen: 2, shards: 1, fsync: 'noFsync', ioUring, ringBytes: 65536, blockBytes: 1 << 20, segmentBlocks: 64, instances: [{ key: '', consistency: 4, topics, produce: [], consume: [0], next: [200], paceMs: 0 }] };
+    const child = spawn(process.execPath, [HARNESS_CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/^C 0 0 \d+$/m.test(out)) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`child exited with ${code}`)));
+    });
+    const exited = new Promise((r) => child.on('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const marks = [...out.matchAll(/^C 0 0 (\d+)$/gm)].map((m) => Number(m[1]));
+    applyPowerLoss(journal, { mode: 'dropAll', rand: () => 0, sector: 4096 });
+    const wal = await Walrus.open({ dir, shards: 1, consistency: ReadConsistency.atLeastOnce(4) });
+    try {
+      const next = (await wal.readNext('q', false))!.offset;
+      expect(next).toBeGreaterThanOrEqual(marks[marks.length - 1]! + 1 - 4);
+    } finally {
+      await wal.close();
+    }
+  }, 60_000);
 });
 
 describe('crash cycles through simulated power loss', () => {

@@ -57,6 +57,9 @@ class ShardWorker {
         this.consumers.consume(this.store.topics.get(m.topicId), m, this.failed);
         if (m.checkpoint) this.retention.dirty = true;
         return;
+      case 'syncCursors':
+        this.syncCursors(m.id);
+        return;
       case 'close':
         this.closeRequests.push(m.id);
         return;
@@ -76,6 +79,24 @@ class ShardWorker {
     } catch (err) {
       this.handleError(err);
     }
+  }
+
+  /**
+   * sync() after atLeastOnce checkpoints: writes what is queued (cursor records included) and
+   * fsyncs whatever is unsynced, then answers. Held StrictlyAtOnce replies are covered too.
+   */
+  private syncCursors(id: number): void {
+    this.drainForRead();
+    if (!this.failed && this.writer.hasUnsynced()) {
+      try {
+        this.writer.submit(true);
+        if (this.consumers.waiting) this.consumers.released();
+      } catch (err) {
+        this.handleError(err);
+      }
+    }
+    if (this.failed) post({ type: 'requestFailed', id, error: serializeError(this.failed) });
+    else post({ type: 'synced', id });
   }
 
   private onRead(m: Extract<ToWorker, { type: 'read' }>): void {
