@@ -76,6 +76,7 @@ for (const mode of runs) {
       seed,
       killMs,
       powerLoss,
+      onViolation: (msg) => process.stderr.write(`${mode}: VIOLATION ${msg}\n`),
       log: (f) => {
         if (f.cycles % 10 === 0) process.stderr.write(`${mode}: ${f.cycles}/${cycles} cycles, ${f.ackedEntries} acknowledged, ${violations(f)} violations\n`);
       },

@@ -55,6 +55,11 @@ class ShardWorker {
       case 'consume':
         this.drainForRead();
         this.consumers.consume(this.store.topics.get(m.topicId), m, this.failed);
+        if (this.consumers.unwrittenWaiting) {
+          // The cursor record this read queued goes to the kernel before the read is answered.
+          this.drainForRead();
+          if (!this.failed) this.consumers.written();
+        }
         if (m.checkpoint) this.retention.dirty = true;
         return;
       case 'syncCursors':
