@@ -6,14 +6,14 @@
  * fsync.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Walrus, ReadConsistency } from '../dist/index.js';
 import { runCrashCycles, violations } from './fixtures/crash-harness.mjs';
 import { genPayload } from './fixtures/payload.mjs';
-import { applyPowerLoss } from './fixtures/powerloss.mjs';
+import { applyPowerLoss, readJournal } from './fixtures/powerloss.mjs';
 import { tempDir } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/powerloss-child.mjs', import.meta.url));
@@ -133,6 +133,33 @@ describe('sync() after atLeastOnce reads', () => {
       await wal.close();
     }
   }, 60_000);
+});
+
+describe('a new namespace directory', () => {
+  // Found while modelling directory durability: open() created the namespace directories
+  // with mkdir and never fsynced their parents, so a power loss could take a new namespace
+  // away with every (fsynced) segment in it. The journal shows each parent fsynced.
+  it('is made durable in its parent, at every level open creates', async () => {
+    const base = realpathSync(tempDir());
+    const journal = join(base, 'journal');
+    mkdirSync(journal);
+    const dir = join(base, 'a', 'b');
+    const code = `
+      import { createRequire } from 'node:module';
+      const native = createRequire(${JSON.stringify(import.meta.url)})('../build/Release/walrus.node');
+      native.testPowerLoss(${JSON.stringify(journal)}, 4096, false);
+      const { Walrus } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
+      const wal = await Walrus.open({ dir: ${JSON.stringify(dir)}, key: 'k', shards: 1 });
+      await wal.close();`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const status = await new Promise((r) => child.on('exit', r));
+    expect(err).toBe('');
+    expect(status).toBe(0);
+    const synced = new Set(readJournal(journal).filter((r: { type: string }) => r.type === 'Y').map((r: { body: Buffer }) => r.body.toString()));
+    for (const parent of [base, join(base, 'a'), dir]) expect(synced).toContain(parent);
+  });
 });
 
 describe('crash cycles through simulated power loss', () => {
