@@ -11,6 +11,7 @@
         "native/fileops.cc",
         "native/io_context.cc",
         "native/mapped_files.cc",
+        "native/powerloss.cc",
         "native/sysio.cc",
         "native/uring.cc",
         "native/write_batch.cc"

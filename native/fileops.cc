@@ -16,6 +16,7 @@
 #include "args.h"
 #include "bindings.h"
 #include "errors.h"
+#include "powerloss.h"
 #include "sysio.h"
 
 namespace walrus {
@@ -27,8 +28,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   const int flags = static_cast<int>(IndexArg(env, info[1], INT_MAX, "flags"));
   const mode_t mode = static_cast<mode_t>(IndexArg(env, info[2], 07777, "mode"));
   int fd;
-  do fd = ::open(path.c_str(), flags, mode); while (fd < 0 && errno == EINTR);
-  if (fd < 0) ThrowErrno(env, errno, "open");
+  do fd = sys_open(path.c_str(), flags, mode); while (fd == -EINTR);
+  if (fd < 0) ThrowErrno(env, -fd, "open");
   return Napi::Number::New(env, fd);
 }
 
@@ -115,9 +116,8 @@ void Fallocate(const Napi::CallbackInfo& info) {
   const uint64_t offset = IndexArg(env, info[1], kMaxSafeInteger, "offset");
   const uint64_t length = IndexArg(env, info[2], kMaxSafeInteger - offset, "length");
   int rc;
-  do rc = ::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length));
-  while (rc < 0 && errno == EINTR);
-  if (rc < 0) ThrowErrno(env, errno, "fallocate");
+  do rc = sys_fallocate(fd, offset, length); while (rc == -EINTR);
+  if (rc < 0) ThrowErrno(env, -rc, "fallocate");
 }
 
 void Ftruncate(const Napi::CallbackInfo& info) {
@@ -125,8 +125,8 @@ void Ftruncate(const Napi::CallbackInfo& info) {
   const int fd = FdArg(env, info[0], "fd");
   const uint64_t length = IndexArg(env, info[1], kMaxSafeInteger, "length");
   int rc;
-  do rc = ::ftruncate(fd, static_cast<off_t>(length)); while (rc < 0 && errno == EINTR);
-  if (rc < 0) ThrowErrno(env, errno, "ftruncate");
+  do rc = sys_ftruncate(fd, length); while (rc == -EINTR);
+  if (rc < 0) ThrowErrno(env, -rc, "ftruncate");
 }
 
 Napi::Value FstatSize(const Napi::CallbackInfo& info) {
@@ -140,13 +140,15 @@ void Rename(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string from = PathArg(env, info[0], "from");
   const std::string to = PathArg(env, info[1], "to");
-  if (::rename(from.c_str(), to.c_str()) < 0) ThrowErrno(env, errno, "rename");
+  const int rc = sys_rename(from.c_str(), to.c_str());
+  if (rc < 0) ThrowErrno(env, -rc, "rename");
 }
 
 void Unlink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = PathArg(env, info[0], "path");
-  if (::unlink(path.c_str()) < 0) ThrowErrno(env, errno, "unlink");
+  const int rc = sys_unlink(path.c_str());
+  if (rc < 0) ThrowErrno(env, -rc, "unlink");
 }
 
 Napi::Value Flock(const Napi::CallbackInfo& info) {
@@ -181,6 +183,17 @@ Napi::Value SetAffinity(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// testPowerLoss(journalDir, sectorBytes, skipSync): turns on the power-loss journal for the
+// whole process (tests only; powerloss.h). The shard worker calls it when
+// WALRUS_TEST_POWERLOSS is set. Arguments are checked by the caller.
+void TestPowerLoss(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string dir = PathArg(env, info[0], "journalDir");
+  const uint64_t sector = IndexArg(env, info[1], 4096, "sectorBytes");
+  const int rc = powerloss::Enable(dir, static_cast<uint32_t>(sector), info[2].ToBoolean().Value());
+  if (rc < 0) ThrowErrno(env, -rc, "open");
+}
+
 Napi::Object Constants(Napi::Env env) {
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("O_RDONLY", O_RDONLY);
@@ -212,6 +225,7 @@ void InitFileOps(Napi::Env env, Napi::Object exports) {
   exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
   exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
   exports.Set("setAffinity", Napi::Function::New(env, SetAffinity, "setAffinity"));
+  exports.Set("testPowerLoss", Napi::Function::New(env, TestPowerLoss, "testPowerLoss"));
   exports.Set("constants", Constants(env));
 }
 

@@ -1,15 +1,17 @@
 #include "sysio.h"
 
+#include <fcntl.h>
 #include <linux/io_uring.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
 #include <vector>
+
+#include "powerloss.h"
 
 namespace walrus {
 namespace {
@@ -18,7 +20,15 @@ inline ssize_t Result(ssize_t rc) { return rc < 0 ? -errno : rc; }
 
 }  // namespace
 
+// Every call that changes a file or a directory tells the power-loss journal (tests only;
+// powerloss.h) before it happens, and every sync after it succeeded.
+
 ssize_t sys_pwritev(int fd, const struct iovec* iov, int count, uint64_t position) {
+  if (powerloss::Active()) {
+    uint64_t total = 0;
+    for (int i = 0; i < count; i++) total += iov[i].iov_len;
+    powerloss::BeforeWrite(fd, position, total);
+  }
   return Result(::pwritev(fd, iov, count, static_cast<off_t>(position)));
 }
 
@@ -26,9 +36,51 @@ ssize_t sys_pread(int fd, void* buffer, size_t length, uint64_t position) {
   return Result(::pread(fd, buffer, length, static_cast<off_t>(position)));
 }
 
-int sys_fdatasync(int fd) { return static_cast<int>(Result(::fdatasync(fd))); }
+int sys_fdatasync(int fd) {
+  if (powerloss::SkipSync()) return 0;
+  const int rc = static_cast<int>(Result(::fdatasync(fd)));
+  if (rc == 0 && powerloss::Active()) powerloss::Synced(fd);
+  return rc;
+}
 
-int sys_fsync(int fd) { return static_cast<int>(Result(::fsync(fd))); }
+int sys_fsync(int fd) {
+  if (powerloss::SkipSync()) return 0;
+  const int rc = static_cast<int>(Result(::fsync(fd)));
+  if (rc == 0 && powerloss::Active()) powerloss::Synced(fd);
+  return rc;
+}
+
+int sys_open(const char* path, int flags, mode_t mode) {
+  bool creates = false;
+  if (powerloss::Active() && (flags & O_CREAT) != 0) {
+    struct stat st;
+    creates = (flags & O_EXCL) != 0 || ::lstat(path, &st) < 0;
+  }
+  const int fd = static_cast<int>(Result(::open(path, flags, mode)));
+  if (fd >= 0 && creates) powerloss::Created(fd);
+  return fd;
+}
+
+int sys_unlink(const char* path) {
+  if (powerloss::Active()) return powerloss::Unlink(path);
+  return static_cast<int>(Result(::unlink(path)));
+}
+
+int sys_rename(const char* from, const char* to) {
+  if (powerloss::Active()) return powerloss::Rename(from, to);
+  return static_cast<int>(Result(::rename(from, to)));
+}
+
+int sys_ftruncate(int fd, uint64_t length) {
+  if (powerloss::Active()) powerloss::BeforeResize(fd, length);
+  return static_cast<int>(Result(::ftruncate(fd, static_cast<off_t>(length))));
+}
+
+int sys_fallocate(int fd, uint64_t offset, uint64_t length) {
+  if (powerloss::Active()) powerloss::BeforeResize(fd, offset + length);
+  return static_cast<int>(
+      Result(::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length))));
+}
 
 int sys_uring_setup(unsigned entries, struct io_uring_params* params) {
   return static_cast<int>(Result(::syscall(__NR_io_uring_setup, entries, params)));
@@ -56,11 +108,6 @@ int sys_munmap(void* address, size_t length) {
 
 int sys_msync(void* address, size_t length) {
   return static_cast<int>(Result(::msync(address, length, MS_SYNC)));
-}
-
-int sys_fallocate(int fd, uint64_t offset, uint64_t length) {
-  return static_cast<int>(
-      Result(::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length))));
 }
 
 int64_t sys_fstat_size(int fd) {

@@ -16,17 +16,24 @@ namespace walrus {
 
 ssize_t sys_pwritev(int fd, const struct iovec* iov, int count, uint64_t position);
 ssize_t sys_pread(int fd, void* buffer, size_t length, uint64_t position);
+// fdatasync/fsync: in the power-loss simulation's negative control (tests only) they return
+// success without reaching the kernel.
 int sys_fdatasync(int fd);
 int sys_fsync(int fd);
+// The file-system calls of fileops.cc; none retries EINTR (their callers do).
+int sys_open(const char* path, int flags, mode_t mode);
+int sys_unlink(const char* path);
+int sys_rename(const char* from, const char* to);
+int sys_ftruncate(int fd, uint64_t length);
+int sys_fallocate(int fd, uint64_t offset, uint64_t length);
 int sys_uring_setup(unsigned entries, struct io_uring_params* params);
 int sys_uring_enter(int ring_fd, unsigned to_submit, unsigned min_complete, unsigned flags);
 int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count);
 // The mmap backend's calls: a shared read-write mapping of [0, length) of fd (*out set on
-// success), its removal, msync(MS_SYNC) of a range, fallocate (mode 0) and the file's size.
+// success), its removal, msync(MS_SYNC) of a range and the file's size (fallocate is above).
 int sys_mmap_shared(int fd, size_t length, void** out);
 int sys_munmap(void* address, size_t length);
 int sys_msync(void* address, size_t length);
-int sys_fallocate(int fd, uint64_t offset, uint64_t length);
 int64_t sys_fstat_size(int fd);
 
 // Fault injection, for tests only: a plan owned by one IoContext makes the `nth` (1-based)

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <climits>
 
+#include "powerloss.h"
 #include "sysio.h"
 
 namespace walrus {
@@ -205,6 +206,9 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
       while (next < chain.end && s.slots.size() < capacity) {
         const uint32_t index = s.order[next++];
         const WritePiece& piece = batch.pieces[index];
+        // Tests only: the power-loss journal takes the pre-images before the kernel sees the
+        // write (a no-op unless enabled).
+        if (powerloss::Active()) powerloss::BeforeWrite(piece.fd, piece.position, piece.bytes);
         last = ring.NextSqe();
         last->opcode = IORING_OP_WRITEV;
         last->flags = IOSQE_IO_LINK;
@@ -218,7 +222,8 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
       bool done = next == chain.end && !chain.sync;
       if (next == chain.end && chain.sync && s.slots.size() < capacity) {
         last = ring.NextSqe();
-        last->opcode = IORING_OP_FSYNC;
+        // The power-loss negative control (tests only) skips every sync: a NOP completes 0.
+        last->opcode = powerloss::SkipSync() ? IORING_OP_NOP : IORING_OP_FSYNC;
         last->fd = chain.fd;
         last->fsync_flags = IORING_FSYNC_DATASYNC;
         last->user_data = s.slots.size();
@@ -234,6 +239,13 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
     if (rc < 0) {
       *failure = IoFailure{-rc, "io_uring_enter"};
       return false;
+    }
+    // A file is durable (for the power-loss journal, tests only) once its FSYNC completed
+    // with 0: its linked writes had then all completed in full.
+    if (powerloss::Active() && !powerloss::SkipSync()) {
+      for (size_t i = 0; i < s.slots.size(); i++) {
+        if (!s.slots[i].is_write && s.results[i] == 0) powerloss::Synced(s.slots[i].fd);
+      }
     }
     if (!FinishRound(batch, s, failure, plan)) return false;
   }

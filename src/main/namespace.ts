@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { WalrusError, ioError } from '../shared/errors.js';
 import { native } from '../shared/native.js';
 
@@ -27,15 +27,36 @@ export function sanitizeKey(key: string): string {
   return `${out.slice(0, 150)}~${createHash('sha256').update(key, 'utf8').digest('hex')}`;
 }
 
-/** Creates `<dir>` and the namespace directory (mode 0700) and returns the latter. */
+/**
+ * Creates `<dir>` and the namespace directory (mode 0700) and returns the latter. Each
+ * directory it creates is made durable in its parent (fsync of the parent): otherwise a power
+ * loss could take a new namespace directory away with every segment in it, although those
+ * were fsynced in it.
+ */
 export function namespaceDir(dir: string, key: string): string {
   const ns = key === '' ? dir : join(dir, sanitizeKey(key));
   try {
-    mkdirSync(ns, { recursive: true, mode: 0o700 });
+    const first = mkdirSync(ns, { recursive: true, mode: 0o700 });
+    if (first !== undefined) {
+      for (let d = ns; ; d = dirname(d)) {
+        fsyncDirectory(dirname(d));
+        if (d === first || dirname(d) === d) break;
+      }
+    }
   } catch (err) {
     throw ioError(err, 'creating the data directory failed', ns);
   }
   return ns;
+}
+
+function fsyncDirectory(path: string): void {
+  const { O_RDONLY, O_DIRECTORY, O_CLOEXEC } = native.constants;
+  const fd = native.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+  try {
+    native.fsync(fd);
+  } finally {
+    native.close(fd);
+  }
 }
 
 export const LOCK_FILE = 'walrus.lock';

@@ -136,6 +136,7 @@ export class ShardClient {
         this.settle(0, m);
         return;
       case 'readResult':
+      case 'synced':
       case 'closed':
         this.settle(m.id, m);
         return;
@@ -398,6 +399,7 @@ export class ShardClient {
     msg:
       | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
       | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
+      | { type: 'syncCursors' }
       | { type: 'close' },
   ): Promise<FromWorker> {
     if (this.exited) return Promise.reject(closedError());
@@ -417,6 +419,19 @@ export class ShardClient {
   /** Reads from the topic's cursor, advancing it when `checkpoint` (see workers/consumer.ts). */
   async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean): Promise<ReadReply> {
     return readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint }));
+  }
+
+  /**
+   * Set by atLeastOnce checkpointing reads: the worker may hold cursor records that no fsync
+   * covers yet, which waitDurable (ring positions only) does not see. Cleared by syncCursors.
+   */
+  cursorsUnsynced = false;
+
+  /** Makes every cursor record of this shard durable, when a checkpoint may have left one unsynced. */
+  async syncCursors(): Promise<void> {
+    if (!this.cursorsUnsynced) return;
+    this.cursorsUnsynced = false;
+    await this.request({ type: 'syncCursors' });
   }
 
   /** Flushes, fsyncs and stops the worker. */

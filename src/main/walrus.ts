@@ -258,7 +258,9 @@ export class Walrus {
   /** Resolves once every entry appended before the call is on stable storage, in every shard. */
   async sync(): Promise<void> {
     this.checkOpen();
-    await Promise.all(this.shards.map((s) => s.waitDurable()));
+    // Cursor records of atLeastOnce reads are not ring positions: they need their own fsync
+    // when nothing was appended since the last one (found by the power-loss crash cycles).
+    await Promise.all(this.shards.flatMap((s) => [s.waitDurable(), s.syncCursors()]));
   }
 
   /** Appends, then resolves with the offset once the entry is durable. */
@@ -348,6 +350,7 @@ export class Walrus {
     }
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
     const n = r.entries.length / READ_ENTRY_FIELDS;
+    if (checkpoint && n > 0 && this.opts.consistency.kind !== 'strictlyAtOnce') t.shard.cursorsUnsynced = true;
     const out = new Array<Entry>(n);
     for (let k = 0; k < n; k++) out[k] = entryOf(t.name, r, k);
     return out;

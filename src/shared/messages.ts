@@ -56,6 +56,11 @@ export type ToWorker =
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
   /** Read from the topic's cursor; advance it when `checkpoint`. */
   | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
+  /**
+   * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far
+   * durable, even when no entry was appended since the last fsync. Answered with 'synced'.
+   */
+  | { type: 'syncCursors'; id: number }
   | { type: 'close'; id: number };
 
 export type FromWorker =
@@ -78,6 +83,7 @@ export type FromWorker =
   | { type: 'requestFailed'; id: number; error: SerializedError }
   /** The shard hit an I/O error and refuses further appends. */
   | { type: 'failed'; error: SerializedError }
+  | { type: 'synced'; id: number }
   | { type: 'closed'; id: number };
 
 export const READ_ENTRY_FIELDS = 4;

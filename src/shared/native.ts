@@ -130,6 +130,15 @@ export interface NativeBinding {
   flock(fd: number, exclusive: boolean): boolean;
   /** Pins the calling thread to `cpu`; false where the kernel refuses. */
   setAffinity(cpu: number): boolean;
+  /**
+   * For tests only (simulated power loss; the worker applies `WALRUS_TEST_POWERLOSS`, see
+   * docs/DURABILITY.md): from now on, for the whole process, the addon journals in
+   * `journalDir` the pre-image of every sector (`sectorBytes`: 512 or 4096) each write dirties
+   * for the first time since its file's last sync, every file and directory sync, and every
+   * directory entry created, removed or renamed. With `skipSync`, fdatasync and fsync report
+   * success without syncing (the negative control).
+   */
+  testPowerLoss(journalDir: string, sectorBytes: number, skipSync: boolean): void;
   /** True when io_uring_setup works here and supports what writeBatch needs. */
   uringSupported(): boolean;
   /** `mapped`: the mmap backend's context (useUring must then be false). */

@@ -6,8 +6,8 @@
  * StrictlyAtOnce: a checkpointing read writes a cursor record and is answered only after the
  * fsync that covers it; every read waiting at that moment shares that fsync.
  * atLeastOnce(n): the cursor record is written once the cursor is n or more entries past the
- * last one written, and becomes durable with the shard's next fsync; close() writes every
- * cursor exactly.
+ * last one written (before the read that moved it is answered), and becomes durable with the
+ * shard's next fsync; close() writes every cursor exactly.
  */
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../shared/messages.js';
@@ -29,6 +29,12 @@ export interface ConsumeRequest {
 export class Consumers {
   /** StrictlyAtOnce replies held until the next fsync completes. */
   private awaiting: Reply[] = [];
+  /**
+   * atLeastOnce replies whose read queued a cursor record, held until the record is written:
+   * answered first, a kill -9 right after could lose the record (it was only in this
+   * worker's memory) and redeliver more than n entries. Found by the crash cycles.
+   */
+  private unwritten: Reply[] = [];
 
   constructor(
     private readonly writer: Writer,
@@ -39,6 +45,16 @@ export class Consumers {
   /** Whether replies wait for an fsync (the worker must then submit one). */
   get waiting(): boolean {
     return this.awaiting.length > 0;
+  }
+
+  /** Whether replies wait for their cursor record to be written (the worker must submit). */
+  get unwrittenWaiting(): boolean {
+    return this.unwritten.length > 0;
+  }
+
+  /** The queued cursor records were written (handed to the kernel): answer their reads. */
+  written(): void {
+    for (const r of this.unwritten.splice(0)) this.send(r);
   }
 
   /**
@@ -63,7 +79,11 @@ export class Consumers {
         return;
       }
       t.cursor = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
-      if (!failed && t.cursor - t.cursorWritten >= this.consistency.persistEvery) this.writer.appendCursor(t);
+      if (!failed && t.cursor - t.cursorWritten >= this.consistency.persistEvery) {
+        this.writer.appendCursor(t);
+        this.unwritten.push(reply);
+        return;
+      }
       this.send(reply);
     } catch (err) {
       this.post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
@@ -77,7 +97,7 @@ export class Consumers {
 
   /** The fsync failed: none of the held reads may be answered with entries. */
   failed(err: WalrusError): void {
-    for (const r of this.awaiting.splice(0)) this.post({ type: 'requestFailed', id: r.id, error: serializeError(err) });
+    for (const r of [...this.awaiting.splice(0), ...this.unwritten.splice(0)]) this.post({ type: 'requestFailed', id: r.id, error: serializeError(err) });
   }
 
   private send(r: Reply): void {

@@ -56,7 +56,15 @@ class ShardWorker {
       case 'consume':
         this.drainForRead();
         this.consumers.consume(this.store.topics.get(m.topicId), m, this.failed);
+        if (this.consumers.unwrittenWaiting) {
+          // The cursor record this read queued goes to the kernel before the read is answered.
+          this.drainForRead();
+          if (!this.failed) this.consumers.written();
+        }
         if (m.checkpoint) this.retention.dirty = true;
+        return;
+      case 'syncCursors':
+        this.syncCursors(m.id);
         return;
       case 'close':
         this.closeRequests.push(m.id);
@@ -77,6 +85,24 @@ class ShardWorker {
     } catch (err) {
       this.handleError(err);
     }
+  }
+
+  /**
+   * sync() after atLeastOnce checkpoints: writes what is queued (cursor records included) and
+   * fsyncs whatever is unsynced, then answers. Held StrictlyAtOnce replies are covered too.
+   */
+  private syncCursors(id: number): void {
+    this.drainForRead();
+    if (!this.failed && this.writer.hasUnsynced()) {
+      try {
+        this.writer.submit(true);
+        if (this.consumers.waiting) this.consumers.released();
+      } catch (err) {
+        this.handleError(err);
+      }
+    }
+    if (this.failed) post({ type: 'requestFailed', id, error: serializeError(this.failed) });
+    else post({ type: 'synced', id });
   }
 
   private onRead(m: Extract<ToWorker, { type: 'read' }>): void {
@@ -267,12 +293,26 @@ function testFault(): Parameters<IoContext['injectFault']> | null {
   return [m[1] as 'write' | 'fsync' | 'map', Number(m[2]), Number(m[3]), m[4] !== undefined];
 }
 
+/**
+ * The test seam WALRUS_TEST_POWERLOSS="<journal dir>:<512|4096>[:nosync]" (docs/DURABILITY.md):
+ * turns on the addon's power-loss journal before recovery touches a file. Not a user feature.
+ */
+function testPowerLoss(): void {
+  const spec = process.env.WALRUS_TEST_POWERLOSS;
+  if (spec === undefined || spec === '') return;
+  const m = /^(.+):(512|4096)(:nosync)?$/.exec(spec);
+  if (!m) throw new TypeError(`WALRUS_TEST_POWERLOSS must be "<journal dir>:<512|4096>[:nosync]", got ${JSON.stringify(spec)}`);
+  native.testPowerLoss(m[1]!, Number(m[2]), m[3] !== undefined);
+  debug(`power-loss journal in ${m[1]}, ${m[2]}-byte sectors${m[3] ? ', fsyncs skipped' : ''}`);
+}
+
 function start(): void {
   if (init.cpu >= 0 && !native.setAffinity(init.cpu)) debug(`could not pin to cpu ${init.cpu}`);
   const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots, init.memory);
   let shard: ShardWorker;
   try {
     const fault = testFault();
+    testPowerLoss();
     const result = recover(store, debug);
     // mmap backend: one mapped context does every write (copies) and sync (msync); the
     // segments are mapped once recovery has left them durable.
