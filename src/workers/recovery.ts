@@ -35,8 +35,9 @@ import {
 } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, decodeBlockHeader, indexRecord } from './blocks.js';
+import { harvestMarks } from './marks.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
-import { OPEN_EXISTING, type Segment, blockSalt, decodeSegmentHeader, fsyncDir, listSegments, slotPosition } from './segments.js';
+import { OPEN_EXISTING, type Segment, blockSalt, decodeSegmentHeader, fsyncDir, listSegments, segmentBytes, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
@@ -70,18 +71,35 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   let tornBytes = 0;
   const repairs: Repair[] = [];
   const found = new Map<number, Block[]>();
+  /** Marks found outside the meta chain (marks.ts): facts wherever they are found. */
+  const harvested = new Map<number, number>();
+  /** The first slot whose block header is damaged (not zero, not valid). */
+  let firstDamage: BreakPoint | null = null;
   const files = listSegments(store.dir, store.shard);
   for (let k = 0; k < files.length; k++) {
     const seg = openSegment(store, files[k]!, k === files.length - 1, debug);
     if (!seg) continue;
     store.segments.push(seg);
     store.lastSegmentSeq = seg.seq;
-    for (const b of probeBlocks(seg)) {
+    const damaged: number[] = [];
+    for (const b of probeBlocks(seg, damaged)) {
       let list = found.get(b.topicId);
       if (!list) found.set(b.topicId, (list = []));
       list.push(b);
       if (b.seq > store.lastBlockSeq) store.lastBlockSeq = b.seq;
       if (b.topicId > store.maxTopicId) store.maxTopicId = b.topicId;
+    }
+    // A slot whose header is neither zero nor valid: a torn header write, or damage. Its
+    // bytes are torn unless a mark in it (or anywhere) says they were durable.
+    for (const slot of damaged) {
+      const start = slotPosition(slot, seg.blockBytes);
+      const buf = new Uint8Array(seg.blockBytes);
+      const got = native.pread(seg.fd, buf, start);
+      harvestMarks(buf, 0, got, null, harvested);
+      const extent = nonZeroExtent(buf, 0, got);
+      tornBytes += extent;
+      repairs.push({ seg, pos: start, length: extent });
+      firstDamage ??= { file: seg.path, pos: start };
     }
   }
   for (const list of found.values()) list.sort((a, b) => a.seq - b.seq);
@@ -98,7 +116,8 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
   // The meta topic's first blocks go when their segment is deleted, after a snapshot record
   // that restates them: its chain starts at the first meta block still present.
   const metaStart = metaBlocks.length > 0 ? Math.min(...metaBlocks.map((b) => b.first)) : 0;
-  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, repairs, metaStart, (payload, file, pos, offset) => {
+  const harvest = (buf: Uint8Array, from: number, end: number, salt: number): void => void harvestMarks(buf, from, end, salt, harvested);
+  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, repairs, metaStart, harvest, (payload, file, pos, offset) => {
     const m = decodeMeta(payload);
     if (typeof m === 'string') throw corruptError(file, pos, m);
     lastMeta = m;
@@ -130,7 +149,8 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     throw corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`);
   }
   tornBytes += metaChain.tornBytes;
-  checkDurable(meta, 'the meta topic', marks, metaChain.broke, store);
+  for (const [id, next] of harvested) marks.set(id, Math.max(marks.get(id) ?? 0, next));
+  checkDurable(meta, 'the meta topic', marks, metaChain.broke ?? firstDamage, store);
   found.delete(META_TOPIC_ID);
 
   const broken = new Set<number>(metaChain.broke ? [META_TOPIC_ID] : []);
@@ -138,18 +158,19 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     const t = store.addTopic(id, name);
     store.maxTopicId = Math.max(store.maxTopicId, id);
     t.start = starts.get(id) ?? 0;
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, repairs, t.start, null);
+    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, repairs, t.start, null, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
-    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke, store);
+    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke ?? firstDamage, store);
   }
   // Blocks of topics whose declaration never became durable: written after the last point
   // that reached the disk, so part of the torn tail.
   for (const [id, blocks] of found) {
     if (marks.has(id)) {
       const b = blocks[0]!;
-      throw corruptError(b.segment.path, b.start, `topic id ${id} has durable data but no declaration`);
+      const where = metaChain.broke ?? firstDamage ?? { file: b.segment.path, pos: b.start };
+      throw corruptError(where.file, where.pos, `topic id ${id} has durable data but its declaration is lost`);
     }
     for (const b of blocks) {
       const scratch = readBlock(b, new Uint8Array(0));
@@ -198,7 +219,9 @@ function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast
   const got = native.pread(fd, head, 0);
   const h = decodeSegmentHeader(head.subarray(0, got));
   if (typeof h === 'string') {
-    if (isLast && isAllZeroAfter(fd, SEGMENT_HEADER_BYTES)) {
+    // A file cut inside its header counts as a creation cut short only if what is left is
+    // zeros: creation extends the file by writing the whole 64-byte header at once.
+    if (isLast && isAllZeroAfter(fd, got < SEGMENT_HEADER_BYTES ? 0 : SEGMENT_HEADER_BYTES)) {
       // Creation writes the header, preallocates and fsyncs before the file is used; a last
       // file with no valid header and nothing else in it is a creation cut short.
       native.close(fd);
@@ -213,6 +236,23 @@ function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast
   if (h.shard !== store.shard || h.seq !== f.seq) {
     native.close(fd);
     throw corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
+  }
+  // Creation writes the 64-byte header, sizes the file in one fallocate (or ftruncate) and
+  // fdatasyncs it before any block is written: a file of any other size was cut afterwards
+  // (its blocks and the marks in them would vanish without a trace), unless it is the last
+  // one and exactly its header (creation cut short before the sizing reached the disk).
+  const size = native.fstatSize(fd);
+  const full = segmentBytes(h.slots, h.blockBytes);
+  if (size < full) {
+    if (isLast && size === SEGMENT_HEADER_BYTES) {
+      native.close(fd);
+      native.unlink(f.path);
+      fsyncDir(store.dir);
+      debug(`removed ${f.path}: segment creation was interrupted (${size} of ${full} bytes)`);
+      return null;
+    }
+    native.close(fd);
+    throw corruptError(f.path, size, `the segment file is ${size} bytes, its header says ${full}: truncated`);
   }
   return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs };
 }
@@ -249,8 +289,11 @@ function finishDeletions(store: ShardStore, snapshotAt: number, debug: (msg: str
   if (removed) fsyncDir(store.dir);
 }
 
-/** Every valid block header in `seg`; sets seg.nextSlot past the last one. */
-function probeBlocks(seg: Segment): Block[] {
+/**
+ * Every valid block header in `seg`; sets seg.nextSlot past the last one. Slots not covered
+ * by a valid block whose first 64 bytes are not all zero go to `damaged`.
+ */
+function probeBlocks(seg: Segment, damaged: number[]): Block[] {
   const out: Block[] = [];
   const hb = new Uint8Array(BLOCK_HEADER_BYTES);
   let slot = 0;
@@ -259,6 +302,7 @@ function probeBlocks(seg: Segment): Block[] {
     const got = native.pread(seg.fd, hb, start);
     const h = got === BLOCK_HEADER_BYTES ? decodeBlockHeader(hb) : null;
     if (!h || h.salt !== blockSalt(seg.salt, h.seq) || h.slots < 1 || slot + h.slots > seg.slots) {
+      if (got > 0 && hb.subarray(0, got).some((x) => x !== 0)) damaged.push(slot);
       slot++;
       continue;
     }
@@ -302,6 +346,7 @@ function replayChain(
   kind: number,
   repairs: Repair[],
   start: number,
+  harvest: ((buf: Uint8Array, from: number, end: number, salt: number) => void) | null,
   onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number) => void) | null,
 ): ChainResult {
   let expected = start;
@@ -340,6 +385,7 @@ function replayChain(
         tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
         repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
         broke ??= { file: b.segment.path, pos: b.start };
+        harvest?.(scratch, 0, b.capacity, b.salt);
         continue;
       }
     }
@@ -377,6 +423,7 @@ function replayChain(
     if (b.used > 0) t.blocks.push(b);
     else repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
     const tail = nonZeroExtent(scratch, pos, b.capacity);
+    if (tail > 0) harvest?.(scratch, pos, pos + tail, b.salt);
     if (tail > 0) {
       tornBytes += tail;
       repairs.push({ seg: b.segment, pos: b.dataStart + pos, length: tail });
