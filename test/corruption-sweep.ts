@@ -184,11 +184,16 @@ interface Recovered {
   topics: Map<string, { start: number; cursor: number; entries: { offset: number; data: Buffer }[] }>;
 }
 
-/** Writes `files` into `dir` (fresh) and runs recovery and a full read of every topic. */
-export function recoverImage(fx: Fixture, dir: string, files: Map<string, Buffer> = fx.files): Recovered | { kind: 'error'; error: unknown } {
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir);
-  for (const [f, b] of files) writeFileSync(join(dir, f), b);
+/**
+ * Writes `files` into `dir` (fresh, unless `files` is null: then what is there, as the last
+ * recovery left it) and runs recovery and a full read of every topic.
+ */
+export function recoverImage(fx: Fixture, dir: string, files: Map<string, Buffer> | null = fx.files): Recovered | { kind: 'error'; error: unknown } {
+  if (files !== null) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    for (const [f, b] of files) writeFileSync(join(dir, f), b);
+  }
   const store = new ShardStore(dir, 0, BLOCK, SLOTS);
   try {
     const r = recover(store, () => {});
@@ -247,7 +252,19 @@ export function judge(fx: Fixture, dir: string, files: Map<string, Buffer>): Out
       if ((got?.cursor ?? 0) > end) return `${topic}: cursor past the recovered end`;
     }
   }
-  if (lost) return r.torn > 0 ? 'lostTail' : 'unsynced entries dropped without counting torn bytes';
+  if (lost && r.torn === 0) return 'unsynced entries dropped without counting torn bytes';
+  if (r.torn > 0) {
+    // Repaired means repaired: recovery zeroed what it dropped, so a second recovery of the
+    // files as the first left them finds nothing torn and the same entries.
+    const again = recoverImage(fx, dir, null);
+    if (again.kind === 'error') return `second recovery failed: ${(again.error as Error).message}`;
+    if (again.torn !== 0) return `second recovery found ${again.torn} torn bytes again`;
+    for (const [topic, got] of r.topics) {
+      const second = again.topics.get(topic);
+      if (second?.start !== got.start || second.entries.length !== got.entries.length || second.cursor !== got.cursor) return `${topic}: second recovery differs`;
+    }
+  }
+  if (lost) return 'lostTail';
   return r.torn > 0 ? 'repaired' : 'unaffected';
 }
 

@@ -229,14 +229,21 @@ const WORKLOAD_KINDS: { kind: string; errno: number }[] = [
 
 describe.each(PATHS)('injected file-operation errors (%s)', (path) => {
   it.each(WORKLOAD_KINDS)('$kind fails with errno $errno at every call of a workload in turn', async ({ kind, errno }) => {
-    let nth = 1;
-    while (await runCase(path, kind, nth, errno)) {
-      nth++;
+    // A failed creation of the spare segment is reported only when a segment is needed
+    // (store.ts): when the workload ends first, that fault is absorbed, and later calls still
+    // deserve theirs. So the sweep ends after three calls in a row that surfaced nothing.
+    let surfaced = 0;
+    let misses = 0;
+    for (let nth = 1; misses < 3; nth++) {
       expect(nth, 'the workload should run out of calls').toBeLessThan(MAX_NTH);
+      if (await runCase(path, kind, nth, errno)) {
+        surfaced++;
+        misses = 0;
+      } else misses++;
     }
     // Each kind is issued by this workload: segment rotation and one deletion at least.
-    expect(nth - 1, `${kind} calls in the workload`).toBeGreaterThanOrEqual(1);
-    injected.set(`workload kind=${kind} path=${path} errno=${ERRNO_NAMES[errno]}`, nth - 1);
+    expect(surfaced, `${kind} calls in the workload`).toBeGreaterThanOrEqual(1);
+    injected.set(`workload kind=${kind} path=${path} errno=${ERRNO_NAMES[errno]}`, surfaced);
   });
 
   it('the engine issues no rename: a rename plan never fires', async () => {
@@ -249,7 +256,9 @@ describe.each(PATHS)('injected file-operation errors (%s)', (path) => {
     for (let nth = 1; nth <= 4; nth++) expect(await runCase(path, 'fallocate', nth, EOPNOTSUPP)).toBe(false);
   });
 
-  it.each(['open', 'pread', 'pwritev', 'fdatasync'])('recovery: %s fails at every call in turn, open rejects, a later open recovers', async (kind) => {
+  // Recovery's file operations run before the worker creates its I/O contexts: the same on
+  // both paths, so tested on the first.
+  it.runIf(path === PATHS[0]).each(['open', 'pread', 'pwritev', 'fdatasync'])('recovery: %s fails at every call in turn, open rejects, a later open recovers', async (kind) => {
     const { dir: src, expected, acked } = await dirtyLog(path);
     let nth = 1;
     for (;;) {

@@ -176,8 +176,9 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     }
     for (const b of blocks) {
       const scratch = readBlock(b, new Uint8Array(0));
-      tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
-      repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+      const extent = nonZeroExtent(scratch, 0, b.capacity);
+      tornBytes += BLOCK_HEADER_BYTES + extent;
+      repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES + extent });
     }
   }
 
@@ -291,8 +292,11 @@ function replayChain(
       else {
         // A block that does not continue the chain was written after the point the chain
         // broke (or abandoned by an earlier recovery): torn.
-        tornBytes += BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
-        repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+        // Zeroed whole, not only its header: the rest of a block spanning several slots would
+        // otherwise look like damaged slots to the next recovery.
+        const extent = nonZeroExtent(scratch, 0, b.capacity);
+        tornBytes += BLOCK_HEADER_BYTES + extent;
+        repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES + extent });
         broke ??= { file: b.segment.path, pos: b.start };
         harvest?.(scratch, 0, b.capacity, b.salt);
         continue;

@@ -17,6 +17,12 @@ export class ShardStore {
   lastBlockSeq = 0;
   lastSegmentSeq = 0;
   maxTopicId = 0;
+  /**
+   * Why creating the spare failed, if it did. Reported when a new segment is needed, not
+   * before: a full disk then still serves reads and the appends that fit, and the failure
+   * reaches the first append that needs the space, with its errno. Never retried.
+   */
+  private spareError: unknown = null;
 
   constructor(
     readonly dir: string,
@@ -84,6 +90,7 @@ export class ShardStore {
     if (seg && seg.slots >= slots) {
       this.spare = null;
     } else {
+      if (this.spareError !== null) throw this.spareError;
       seg = this.createSegment(Math.max(slots, this.segmentSlots));
     }
     if (this.current) this.current.sealedAt = Date.now();
@@ -103,8 +110,12 @@ export class ShardStore {
    */
   prepareSpare(): boolean {
     const cur = this.current;
-    if (this.spare || (cur && cur.nextSlot * 2 < cur.slots)) return false;
-    this.spare = this.createSegment(this.segmentSlots);
+    if (this.spare || this.spareError !== null || (cur && cur.nextSlot * 2 < cur.slots)) return false;
+    try {
+      this.spare = this.createSegment(this.segmentSlots);
+    } catch (err) {
+      this.spareError = err;
+    }
     return true;
   }
 
