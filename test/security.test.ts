@@ -179,8 +179,8 @@ describe('crafted length fields and geometry', () => {
 describe('memory under a producer that outruns the disk', () => {
   it.each([
     { what: 'ring records (1 KiB)', size: 1024, count: 120_000 },
-    { what: 'records beside the ring (48 KiB)', size: 48 * 1024, count: 3_000 },
-  ])('$what: backpressure, drain, and RSS bounded while ~120 MiB go through a 64 KiB ring with an fsync per write', async ({ size, count }) => {
+    { what: 'records beside the ring (48 KiB)', size: 48 * 1024, count: 8_000 },
+  ])('$what: backpressure, drain, and RSS bounded while $count records go through a 64 KiB ring with an fsync per write', async ({ size, count }) => {
     const dir = tempDir('walrus-rss-');
     const wal = await Walrus.open({ dir, shards: 1, ringBytes: 64 * 1024, backpressureMs: 0, fsync: FsyncSchedule.SyncEach, maxRecordBytes: 1 << 20 });
     const payload = pseudoRandom(7, size);
@@ -209,8 +209,9 @@ describe('memory under a producer that outruns the disk', () => {
     console.log(`backpressure (${size} B records): ${accepted} appended (${((accepted * size) / 2 ** 20).toFixed(0)} MiB), ${refused} refusals, RSS grew ${((peak - base) / 2 ** 20).toFixed(1)} MiB`);
     expect(refused).toBeGreaterThan(0);
     // The bound: the ring, plus at most 64 MiB of records travelling beside it (their cap),
-    // plus the runtime's own slack. 120 MiB appended must not all be held.
-    expect(peak - base).toBeLessThan(100 * 2 ** 20);
+    // plus garbage the runtime has not collected yet: far below what was appended (117 MiB
+    // of ring records, 375 MiB of large ones), which is what an unbounded queue would hold.
+    expect(peak - base).toBeLessThan((size > 16 * 1024 ? 160 : 64) * 2 ** 20);
     const again = await Walrus.open({ dir, shards: 1, maxRecordBytes: 1 << 20 });
     try {
       let n = 0;
