@@ -277,3 +277,18 @@ describe('the directory lock across processes', () => {
     }
   }, 60_000);
 });
+
+describe('host flags', () => {
+  it('a host flag that workers refuse (--expose-gc) does not stop Walrus.open', () => {
+    const dir = tempDir('walrus-flags-');
+    const index = pathToFileURL(join(process.cwd(), 'dist', 'index.js')).href;
+    const script = `import { Walrus } from ${JSON.stringify(index)};
+      const wal = await Walrus.open({ dir: ${JSON.stringify(dir)}, shards: 2 });
+      await wal.appendAndSync('t', 'x');
+      await wal.close();
+      process.stdout.write(String(typeof globalThis.gc));`;
+    const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('function');
+  });
+});
