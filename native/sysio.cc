@@ -189,6 +189,10 @@ void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* re
   plan->fail_next_write = true;
 }
 
+int FaultCall(FaultPlan* plan, FaultPlan::Kind kind) {
+  return FaultHits(plan, kind) ? -plan->err : 0;
+}
+
 size_t SkipBytes(struct iovec* iov, size_t count, uint64_t skip) {
   size_t i = 0;
   while (i < count && skip >= iov[i].iov_len) {

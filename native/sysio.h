@@ -41,8 +41,25 @@ int64_t sys_fstat_size(int fd);
 // WRITEV completion; an fdatasync is one call or one FSYNC completion. With `short_write`, the
 // nth write writes (or, for io_uring, reports) only half of its bytes and the next pwritev
 // (the attempt to complete it) fails. Inactive plans (nth == 0, the default) change nothing.
+//
+// The file operations of fileops.cc (open, pwritev, fdatasync, fsync, fallocate, ftruncate,
+// rename, unlink, pread) have one plan per thread (per addon instance) of the other kinds:
+// the nth call of that kind fails with `err` before reaching the kernel (FaultCall).
 struct FaultPlan {
-  enum class Kind { kWrite, kSync, kMap };
+  enum class Kind {
+    kWrite,
+    kSync,
+    kMap,
+    kOpen,
+    kFileWrite,
+    kFileDataSync,
+    kFileSync,
+    kFallocate,
+    kFtruncate,
+    kRename,
+    kUnlink,
+    kRead,
+  };
   Kind kind = Kind::kWrite;
   uint64_t nth = 0;              // 0: no plan
   int err = 0;                   // positive errno
@@ -63,6 +80,9 @@ int FaultMmap(FaultPlan* plan, int fd, size_t length, void** out);
 // An io_uring completion seen through `plan` (may be null): rewrites *res as the injected
 // error, or, for a short write of a `bytes`-byte request, as half of it.
 void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res);
+// Counts one call of `kind` through `plan` (may be null): -err when it is the planned one (the
+// caller then skips the system call), else 0.
+int FaultCall(FaultPlan* plan, FaultPlan::Kind kind);
 
 // Writes every byte of iov[0, count) at `position`: retries EINTR, continues after short
 // writes and passes at most IOV_MAX iovecs per call. Advances the iovecs it was given (they

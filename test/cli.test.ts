@@ -225,6 +225,17 @@ describe('verify', () => {
   });
 
   /**
+   * What a crash leaves in a preallocated segment: the bytes from `cut` on never reached the
+   * file, so they read as zeros (a shorter file is corruption, not a torn tail: recovery
+   * checks a segment's size against its header).
+   */
+  function zeroFrom(path: string, cut: number): void {
+    const b = readFileSync(path);
+    b.fill(0, cut);
+    writeFileSync(path, b);
+  }
+
+  /**
    * A crash after a sync: the first entries durable (a sync mark covers them), the rest
    * written but never synced, copied while the instance is open (as kill -9 leaves it).
    */
@@ -254,7 +265,7 @@ describe('verify', () => {
     const bytes = readFileSync(seg);
     const lastRecord = bytes.lastIndexOf(Buffer.from(`unsynced-5`));
     expect(lastRecord).toBeGreaterThan(bytes.indexOf(Buffer.from('durable-9')));
-    truncateSync(seg, lastRecord + 3);
+    zeroFrom(seg, lastRecord + 3);
     const before = fingerprint(snap);
     const { code, doc } = await cliJson<VerifyDoc>('verify', snap);
     expect(code).toBe(1);
@@ -292,7 +303,7 @@ describe('verify', () => {
   it('inspect of a torn or corrupt log exits 0 and counts the torn bytes and corruptions', async () => {
     const { snap, seg } = await crashedCopy();
     const bytes = readFileSync(seg);
-    truncateSync(seg, bytes.lastIndexOf(Buffer.from('unsynced-5')) + 3);
+    zeroFrom(seg, bytes.lastIndexOf(Buffer.from('unsynced-5')) + 3);
     const torn = await cliJson<InspectDoc>('inspect', snap);
     expect(torn.code).toBe(0);
     const ver = await cliJson<VerifyDoc>('verify', snap);

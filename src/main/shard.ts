@@ -86,13 +86,16 @@ export class ShardClient {
     const init: ShardInit = { ...initWithoutPort, failPort: channel.port2 };
     this.producer = new RingProducer(init.ring, backpressureMs);
     this.externalLimit = Math.max(64 * 1024 * 1024, 4 * this.producer.v.size);
-    this.worker = new Worker(WORKER_URL, {
-      workerData: init,
-      transferList: [channel.port2],
-      execArgv: workerExecArgv(process.execArgv),
-      stdout: false,
-      stderr: false,
-    });
+    const options = { workerData: init, transferList: [channel.port2], execArgv: workerExecArgv(process.execArgv), stdout: false, stderr: false };
+    try {
+      this.worker = new Worker(WORKER_URL, options);
+    } catch (err) {
+      // Some host flags are per process and refused for a worker (`node --expose-gc` on Node
+      // 20: ERR_WORKER_INVALID_EXEC_ARGV); Node does not say which, so the shard workers then
+      // start with none rather than not at all.
+      if ((err as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
+      this.worker = new Worker(WORKER_URL, { ...options, execArgv: [] });
+    }
     this.worker.unref();
     this.worker.on('message', (m: FromWorker) => this.onMessage(m));
     this.worker.on('error', (err) => this.fail(new WalrusError('ERR_WALRUS_IO', `shard ${index} worker crashed: ${err.message}`, { cause: err })));

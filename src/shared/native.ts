@@ -65,6 +65,10 @@ export interface IoContext {
   injectFault(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
 }
 
+/** The file operations the test seam can fail (`injectFileFault`). */
+export const FILE_FAULT_KINDS = ['open', 'pwritev', 'fdatasync', 'fsync', 'fallocate', 'ftruncate', 'rename', 'unlink', 'pread'] as const;
+export type FileFaultKind = (typeof FILE_FAULT_KINDS)[number];
+
 export interface NativeBinding {
   /** CRC32C (Castagnoli) of `data`, continuing from `seed` (a previous result; default 0). */
   crc32c(data: Uint8Array, seed?: number): number;
@@ -128,6 +132,13 @@ export interface NativeBinding {
   unlink(path: string): void;
   /** flock(fd, LOCK_EX|LOCK_NB or LOCK_SH|LOCK_NB); false when another holder has it. */
   flock(fd: number, exclusive: boolean): boolean;
+  /**
+   * For tests only (fault injection; the worker applies `WALRUS_TEST_FAULT=file.<kind>:...`,
+   * see docs/DURABILITY.md): makes the `nth` (1-based, counted from this call) call of that
+   * file operation in this thread fail with `errno` before it reaches the kernel. One plan
+   * per thread; `nth = 0` clears it.
+   */
+  injectFileFault(kind: FileFaultKind, nth: number, errno: number): void;
   /** Pins the calling thread to `cpu`; false where the kernel refuses. */
   setAffinity(cpu: number): boolean;
   /**

@@ -10,7 +10,10 @@
  *    records are accepted while their length, CRC, topic, kind, salt, offset and batch
  *    position are all what the chain expects. A batch is accepted only whole.
  * 4. What the chain could not accept is a torn tail, unless a sync mark in the meta topic
- *    says it had been made durable: then `open` fails with ERR_WALRUS_CORRUPT.
+ *    says it had been made durable: then `open` fails with ERR_WALRUS_CORRUPT. Marks count
+ *    wherever they are found (marks.ts): after a break in the meta chain, in meta blocks it
+ *    dropped, in slots whose block header is damaged; a mark is only written after the fsync
+ *    it describes, so it is true even when the records around it are lost.
  * The meta topic (id 0) is replayed first; it names the topics and carries the sync marks.
  *
  * The format's rules live in `scanShard`, which only reads: `recover` runs it and then
@@ -18,7 +21,6 @@
  * the CLI's `verify`, `inspect` and `dump` run it in 'inspect' mode, which opens the files
  * read-only and collects corruption instead of throwing at the first one.
  */
-import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../shared/errors.js';
 import {
   META_TOPIC_ID,
@@ -33,15 +35,16 @@ import {
   REC_TOPIC,
   RecordKind,
   SEGMENT_DATA_START,
-  SEGMENT_HEADER_BYTES,
   BLOCK_HEADER_BYTES,
   recordFootprint,
   REC_LEN,
 } from '../shared/layout.js';
 import { native } from '../shared/native.js';
-import { type Block, type TopicLog, decodeBlockHeader, indexRecord } from './blocks.js';
+import { type Block, type TopicLog, indexRecord } from './blocks.js';
+import { harvestMarks } from './marks.js';
+import { openSegment, probeBlocks } from './recovery-files.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
-import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, blockSalt, decodeSegmentHeader, fsyncDir, listSegments, slotPosition } from './segments.js';
+import { type Segment, fsyncDir, listSegments, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
@@ -132,6 +135,10 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   const repairs: Repair[] = [];
   let abandoned: ShardScan['abandoned'] = null;
   const found = new Map<number, Block[]>();
+  /** Marks found outside the meta chain (marks.ts): facts wherever they are found. */
+  const harvested = new Map<number, number>();
+  /** The first slot whose block header is damaged (not zero, not valid). */
+  let firstDamage: BreakPoint | null = null;
   // A memory shard starts empty: its segments never outlive the instance.
   const files = store.memory ? [] : listSegments(store.dir, store.shard);
   for (let k = 0; k < files.length; k++) {
@@ -147,12 +154,26 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     const seg = opened;
     store.segments.push(seg);
     store.lastSegmentSeq = seg.seq;
-    for (const b of probeBlocks(seg)) {
+    const damaged: number[] = [];
+    for (const b of probeBlocks(seg, damaged)) {
       let list = found.get(b.topicId);
       if (!list) found.set(b.topicId, (list = []));
       list.push(b);
       if (b.seq > store.lastBlockSeq) store.lastBlockSeq = b.seq;
       if (b.topicId > store.maxTopicId) store.maxTopicId = b.topicId;
+    }
+    // A slot whose header is neither zero nor valid: a torn header write, or damage. Its
+    // bytes are torn unless a mark in it (or anywhere) says they were durable.
+    for (const slot of damaged) {
+      const start = slotPosition(slot, seg.blockBytes);
+      const buf = new Uint8Array(seg.blockBytes);
+      const got = native.pread(seg.fd, buf, start);
+      harvestMarks(buf, 0, got, null, harvested);
+      const extent = nonZeroExtent(buf, 0, got);
+      tornBytes += extent;
+      torn.push({ file: seg.path, pos: start, bytes: extent, why: 'slot whose block header is damaged' });
+      repairs.push({ seg, pos: start, length: extent });
+      firstDamage ??= { file: seg.path, pos: start };
     }
   }
   for (const list of found.values()) list.sort((a, b) => a.seq - b.seq);
@@ -170,7 +191,8 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   // that restates them: its chain starts at the first meta block still present.
   const metaStart = metaBlocks.length > 0 ? Math.min(...metaBlocks.map((b) => b.first)) : 0;
   const chainIo = { repairs, torn, progress };
-  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, (payload, file, pos, offset) => {
+  const harvest = (buf: Uint8Array, from: number, end: number, salt: number): void => void harvestMarks(buf, from, end, salt, harvested);
+  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, harvest, (payload, file, pos, offset) => {
     const m = decodeMeta(payload);
     if (typeof m === 'string') {
       fail(corruptError(file, pos, m));
@@ -205,7 +227,8 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     fail(corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`));
   }
   tornBytes += metaChain.tornBytes;
-  checkDurable(meta, 'the meta topic', marks, metaChain.broke, store, fail);
+  for (const [id, next] of harvested) marks.set(id, Math.max(marks.get(id) ?? 0, next));
+  checkDurable(meta, 'the meta topic', marks, metaChain.broke ?? firstDamage, store, fail);
   found.delete(META_TOPIC_ID);
 
   const broken = new Set<number>(metaChain.broke ? [META_TOPIC_ID] : []);
@@ -213,18 +236,19 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     const t = store.addTopic(id, name);
     store.maxTopicId = Math.max(store.maxTopicId, id);
     t.start = starts.get(id) ?? 0;
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.start, null);
+    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.start, null, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
-    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke, store, fail);
+    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke ?? firstDamage, store, fail);
   }
   // Blocks of topics whose declaration never became durable: written after the last point
   // that reached the disk, so part of the torn tail.
   for (const [id, blocks] of found) {
     if (marks.has(id)) {
       const b = blocks[0]!;
-      fail(corruptError(b.segment.path, b.start, `topic id ${id} has durable data but no declaration`));
+      const where = metaChain.broke ?? firstDamage ?? { file: b.segment.path, pos: b.start };
+      fail(corruptError(where.file, where.pos, `topic id ${id} has durable data but its declaration is lost`));
       continue;
     }
     for (const b of blocks) {
@@ -233,7 +257,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
       const bytes = BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
       tornBytes += bytes;
       torn.push({ file: b.segment.path, pos: b.start, bytes, why: `block of topic id ${id}, whose declaration never became durable` });
-      repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+      repairs.push({ seg: b.segment, pos: b.start, length: bytes });
     }
   }
 
@@ -264,42 +288,6 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     t.next = t.complete;
   }
   return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt) };
-}
-
-/**
- * Opens and validates a segment. Returns the reason when it is a last segment whose creation
- * was cut short (closed again, for recovery to remove), the corruption error when its header
- * is invalid otherwise.
- */
-function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, mode: ScanMode): Segment | string | WalrusError {
-  const fd = native.open(f.path, mode === 'recover' ? OPEN_EXISTING : OPEN_READ_ONLY, 0);
-  const head = new Uint8Array(SEGMENT_HEADER_BYTES);
-  const got = native.pread(fd, head, 0);
-  const h = decodeSegmentHeader(head.subarray(0, got));
-  if (typeof h === 'string') {
-    if (isLast && isAllZeroAfter(fd, SEGMENT_HEADER_BYTES)) {
-      // Creation writes the header, preallocates and fsyncs before the file is used; a last
-      // file with no valid header and nothing else in it is a creation cut short.
-      native.close(fd);
-      return h;
-    }
-    native.close(fd);
-    return corruptError(f.path, 0, h);
-  }
-  if (h.shard !== store.shard || h.seq !== f.seq) {
-    native.close(fd);
-    return corruptError(f.path, 0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
-  }
-  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null };
-}
-
-function isAllZeroAfter(fd: number, from: number): boolean {
-  const buf = new Uint8Array(1 << 20);
-  for (let pos = from; ; pos += buf.length) {
-    const got = native.pread(fd, buf, pos);
-    for (let i = 0; i < got; i++) if (buf[i] !== 0) return false;
-    if (got < buf.length) return true;
-  }
 }
 
 /**
@@ -336,42 +324,6 @@ function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: st
   if (removed) fsyncDir(store.dir);
 }
 
-/** Every valid block header in `seg`; sets seg.nextSlot past the last one. */
-function probeBlocks(seg: Segment): Block[] {
-  const out: Block[] = [];
-  const hb = new Uint8Array(BLOCK_HEADER_BYTES);
-  let slot = 0;
-  while (slot < seg.slots) {
-    const start = slotPosition(slot, seg.blockBytes);
-    const got = native.pread(seg.fd, hb, start);
-    const h = got === BLOCK_HEADER_BYTES ? decodeBlockHeader(hb) : null;
-    if (!h || h.salt !== blockSalt(seg.salt, h.seq) || h.slots < 1 || slot + h.slots > seg.slots) {
-      slot++;
-      continue;
-    }
-    out.push({
-      seq: h.seq,
-      topicId: h.topicId,
-      segment: seg,
-      slot,
-      slots: h.slots,
-      start,
-      dataStart: start + BLOCK_HEADER_BYTES,
-      capacity: h.slots * seg.blockBytes - BLOCK_HEADER_BYTES,
-      used: 0,
-      first: h.first,
-      next: h.first,
-      salt: h.salt,
-      index: [],
-      run: null,
-    });
-    slot += h.slots;
-    seg.nextSlot = slot;
-  }
-  seg.blocks = out;
-  return out;
-}
-
 /** A record of a batch not yet known to be complete. */
 interface Pending {
   block: Block;
@@ -389,6 +341,7 @@ function replayChain(
   kind: number,
   io: { repairs: Repair[]; torn: TornRange[]; progress: ((bytes: number) => void) | undefined },
   start: number,
+  harvest: ((buf: Uint8Array, from: number, end: number, salt: number) => void) | null,
   onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number) => void) | null,
 ): ChainResult {
   let expected = start;
@@ -430,9 +383,13 @@ function replayChain(
       else {
         // A block that does not continue the chain was written after the point the chain
         // broke (or abandoned by an earlier recovery): torn.
-        tear(b.segment.path, b.start, BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity), `block starting at offset ${b.first} where the chain expects ${expected}`);
-        repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
+        // Zeroed whole, not only its header: the rest of a block spanning several slots would
+        // otherwise look like damaged slots to the next recovery.
+        const bytes = BLOCK_HEADER_BYTES + nonZeroExtent(scratch, 0, b.capacity);
+        tear(b.segment.path, b.start, bytes, `block starting at offset ${b.first} where the chain expects ${expected}`);
+        repairs.push({ seg: b.segment, pos: b.start, length: bytes });
         broke ??= { file: b.segment.path, pos: b.start };
+        harvest?.(scratch, 0, b.capacity, b.salt);
         continue;
       }
     }
@@ -470,6 +427,7 @@ function replayChain(
     if (b.used > 0) t.blocks.push(b);
     else repairs.push({ seg: b.segment, pos: b.start, length: BLOCK_HEADER_BYTES });
     const tail = nonZeroExtent(scratch, pos, b.capacity);
+    if (tail > 0) harvest?.(scratch, pos, pos + tail, b.salt);
     if (tail > 0) {
       tear(b.segment.path, b.dataStart + pos, tail, 'bytes after the last valid record of the block');
       repairs.push({ seg: b.segment, pos: b.dataStart + pos, length: tail });

@@ -169,7 +169,17 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     }
     native.fdatasync(fd);
   } catch (err) {
-    if (fd >= 0) native.close(fd);
+    if (fd >= 0) {
+      // Ours (O_EXCL): removed, so that no half-made file is left between segments, where
+      // recovery would rightly call it corrupt. Best effort: the creation error is the one
+      // to report, and recovery removes a last file that is only a header anyway.
+      native.close(fd);
+      try {
+        native.unlink(path);
+      } catch {
+        // See above.
+      }
+    }
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   if (!memory) fsyncDir(dir);

@@ -7,7 +7,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import type { FromWorker, ShardInit, ToWorker } from '../shared/messages.js';
 import { readTransfer, unreachable } from '../shared/messages.js';
-import { native, type IoContext } from '../shared/native.js';
+import { FILE_FAULT_KINDS, type FileFaultKind, type IoContext, type NativeBinding, native } from '../shared/native.js';
 import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/layout.js';
 import { Consumers } from './consumer.js';
@@ -279,18 +279,27 @@ class ShardWorker {
   }
 }
 
+/** A fault of the test seam: on the write contexts, or on this thread's file operations. */
+type TestFault = { on: 'context'; args: Parameters<IoContext['injectFault']> } | { on: 'file'; args: Parameters<NativeBinding['injectFileFault']> };
+
 /**
- * The test seam WALRUS_TEST_FAULT="<write|fsync|map>:<nth>:<errno>[:short]" (docs/DURABILITY.md):
- * applied to each IoContext right after it is created. Not a user feature.
+ * The test seam WALRUS_TEST_FAULT="<write|fsync|map>:<nth>:<errno>[:short]" or
+ * "file.<kind>:<nth>:<errno>" (docs/DURABILITY.md): a context fault is applied to each
+ * IoContext right after it is created, a file fault before recovery starts (so recovery's
+ * own file operations count). Not a user feature.
  */
-function testFault(): Parameters<IoContext['injectFault']> | null {
+function testFault(): TestFault | null {
   const spec = process.env.WALRUS_TEST_FAULT;
   if (spec === undefined || spec === '') return null;
-  const m = /^(write|fsync|map):([1-9]\d*):([1-9]\d*)(:short)?$/.exec(spec);
-  if (!m || (m[4] !== undefined && m[1] !== 'write')) {
-    throw new TypeError(`WALRUS_TEST_FAULT must be "<write|fsync|map>:<nth>:<errno>[:short]" (short for write only), got ${JSON.stringify(spec)}`);
+  const m = /^(write|fsync|map|file\.([a-z]+)):([1-9]\d*):([1-9]\d*)(:short)?$/.exec(spec);
+  const fileKind = m?.[2] as FileFaultKind | undefined;
+  if (!m || (m[5] !== undefined && m[1] !== 'write') || (fileKind !== undefined && !FILE_FAULT_KINDS.includes(fileKind))) {
+    throw new TypeError(
+      `WALRUS_TEST_FAULT must be "<write|fsync|map>:<nth>:<errno>[:short]" (short for write only) or "file.<${FILE_FAULT_KINDS.join('|')}>:<nth>:<errno>", got ${JSON.stringify(spec)}`,
+    );
   }
-  return [m[1] as 'write' | 'fsync' | 'map', Number(m[2]), Number(m[3]), m[4] !== undefined];
+  if (fileKind !== undefined) return { on: 'file', args: [fileKind, Number(m[3]), Number(m[4])] };
+  return { on: 'context', args: [m[1] as 'write' | 'fsync' | 'map', Number(m[3]), Number(m[4]), m[5] !== undefined] };
 }
 
 /**
@@ -313,6 +322,10 @@ function start(): void {
   try {
     const fault = testFault();
     testPowerLoss();
+    if (fault?.on === 'file') {
+      native.injectFileFault(...fault.args);
+      debug(`test fault injected: ${process.env.WALRUS_TEST_FAULT}`);
+    }
     const result = recover(store, debug);
     // mmap backend: one mapped context does every write (copies) and sync (msync); the
     // segments are mapped once recovery has left them durable.
@@ -320,9 +333,9 @@ function start(): void {
     if (mapped) checkMmapFileSystem(init.dir);
     const plain = new native.IoContext(init.ring, false, 1, mapped);
     const uring = mapped || init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
-    if (fault) {
-      plain.injectFault(...fault);
-      uring?.injectFault(...fault);
+    if (fault?.on === 'context') {
+      plain.injectFault(...fault.args);
+      uring?.injectFault(...fault.args);
       debug(`test fault injected: ${process.env.WALRUS_TEST_FAULT}`);
     }
     if (mapped) store.useMappings(plain);

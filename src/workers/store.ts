@@ -19,6 +19,12 @@ export class ShardStore {
   maxTopicId = 0;
   /** mmap backend: the context every segment is mapped through (set after recovery), else null. */
   private mapper: IoContext | null = null;
+  /**
+   * Why creating the spare failed, if it did. Reported when a new segment is needed, not
+   * before: a full disk then still serves reads and the appends that fit, and the failure
+   * reaches the first append that needs the space, with its errno. Never retried.
+   */
+  private spareError: unknown = null;
 
   constructor(
     readonly dir: string,
@@ -88,6 +94,7 @@ export class ShardStore {
     if (seg && seg.slots >= slots) {
       this.spare = null;
     } else {
+      if (this.spareError !== null) throw this.spareError;
       seg = this.createSegment(Math.max(slots, this.segmentSlots));
     }
     if (this.current) this.current.sealedAt = Date.now();
@@ -118,8 +125,12 @@ export class ShardStore {
    */
   prepareSpare(): boolean {
     const cur = this.current;
-    if (this.spare || (cur && cur.nextSlot * 2 < cur.slots)) return false;
-    this.spare = this.createSegment(this.segmentSlots);
+    if (this.spare || this.spareError !== null || (cur && cur.nextSlot * 2 < cur.slots)) return false;
+    try {
+      this.spare = this.createSegment(this.segmentSlots);
+    } catch (err) {
+      this.spareError = err;
+    }
     return true;
   }
 

@@ -1,0 +1,105 @@
+/**
+ * The scan's first pass over a shard's files: opening each segment (header and size checks,
+ * recognising a creation cut short) and probing its slots for block headers.
+ */
+import { statSync } from 'node:fs';
+import { type WalrusError, corruptError } from '../shared/errors.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../shared/layout.js';
+import { native } from '../shared/native.js';
+import { type Block, decodeBlockHeader } from './blocks.js';
+import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, blockSalt, decodeSegmentHeader, segmentBytes, slotPosition } from './segments.js';
+import type { ScanMode } from './recovery.js';
+import type { ShardStore } from './store.js';
+
+/**
+ * Opens and validates a segment (read-write to recover, read-only to inspect; never writes).
+ * Returns the reason when it is a last segment whose creation was cut short (closed again,
+ * for recovery to remove), the corruption error when it is invalid otherwise.
+ */
+export function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, mode: ScanMode): Segment | string | WalrusError {
+  const fd = native.open(f.path, mode === 'recover' ? OPEN_EXISTING : OPEN_READ_ONLY, 0);
+  const fail = (pos: number, why: string): WalrusError => {
+    native.close(fd);
+    return corruptError(f.path, pos, why);
+  };
+  const head = new Uint8Array(SEGMENT_HEADER_BYTES);
+  const got = native.pread(fd, head, 0);
+  const h = decodeSegmentHeader(head.subarray(0, got));
+  if (typeof h === 'string') {
+    // A file cut inside its header counts as a creation cut short only if what is left is
+    // zeros: creation extends the file by writing the whole 64-byte header at once, then
+    // preallocates and fsyncs before the file is used.
+    if (isLast && isAllZeroAfter(fd, got < SEGMENT_HEADER_BYTES ? 0 : SEGMENT_HEADER_BYTES)) {
+      native.close(fd);
+      return h;
+    }
+    return fail(0, h);
+  }
+  if (h.shard !== store.shard || h.seq !== f.seq) {
+    return fail(0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
+  }
+  // Creation writes the 64-byte header, sizes the file in one fallocate (or ftruncate) and
+  // fdatasyncs it before any block is written: a file of any other size was cut afterwards
+  // (its blocks and the marks in them would vanish without a trace), unless it is the last
+  // one and exactly its header (creation cut short before the sizing reached the disk).
+  const size = native.fstatSize(fd);
+  const full = segmentBytes(h.slots, h.blockBytes);
+  if (size < full) {
+    if (isLast && size === SEGMENT_HEADER_BYTES) {
+      native.close(fd);
+      return `${size} of ${full} bytes`;
+    }
+    return fail(size, `the segment file is ${size} bytes, its header says ${full}: truncated`);
+  }
+  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null };
+}
+
+export function isAllZeroAfter(fd: number, from: number): boolean {
+  const buf = new Uint8Array(1 << 20);
+  for (let pos = from; ; pos += buf.length) {
+    const got = native.pread(fd, buf, pos);
+    for (let i = 0; i < got; i++) if (buf[i] !== 0) return false;
+    if (got < buf.length) return true;
+  }
+}
+
+/**
+ * Every valid block header in `seg`; sets seg.nextSlot past the last one. Slots not covered
+ * by a valid block whose first 64 bytes are not all zero go to `damaged`.
+ */
+export function probeBlocks(seg: Segment, damaged: number[]): Block[] {
+  const out: Block[] = [];
+  const hb = new Uint8Array(BLOCK_HEADER_BYTES);
+  let slot = 0;
+  while (slot < seg.slots) {
+    const start = slotPosition(slot, seg.blockBytes);
+    const got = native.pread(seg.fd, hb, start);
+    const h = got === BLOCK_HEADER_BYTES ? decodeBlockHeader(hb) : null;
+    if (!h || h.salt !== blockSalt(seg.salt, h.seq) || h.slots < 1 || slot + h.slots > seg.slots) {
+      if (got > 0 && hb.subarray(0, got).some((x) => x !== 0)) damaged.push(slot);
+      slot++;
+      continue;
+    }
+    out.push({
+      seq: h.seq,
+      topicId: h.topicId,
+      segment: seg,
+      slot,
+      slots: h.slots,
+      start,
+      dataStart: start + BLOCK_HEADER_BYTES,
+      capacity: h.slots * seg.blockBytes - BLOCK_HEADER_BYTES,
+      used: 0,
+      first: h.first,
+      next: h.first,
+      salt: h.salt,
+      index: [],
+      run: null,
+    });
+    slot += h.slots;
+    seg.nextSlot = slot;
+  }
+  seg.blocks = out;
+  return out;
+}
+

@@ -1,0 +1,403 @@
+/**
+ * Properties (fast-check): the record codec (frames built per docs/FORMAT.md, sealed by the
+ * addon, verified by the addon and by the JavaScript CRC32C), rejection of arbitrary bytes
+ * by every decoder recovery uses, a model-based test of the public API across reopen, and
+ * hostile topic names and namespace keys. Run counts are fixed so that CI time is bounded.
+ */
+import { readdirSync, realpathSync, statSync } from 'node:fs';
+import { join, relative, resolve, sep } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { Walrus, FsyncSchedule } from '../dist/index.js';
+import { native } from '../dist/shared/native.js';
+import {
+  RECORD_HEADER_BYTES,
+  REC_CRC,
+  REC_KIND,
+  REC_LEN,
+  REC_OFFSET_HI,
+  REC_OFFSET_LO,
+  REC_REMAINING,
+  REC_SALT,
+  REC_TOPIC,
+  RecordKind,
+  recordFootprint,
+} from '../dist/shared/layout.js';
+import { decodeBlockHeader } from '../dist/workers/blocks.js';
+import { decodeSegmentHeader } from '../dist/workers/segments.js';
+import { decodeMeta } from '../dist/workers/meta.js';
+import { harvestMarks } from '../dist/workers/marks.js';
+import { sanitizeKey } from '../dist/main/namespace.js';
+import { tempDir } from './helpers.js';
+
+const TWO_32 = 2 ** 32;
+
+interface Frame {
+  topic: number;
+  kind: number;
+  offset: number;
+  salt: number;
+  remaining: number;
+  payload: Uint8Array;
+}
+
+/** Frames laid out back to back as the format says, CRC fields left zero. */
+function layOut(frames: Frame[]): { buf: Uint8Array; positions: number[] } {
+  const total = frames.reduce((n, f) => n + recordFootprint(f.payload.length), 0);
+  const buf = new Uint8Array(total);
+  const dv = new DataView(buf.buffer);
+  const positions: number[] = [];
+  let p = 0;
+  for (const f of frames) {
+    positions.push(p);
+    dv.setUint32(p + REC_LEN, f.payload.length, true);
+    dv.setUint32(p + REC_TOPIC, f.topic, true);
+    buf[p + REC_KIND] = f.kind;
+    dv.setUint32(p + REC_OFFSET_LO, f.offset % TWO_32, true);
+    dv.setUint32(p + REC_OFFSET_HI, Math.floor(f.offset / TWO_32), true);
+    dv.setUint32(p + REC_SALT, f.salt, true);
+    dv.setUint32(p + REC_REMAINING, f.remaining, true);
+    buf.set(f.payload, p + RECORD_HEADER_BYTES);
+    p += recordFootprint(f.payload.length);
+  }
+  return { buf, positions };
+}
+
+const frameArb = fc.record({
+  topic: fc.nat({ max: 0xffffffff }),
+  kind: fc.constantFrom(RecordKind.Entry, RecordKind.Meta),
+  offset: fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+  salt: fc.nat({ max: 0xffffffff }),
+  remaining: fc.integer({ min: 1, max: 0xffffffff }),
+  payload: fc.uint8Array({ maxLength: 300 }),
+});
+
+describe('record codec', () => {
+  it('sealed frames verify, match the JavaScript CRC32C and decode to what was framed', () => {
+    fc.assert(
+      fc.property(fc.array(frameArb, { minLength: 1, maxLength: 12 }), (frames) => {
+        const { buf, positions } = layOut(frames);
+        native.sealFrames(buf, Uint32Array.from(positions), positions.length);
+        expect(native.verifyFrames(buf, 0, buf.length)).toBe(buf.length);
+        const dv = new DataView(buf.buffer);
+        frames.forEach((f, k) => {
+          const p = positions[k]!;
+          const fp = recordFootprint(f.payload.length);
+          // The addon's CRC is CRC32C of header bytes 4..31 then the payload.
+          expect(dv.getUint32(p + REC_CRC, true)).toBe(crc32c(Buffer.from(buf.subarray(p + 4, p + RECORD_HEADER_BYTES + f.payload.length))));
+          expect(dv.getUint32(p + REC_LEN, true)).toBe(f.payload.length);
+          expect(dv.getUint32(p + REC_OFFSET_LO, true) + dv.getUint32(p + REC_OFFSET_HI, true) * TWO_32).toBe(f.offset);
+          expect(Buffer.compare(buf.subarray(p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + f.payload.length), f.payload)).toBe(0);
+          // Each frame verifies on its own, too.
+          expect(native.verifyFrames(buf, p, p + fp)).toBe(p + fp);
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('sealRun seals an Entry run that verifies, and reports batch ends and offsets', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 200 }), { minLength: 1, maxLength: 20 }), fc.nat({ max: 1e9 }), fc.nat({ max: 0xffffffff }), (payloads, first, salt) => {
+        const frames = payloads.map((payload, k) => ({ topic: 7, kind: RecordKind.Entry, offset: first + k, salt: 0, remaining: 1, payload }));
+        const { buf } = layOut(frames);
+        const out = new Float64Array(64);
+        const taken = native.sealRun(buf, 0, buf.length, 7, first, salt, buf.length, out, first, 4);
+        expect(taken).toBe(buf.length);
+        expect(out[0]).toBe(frames.length);
+        expect(out[1]).toBe(first + frames.length);
+        expect(native.verifyFrames(buf, 0, buf.length)).toBe(buf.length);
+        const dv = new DataView(buf.buffer);
+        let p = 0;
+        for (const f of frames) {
+          expect(dv.getUint32(p + REC_SALT, true)).toBe(salt);
+          p += recordFootprint(f.payload.length);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('any single-bit flip of a sealed frame (header or payload) stops verification at or before it', () => {
+    fc.assert(
+      fc.property(fc.array(frameArb, { minLength: 1, maxLength: 6 }), fc.nat(), fc.nat(), (frames, which, bitSeed) => {
+        const { buf, positions } = layOut(frames);
+        native.sealFrames(buf, Uint32Array.from(positions), positions.length);
+        const k = which % frames.length;
+        const p = positions[k]!;
+        // Every covered bit: header from byte 0 (the CRC itself included) to the payload's end.
+        const bit = bitSeed % ((RECORD_HEADER_BYTES + frames[k]!.payload.length) * 8);
+        buf[p + (bit >> 3)]! ^= 1 << (bit & 7);
+        expect(native.verifyFrames(buf, 0, buf.length)).toBeLessThanOrEqual(p);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('arbitrary bytes are never accepted as a record, a block or a segment header, and never crash a decoder', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 2048 }), fc.nat(), fc.nat(), (bytes, a, b) => {
+        const end = bytes.length === 0 ? 0 : b % (bytes.length + 1);
+        const start = end === 0 ? 0 : a % (end + 1);
+        const v = native.verifyFrames(bytes, start, end);
+        // A random frame passes only with a matching CRC32C (odds 2^-32 per position).
+        expect(v).toBe(start);
+        expect(decodeBlockHeader(bytes)).toBeNull();
+        expect(typeof decodeSegmentHeader(bytes)).toBe('string');
+        expect(harvestMarks(bytes, 0, bytes.length, null, new Map())).toBe(0);
+        const m = decodeMeta(bytes);
+        expect(typeof m === 'string' || typeof m === 'object').toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('a huge length prefix is rejected without reading or allocating past the buffer', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ minLength: 0, maxLength: 256 }), (len, tail) => {
+        const buf = new Uint8Array(RECORD_HEADER_BYTES + tail.length);
+        buf.set(tail, RECORD_HEADER_BYTES);
+        new DataView(buf.buffer).setUint32(REC_LEN, len, true);
+        const v = native.verifyFrames(buf, 0, buf.length);
+        if (recordFootprint(len) > buf.length) expect(v).toBe(0);
+        else expect(v === 0 || v === recordFootprint(len)).toBe(true);
+        expect(() => native.verifyFrames(buf, 0, buf.length + 1)).toThrow(RangeError);
+        expect(() => native.verifyFrames(buf, 2, 1)).toThrow(RangeError);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+// ---- Model-based test of the public API -------------------------------------------------
+
+interface Model {
+  entries: Map<string, Buffer[]>;
+  cursors: Map<string, number>;
+}
+interface Real {
+  wal: Walrus;
+  dir: string;
+}
+
+const TOPICS = ['t', 'ü-topic', 'x/../y'];
+const topicArb = fc.constantFrom(...TOPICS);
+const dataArb = fc.uint8Array({ maxLength: 1500 }).map((u) => Buffer.from(u));
+const openOpts = (dir: string) => ({ dir, shards: 2, fsync: FsyncSchedule.NoFsync, blockBytes: 4096, segmentBlocks: 4, ringBytes: 1 << 16 });
+
+const cursorOf = (m: Model, t: string) => m.cursors.get(t) ?? 0;
+const entriesOf = (m: Model, t: string) => m.entries.get(t) ?? [];
+
+class Append implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly topic: string,
+    readonly data: Buffer,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const list = entriesOf(m, this.topic);
+    expect(r.wal.append(this.topic, this.data)).toBe(list.length);
+    m.entries.set(this.topic, [...list, this.data]);
+  }
+  toString = () => `append(${this.topic}, ${this.data.length} B)`;
+}
+
+class BatchAppend implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly topic: string,
+    readonly batch: Buffer[],
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const list = entriesOf(m, this.topic);
+    expect(r.wal.batchAppend(this.topic, this.batch)).toBe(list.length);
+    m.entries.set(this.topic, [...list, ...this.batch]);
+  }
+  toString = () => `batchAppend(${this.topic}, ${this.batch.length})`;
+}
+
+class ReadNext implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly topic: string,
+    readonly checkpoint: boolean,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const c = cursorOf(m, this.topic);
+    const want = entriesOf(m, this.topic)[c];
+    const got = await r.wal.readNext(this.topic, this.checkpoint);
+    if (want === undefined) expect(got).toBeNull();
+    else {
+      expect(got?.offset).toBe(c);
+      expect(Buffer.compare(got!.data, want)).toBe(0);
+      if (this.checkpoint) m.cursors.set(this.topic, c + 1);
+    }
+  }
+  toString = () => `readNext(${this.topic}, ${this.checkpoint})`;
+}
+
+class BatchRead implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly topic: string,
+    readonly maxBytes: number,
+    readonly checkpoint: boolean,
+  ) {}
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    const c = cursorOf(m, this.topic);
+    const list = entriesOf(m, this.topic);
+    const got = await r.wal.batchRead(this.topic, this.maxBytes, this.checkpoint);
+    if (c >= list.length) expect(got).toEqual([]);
+    else expect(got.length).toBeGreaterThanOrEqual(1);
+    let bytes = 0;
+    got.forEach((e, k) => {
+      expect(e.offset).toBe(c + k);
+      expect(Buffer.compare(e.data, list[c + k]!)).toBe(0);
+      bytes += e.data.length;
+    });
+    // Payload within maxBytes unless the first entry alone exceeds it; and as many as fit.
+    if (got.length > 1) expect(bytes).toBeLessThanOrEqual(this.maxBytes);
+    const next = list[c + got.length];
+    if (next !== undefined && got.length < 2000) expect(bytes + next.length).toBeGreaterThan(this.maxBytes);
+    if (this.checkpoint) m.cursors.set(this.topic, c + got.length);
+  }
+  toString = () => `batchRead(${this.topic}, ${this.maxBytes}, ${this.checkpoint})`;
+}
+
+class Reopen implements fc.AsyncCommand<Model, Real> {
+  check = () => true;
+  async run(m: Model, r: Real): Promise<void> {
+    await r.wal.close();
+    r.wal = await Walrus.open(openOpts(r.dir));
+    // A clean close keeps every entry not yet consumed, and every cursor, exactly. Consumed
+    // entries may be gone: a segment whose every entry is behind its cursors is deleted
+    // (iterate then starts at the first entry still stored).
+    for (const t of TOPICS) {
+      const list = entriesOf(m, t);
+      const seen: { offset: number; data: Buffer }[] = [];
+      for await (const e of r.wal.iterate(t)) seen.push(e);
+      const first = seen.length > 0 ? seen[0]!.offset : list.length;
+      expect(first).toBeLessThanOrEqual(cursorOf(m, t));
+      expect(first + seen.length).toBe(list.length);
+      seen.forEach((e, k) => {
+        expect(e.offset).toBe(first + k);
+        expect(Buffer.compare(e.data, list[e.offset]!)).toBe(0);
+      });
+    }
+  }
+  toString = () => 'reopen';
+}
+
+const commandArbs = [
+  fc.tuple(topicArb, dataArb).map(([t, d]) => new Append(t, d)),
+  fc.tuple(topicArb, fc.array(dataArb, { minLength: 1, maxLength: 8 })).map(([t, b]) => new BatchAppend(t, b)),
+  fc.tuple(topicArb, fc.boolean()).map(([t, c]) => new ReadNext(t, c)),
+  fc.tuple(topicArb, fc.nat({ max: 5000 }), fc.boolean()).map(([t, n, c]) => new BatchRead(t, n, c)),
+  fc.constant(new Reopen()),
+];
+
+describe('model: append / batchAppend / readNext / batchRead / reopen', () => {
+  it('the log behaves like an in-memory list of entries per topic with one cursor each', async () => {
+    let runs = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 30 }), async (cmds) => {
+        runs++;
+        const dir = tempDir('walrus-model-');
+        const real: Real = { dir, wal: await Walrus.open(openOpts(dir)) };
+        try {
+          await fc.asyncModelRun(() => ({ model: { entries: new Map(), cursors: new Map() }, real }), cmds);
+        } finally {
+          await real.wal.close();
+        }
+      }),
+      { numRuns: 15 },
+    );
+    console.log(`model-based test: ${runs} runs of up to 30 commands (plus shrinking runs, if any)`);
+  }, 300_000);
+});
+
+// ---- Hostile names ------------------------------------------------------------------------
+
+/** Every path under `root`, relative. */
+function walk(root: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(root)) {
+    const p = join(root, name);
+    out.push(relative(root, p));
+    if (statSync(p).isDirectory()) for (const q of walk(p)) out.push(join(name, q));
+  }
+  return out;
+}
+
+const hostileArb = fc.oneof(
+  fc.string({ unit: 'binary', maxLength: 300 }),
+  fc.constantFrom('..', '.', '/', '../../etc', 'a/../../b', '\0', 'a\0b', '~', '%2e%2e', '/abs/path', 'x'.repeat(5000), 'é'.repeat(300), '\u{1F600}/..', 'con', '.walrus.lock'),
+  fc.array(fc.constantFrom('..', '/', '.', '\0', 'a', '%'), { maxLength: 40 }).map((p) => p.join('')),
+);
+
+describe('hostile namespace keys and topic names', () => {
+  it('a sanitized key is one safe path component: no separator, NUL or dot, never empty, within NAME_MAX', () => {
+    fc.assert(
+      fc.property(hostileArb, (key) => {
+        const s = sanitizeKey(key);
+        expect(s.length).toBeGreaterThan(key === '' ? -1 : 0);
+        expect(s).not.toMatch(/[/\0.]/);
+        // At most 200 bytes, or 150 + '~' + 64 hex digits when shortened: under NAME_MAX (255).
+        expect(Buffer.byteLength(s)).toBeLessThanOrEqual(215);
+        const root = resolve('/data/root');
+        expect(resolve(root, s).startsWith(root + sep) || s === '').toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('distinct keys get distinct directories', () => {
+    fc.assert(
+      fc.property(hostileArb, hostileArb, (a, b) => {
+        fc.pre(a !== b);
+        expect(sanitizeKey(a)).not.toBe(sanitizeKey(b));
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('opening with hostile keys and topic names creates nothing outside the data directory', async () => {
+    const outer = tempDir('walrus-hostile-');
+    const dir = join(outer, 'data');
+    let opened = 0;
+    await fc.assert(
+      fc.asyncProperty(hostileArb, fc.array(hostileArb, { minLength: 1, maxLength: 4 }), async (key, topics) => {
+        const wal = await Walrus.open({ dir, key, shards: 1, blockBytes: 4096, segmentBlocks: 4 });
+        opened++;
+        const stored: string[] = [];
+        try {
+          for (const t of topics) {
+            try {
+              wal.append(t, t);
+              stored.push(t);
+            } catch (e) {
+              // Only the documented refusal: empty, NUL, lone surrogate, over 255 bytes.
+              expect((e as { code?: string }).code).toBe('ERR_WALRUS_INVALID_TOPIC');
+            }
+          }
+        } finally {
+          await wal.close();
+        }
+        // Names are data (meta records), never paths: each topic reads back under its name.
+        const again = await Walrus.open({ dir, key, shards: 1, blockBytes: 4096, segmentBlocks: 4 });
+        try {
+          for (const t of new Set(stored)) {
+            for await (const e of again.iterate(t)) expect(e.data.toString()).toBe(t);
+          }
+        } finally {
+          await again.close();
+        }
+        expect(readdirSync(outer)).toEqual(['data']);
+        for (const p of walk(dir)) expect(realpathSync(join(dir, p)).startsWith(realpathSync(dir) + sep)).toBe(true);
+      }),
+      { numRuns: 8 },
+    );
+    expect(opened).toBeGreaterThanOrEqual(8);
+  }, 120_000);
+});
