@@ -105,9 +105,11 @@ describe('deletion of consumed segments', () => {
     try {
       expect(segments(dir)).not.toContain(first);
       expect(again.stats().recoveredTornBytes).toBe(0);
-      expect((await again.readNext('q'))?.data.toString()).toBe('tail');
+      // Iterate before consuming: once 'tail' is consumed its segment may go too (it is not
+      // the current one when a spare segment was made after it).
       const all = await collect(again.iterate('q'));
       expect(all[all.length - 1]!.offset).toBe(300);
+      expect((await again.readNext('q'))?.data.toString()).toBe('tail');
     } finally {
       await again.close();
     }
