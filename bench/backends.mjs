@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { makePayloads } from './lib/payloads.mjs';
 import { median, percentile } from './lib/stats.mjs';
-import { fmtInt, fmtNum, progress, progressDone, table, writeResultsCsv } from './lib/report.mjs';
+import { fmtInt, fmtNum, progress, progressDone, table, writeResultsCsv, runBench } from './lib/report.mjs';
 import { fsType, ioInFlightOf, makeTmpRoot, removeAndSettle } from './lib/disk.mjs';
 import { envNum } from './lib/config.mjs';
 
@@ -173,4 +173,4 @@ async function main() {
   }
 }
 
-await main();
+await runBench(main, tmp);

@@ -30,7 +30,7 @@ import { performance } from 'node:perf_hooks';
 import { ensurePeers } from './setup.mjs';
 import { makePayloads, framePayloads } from './lib/payloads.mjs';
 import { median, percentile, max } from './lib/stats.mjs';
-import { fmtInt, fmtNum, machineLines, progress, progressDone, resultsDir, stamp, throughputRow, writeCsv, writeResultsCsv } from './lib/report.mjs';
+import { fmtInt, fmtNum, machineLines, progress, progressDone, resultsDir, stamp, throughputRow, writeCsv, writeResultsCsv, runBench } from './lib/report.mjs';
 import { ioInFlightOf, makeTmpRoot, removeAndSettle } from './lib/disk.mjs';
 import { hasFlag, listArg, numArg, secondsArg } from './lib/config.mjs';
 import { startSampler, SAMPLE_COLUMNS } from './lib/sampler.mjs';
@@ -291,12 +291,4 @@ async function charts(summary, samples, base) {
   console.log(`Charts: ${written.map((p) => path.relative(process.cwd(), p)).join(', ')}`);
 }
 
-try {
-  await main();
-} catch (err) {
-  progressDone();
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  tmp.cleanup();
-}
+await runBench(main, tmp);

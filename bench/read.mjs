@@ -52,7 +52,7 @@ import { performance } from 'node:perf_hooks';
 import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
 import { makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
-import { fmtInt, fmtNum, machineLines, markRegion, progress, progressDone, resultsDir, table, throughputRow, writeResultsCsv } from './lib/report.mjs';
+import { fmtInt, fmtNum, machineLines, markRegion, progress, progressDone, resultsDir, table, throughputRow, writeResultsCsv, runBench } from './lib/report.mjs';
 import { fsyncDir, ioInFlightOf, makeTmpRoot, removeAndSettle as removeAndSettleIn, waitQuiet } from './lib/disk.mjs';
 import { envNum, listArg } from './lib/config.mjs';
 import { batchAppendRetry, probeIo } from './lib/walrus.mjs';
@@ -602,12 +602,4 @@ function report() {
   ], rows, { quick: QUICK, startedAt });
 }
 
-try {
-  await main();
-} catch (err) {
-  progressDone();
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  tmp.cleanup();
-}
+await runBench(main, tmp);

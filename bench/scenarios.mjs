@@ -34,7 +34,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { makePayloads } from './lib/payloads.mjs';
-import { fmtInt, fmtNum, machineLines, progress, progressDone, resultsDir, stamp, table, throughputRow, writeCsv } from './lib/report.mjs';
+import { fmtInt, fmtNum, machineLines, progress, progressDone, resultsDir, stamp, table, throughputRow, writeCsv, runBench } from './lib/report.mjs';
 import { ioInFlightOf, makeTmpRoot, removeAndSettle } from './lib/disk.mjs';
 import { fsyncArg, hasFlag, numArg, secondsArg } from './lib/config.mjs';
 import { startSampler, SAMPLE_COLUMNS } from './lib/sampler.mjs';
@@ -275,12 +275,4 @@ async function main() {
   for (const name of which === 'all' ? NAMES : [which]) await runOne(name, charting, startedAt);
 }
 
-try {
-  await main();
-} catch (err) {
-  progressDone();
-  console.error(err);
-  process.exitCode = 1;
-} finally {
-  tmp.cleanup();
-}
+await runBench(main, tmp);

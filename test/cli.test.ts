@@ -14,6 +14,8 @@ import { recover, scanShard } from '../dist/workers/recovery.js';
 import { ShardStore } from '../dist/workers/store.js';
 import { Progress } from '../dist/cli/output.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
+import type { InspectReport } from '../dist/cli/inspect.js';
+import type { VerifyReport } from '../dist/cli/verify.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const GEOMETRY = { blockBytes: 4096, segmentBlocks: 4 };
@@ -80,41 +82,6 @@ async function makeLog(dir: string, key?: string): Promise<void> {
   await wal.close();
 }
 
-interface InspectDoc {
-  dir: string;
-  live: boolean;
-  formatVersion: number;
-  topics: {
-    name: string;
-    shard: number;
-    id: number;
-    start: number;
-    end: number;
-    entries: number;
-    cursor: number;
-    cursorRecorded: number;
-    unread: number;
-    durableMark: number;
-    blocks: number;
-    recordBytes: number;
-  }[];
-  segments: { file: string; shard: number; seq: number; bytes: number; blockBytes: number; slots: number; usedSlots: number; state: string; blocks: { topic: string | null; blocks: number }[] }[];
-  shards: { shard: number; segments: number; topics: number; metaRecords: number; cleanShutdown: boolean; tornBytes: number; corruptions: number }[];
-  totals: { shards: number; topics: number; entries: number; segments: number; bytes: number; tornBytes: number; corruptions: number };
-}
-
-interface VerifyDoc {
-  dir: string;
-  status: string;
-  exitCode: number;
-  cleanShutdown: boolean;
-  scanned: { shards: number; segments: number; topics: number; entries: number; metaRecords: number; bytesRead: number };
-  torn: { file: string; offset: number; bytes: number; reason: string }[];
-  tornBytes: number;
-  corruption: { file: string; offset: number; message: string }[];
-  notes: string[];
-}
-
 interface DumpDoc {
   dir: string;
   topic: string;
@@ -132,7 +99,7 @@ describe('inspect', () => {
   it('reports topics, cursors, segments and totals of a closed log, field by field', async () => {
     const dir = tempDir();
     await makeLog(dir);
-    const { code, doc } = await cliJson<InspectDoc>('inspect', dir);
+    const { code, doc } = await cliJson<InspectReport>('inspect', dir);
     expect(code).toBe(0);
     expect(doc.dir).toBe(dir);
     expect(doc.live).toBe(false);
@@ -201,7 +168,7 @@ describe('inspect', () => {
     const dir = tempDir();
     await makeLog(dir, 'tenant/a b');
     expect(segFiles(dir)).toEqual([]);
-    const { code, doc } = await cliJson<InspectDoc>('inspect', dir, '--key', 'tenant/a b');
+    const { code, doc } = await cliJson<InspectReport>('inspect', dir, '--key', 'tenant/a b');
     expect(code).toBe(0);
     expect(doc.totals.entries).toBe(ORDERS + USERS + EVENTS.length);
     expect((await cli('inspect', dir)).code).toBe(66);
@@ -212,7 +179,7 @@ describe('verify', () => {
   it('passes a clean log with exit 0 and counts what it checked', async () => {
     const dir = tempDir();
     await makeLog(dir);
-    const { code, doc, stderr } = await cliJson<VerifyDoc>('verify', dir);
+    const { code, doc, stderr } = await cliJson<VerifyReport>('verify', dir);
     expect(code).toBe(0);
     expect(stderr).toBe('');
     expect(doc).toMatchObject({ dir, status: 'clean', exitCode: 0, cleanShutdown: true, torn: [], tornBytes: 0, corruption: [], notes: [] });
@@ -267,7 +234,7 @@ describe('verify', () => {
     expect(lastRecord).toBeGreaterThan(bytes.indexOf(Buffer.from('durable-9')));
     zeroFrom(seg, lastRecord + 3);
     const before = fingerprint(snap);
-    const { code, doc } = await cliJson<VerifyDoc>('verify', snap);
+    const { code, doc } = await cliJson<VerifyReport>('verify', snap);
     expect(code).toBe(1);
     expect(doc.status).toBe('torn');
     expect(doc.exitCode).toBe(1);
@@ -304,9 +271,9 @@ describe('verify', () => {
     const { snap, seg } = await crashedCopy();
     const bytes = readFileSync(seg);
     zeroFrom(seg, bytes.lastIndexOf(Buffer.from('unsynced-5')) + 3);
-    const torn = await cliJson<InspectDoc>('inspect', snap);
+    const torn = await cliJson<InspectReport>('inspect', snap);
     expect(torn.code).toBe(0);
-    const ver = await cliJson<VerifyDoc>('verify', snap);
+    const ver = await cliJson<VerifyReport>('verify', snap);
     expect(torn.doc.totals.tornBytes).toBe(ver.doc.tornBytes);
     expect(torn.doc.shards[0]).toMatchObject({ cleanShutdown: false, tornBytes: ver.doc.tornBytes, corruptions: 0 });
     expect(torn.doc.topics[0]).toMatchObject({ name: 't', entries: 15, end: 15 });
@@ -315,7 +282,7 @@ describe('verify', () => {
     const b = readFileSync(seg);
     b[at]! ^= 0x04;
     writeFileSync(seg, b);
-    const bad = await cliJson<InspectDoc>('inspect', snap);
+    const bad = await cliJson<InspectReport>('inspect', snap);
     expect(bad.code).toBe(0);
     expect(bad.doc.totals.corruptions).toBe(1);
     expect(bad.doc.topics[0]).toMatchObject({ entries: 4, durableMark: 10 });
@@ -332,7 +299,7 @@ describe('verify', () => {
     const garbage = pseudoRandom(7, 100);
     garbage.copy(bytes, used + 8);
     writeFileSync(seg, bytes);
-    const { code, doc } = await cliJson<VerifyDoc>('verify', snap);
+    const { code, doc } = await cliJson<VerifyReport>('verify', snap);
     expect(code).toBe(1);
     expect(doc.torn).toEqual([{ file: seg, offset: expect.any(Number), bytes: expect.any(Number), reason: expect.any(String) }]);
     // Starts at the end of the last record (8-aligned, at or before the zeros before the garbage).
@@ -354,7 +321,7 @@ describe('verify', () => {
     bytes[at]! ^= 0x10;
     writeFileSync(seg, bytes);
     const before = fingerprint(dir);
-    const { code, doc } = await cliJson<VerifyDoc>('verify', dir);
+    const { code, doc } = await cliJson<VerifyReport>('verify', dir);
     expect(code).toBe(2);
     expect(doc.status).toBe('corrupt');
     expect(doc.exitCode).toBe(2);
@@ -384,7 +351,7 @@ describe('verify', () => {
       bytes[bytes.indexOf(needle) + 1]! ^= 0x01;
       writeFileSync(seg, bytes);
     }
-    const { code, doc } = await cliJson<VerifyDoc>('verify', dir);
+    const { code, doc } = await cliJson<VerifyReport>('verify', dir);
     expect(code).toBe(2);
     expect(doc.corruption.map((c) => c.message.match(/topic "(\w+)"/)?.[1]).sort()).toEqual(['events', 'orders']);
   });
@@ -394,10 +361,10 @@ describe('verify', () => {
     const next = seg.replace(/(\d{20})\.seg$/, (_, n: string) => `${String(Number(n) + 1).padStart(20, '0')}.seg`);
     writeFileSync(next, Buffer.alloc(8192));
     const before = fingerprint(snap);
-    const { code, doc } = await cliJson<VerifyDoc>('verify', snap);
+    const { code, doc } = await cliJson<VerifyReport>('verify', snap);
     expect(code).toBe(0);
     expect(doc.notes).toEqual([expect.stringContaining(`${next}: segment creation was interrupted`)]);
-    const ins = await cliJson<InspectDoc>('inspect', snap);
+    const ins = await cliJson<InspectReport>('inspect', snap);
     expect(ins.doc.segments.find((s) => s.file === next)?.state).toBe('abandoned');
     expect(fingerprint(snap)).toEqual(before);
     expect(existsSync(next)).toBe(true);
@@ -494,7 +461,7 @@ describe('a log open by another process', () => {
       wal.append('orders', 'live-entry');
       await wal.sync();
       const before = fingerprint(dir);
-      const ins = await cliJson<InspectDoc>('inspect', dir);
+      const ins = await cliJson<InspectReport>('inspect', dir);
       expect(ins.code).toBe(0);
       expect(ins.doc.live).toBe(true);
       expect(ins.doc.topics.find((t) => t.name === 'orders')!.entries).toBe(ORDERS + 1);

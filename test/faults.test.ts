@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
+import { type IoFailure, closeAfterFault, expectRefusedAfter } from './fault-checks.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
 
 const EIO = 5;
@@ -36,13 +37,6 @@ const PATHS: Path[] = MMAP ? ['mmap'] : FD_PATHS;
  */
 function payload(i: number): Buffer {
   return pseudoRandom(i + 1, 1 + ((i * 397) % 2500));
-}
-
-interface IoFailure {
-  code?: string;
-  errno?: number;
-  errnoCode?: string;
-  syscall?: string;
 }
 
 /** The syscall an injected fault is reported as. */
@@ -89,23 +83,10 @@ async function runCase(path: Path, kind: Kind, nth: number, errno: number, short
         failure = e as IoFailure;
       }
     }
-    if (failure !== undefined) {
-      expect(failure, `${spec} on ${path}: ${(failure as Error).message}`).toMatchObject(match);
-      // The shard refuses everything afterwards, with the same error.
-      expect(() => wal.append('a', 'after the failure')).toThrow(expect.objectContaining(match));
-      await expect(wal.appendAndSync('b', 'after the failure')).rejects.toMatchObject(match);
-      await expect(wal.sync()).rejects.toMatchObject(match);
-    }
+    if (failure !== undefined) await expectRefusedAfter(wal, failure, match, `${spec} on ${path}`);
   } finally {
-    const closed = await wal.close().then(
-      () => undefined,
-      (e: unknown) => e as IoFailure,
-    );
     // A fault that hit close's own write or fsync (the workload ran clean) surfaces there.
-    if (failure === undefined && closed !== undefined) {
-      expect(closed, `${spec} on ${path}, at close`).toMatchObject(match);
-      failure = closed;
-    }
+    failure = await closeAfterFault(wal, failure, match, `${spec} on ${path}`);
   }
 
   // Reopen without the fault: every acknowledged entry is there, byte-exact, offsets dense;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
+import { type IoFailure, closeAfterFault, expectRefusedAfter } from './fault-checks.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
 
 const EIO = 5;
@@ -26,14 +27,6 @@ const PATHS: Path[] = native.uringSupported() ? ['io_uring', 'pwritev'] : ['pwri
 if (PATHS.length === 1) console.warn('skipped: io_uring is not supported here; only the pwritev path is tested');
 
 const payload = (i: number): Buffer => pseudoRandom(1000 + i, 1 + ((i * 733) % 3000));
-
-interface IoFailure {
-  code?: string;
-  errno?: number;
-  errnoCode?: string;
-  syscall?: string;
-  message?: string;
-}
 
 const optsFor = (dir: string, path: Path) => ({
   dir,
@@ -150,21 +143,9 @@ async function runCase(path: Path, kind: string, nth: number, errno: number): Pr
     for (let w = 0; w < 100 && failure === undefined && segCount(dir) >= before; w++) await new Promise((r) => setTimeout(r, 20));
     await appendSome(6);
     for (const t of TOPICS) await consume(t);
-    if (failure !== undefined) {
-      expect(failure, `${what}: ${failure.message}`).toMatchObject(match);
-      expect(() => wal.append('a', 'after the failure')).toThrow(expect.objectContaining(match));
-      await expect(wal.appendAndSync('b', 'after the failure')).rejects.toMatchObject(match);
-      await expect(wal.sync()).rejects.toMatchObject(match);
-    }
+    if (failure !== undefined) await expectRefusedAfter(wal, failure, match, what);
   } finally {
-    const closed = await wal.close().then(
-      () => undefined,
-      (e: unknown) => e as IoFailure,
-    );
-    if (failure === undefined && closed !== undefined) {
-      expect(closed, `${what}, at close`).toMatchObject(match);
-      failure = closed;
-    }
+    failure = await closeAfterFault(wal, failure, match, what);
   }
   await checkReopen(dir, path, what, expected, acked, consumed);
   rmSync(dir, { recursive: true, force: true });

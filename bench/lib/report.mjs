@@ -106,3 +106,19 @@ export function resultsDir() {
 export function stamp(date) {
   return date.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
 }
+
+/**
+ * Runs a benchmark script's main(): an error ends the progress line, is printed and sets a
+ * failing exit code; the temporary directory goes in every case.
+ */
+export async function runBench(main, tmp) {
+  try {
+    await main();
+  } catch (err) {
+    progressDone();
+    console.error(err);
+    process.exitCode = 1;
+  } finally {
+    tmp.cleanup();
+  }
+}
