@@ -1,7 +1,11 @@
 // Errors thrown to JavaScript. System call failures become an Error with `code` (the errno
 // name), `errno` (positive number) and `syscall`, like Node's own fs errors; misuse becomes a
 // TypeError or RangeError naming the argument. All of them are C++ exceptions
-// (Napi::Error), which node-addon-api rethrows into JavaScript at the call boundary.
+// (Napi::Error), which node-addon-api rethrows into JavaScript at the call boundary. While the
+// environment is being torn down (process.exit, worker.terminate) Node-API calls fail and
+// nothing can be thrown into JavaScript: NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS (binding.gyp)
+// makes the boundary drop such an error instead of rethrowing it as a C++ exception out of a
+// C callback, which called std::terminate and aborted the process.
 #ifndef WALRUS_ERRORS_H_
 #define WALRUS_ERRORS_H_
 

@@ -26,6 +26,7 @@ import {
 import { type IoContext, native } from '../dist/shared/native.js';
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_CLOEXEC, O_NOFOLLOW } = native.constants;
+const fixturesDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const nativeModuleUrl = pathToFileURL(
   path.join(path.dirname(fileURLToPath(import.meta.url)), '../dist/shared/native.js'),
 ).href;
@@ -699,6 +700,17 @@ describe.each(paths)('IoContext on the $name path', ({ useUring, available }) =>
     expect(during - initial).toBe(useUring ? 3 : 0);
     expect(ioUringFdCount()).toBe(before);
   });
+  test(`a call made while its worker is being terminated never aborts the process${suffix}`, () => {
+    // Before the fix the first termination aborted (std::terminate: the Napi::Error thrown
+    // for the failed Node-API call could not be thrown into a stopping environment).
+    const runs = Number(process.env.WALRUS_TERMINATE_RUNS ?? 20);
+    const child = spawnSync(process.execPath, [path.join(fixturesDir, 'terminate-child.mjs'), nativeModuleUrl, String(runs), String(useUring)], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect({ status: child.status, signal: child.signal, stderr: child.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+    expect(child.stdout).toBe('done\n');
+  }, 180_000);
 });
 
 describe('io_uring probe', () => {
