@@ -46,7 +46,16 @@ export interface WalrusOptions {
   blockBytes?: number;
   /** Block slots per segment file. Default: 64 (64 MiB segments with the default blockBytes). */
   segmentBlocks?: number;
-  /** Longest time `append` blocks the thread waiting for ring space before ERR_WALRUS_BACKPRESSURE. Default: 100 ms. */
+  /**
+   * What `append`/`batchAppend` do when the shard's ring is full (the disk is slower than
+   * the appends). Default: `Infinity`: they block the thread until the shard's worker has
+   * written enough to make room, as `fs.writeSync` blocks on a slow disk: a loop of appends
+   * runs at the disk's pace and never throws for it. A number (0 to 60,000) bounds that
+   * wait, for servers that must never block long: past it the call throws
+   * ERR_WALRUS_BACKPRESSURE with nothing written (`await wal.drain()`, then retry); `0`
+   * throws at once. In every case the call throws once the shard has failed, or when its
+   * worker has released no space for 10 s (a dead or stuck worker), rather than block forever.
+   */
   backpressureMs?: number;
   /**
    * io_uring use, where the kernel allows it: `'auto'` (default) submits a write batch through
@@ -166,7 +175,7 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     ringBytes,
     blockBytes,
     segmentBlocks: int(o, 'segmentBlocks', 1, 1 << 20, 64),
-    backpressureMs: int(o, 'backpressureMs', 0, 60_000, 100),
+    backpressureMs: o.backpressureMs === Number.POSITIVE_INFINITY ? Number.POSITIVE_INFINITY : int(o, 'backpressureMs', 0, 60_000, Number.POSITIVE_INFINITY),
     // Validated first, so a bad value is reported even when the variable is set.
     ioUring: process.env.WALRUS_DISABLE_IO_URING === '1' ? false : ioUring,
     pinWorkers: bool(o, 'pinWorkers', false) === true,

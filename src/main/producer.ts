@@ -1,8 +1,10 @@
 /**
  * The main thread's side of one shard ring: claims space, frames records into it and
- * publishes them. Nothing here blocks on disk; when the ring is full the producer waits for
- * the worker to release space for at most `backpressureMs`, then gives up with nothing
- * published.
+ * publishes them. When the ring is full the producer blocks the thread until the worker
+ * releases space: by default for as long as the worker keeps releasing some (a loop of
+ * appends runs at the disk's pace, like fs.writeSync), with `backpressureMs` for at most that
+ * long; either way it gives up with nothing published once the shard has failed or has
+ * released nothing for STALL_MS.
  */
 import { WalrusError } from '../shared/errors.js';
 import {
@@ -13,6 +15,13 @@ import {
 import { RingBig, RingSlot, loadBig, ringViews, wakeWorker, type RingViews } from '../shared/ring.js';
 
 const TWO_32 = 2 ** 32;
+
+/**
+ * How long a full ring may go without the worker releasing any space before an append gives
+ * up (ERR_WALRUS_BACKPRESSURE) even with an unbounded `backpressureMs`: one write batch and
+ * its fsync take milliseconds, so this only fires for a worker that is dead or stuck.
+ */
+export const STALL_MS = 10_000;
 
 export interface ProducerTopic {
   id: number;
@@ -40,9 +49,12 @@ export class RingProducer {
   readonly externalThreshold: number;
   /** When the current operation stops waiting for space (ms timestamp; 0 = not waited yet). */
   private deadline = 0;
+  /** Why the last claim gave up: the deadline passed, or the worker released nothing for STALL_MS. */
+  stalled = false;
 
   constructor(
     sab: SharedArrayBuffer,
+    /** Longest wait for space per operation; Infinity: as long as the worker makes progress. */
     readonly backpressureMs: number,
   ) {
     this.v = ringViews(sab);
@@ -58,6 +70,7 @@ export class RingProducer {
   /** Starts an operation: all its claims together wait at most backpressureMs. */
   begin(): void {
     this.deadline = 0;
+    this.stalled = false;
   }
 
   /**
@@ -149,21 +162,45 @@ export class RingProducer {
     return this.logical;
   }
 
-  /** Blocks the thread for at most backpressureMs in total, until `need` bytes are free. */
+  /** Blocks the thread until `need` bytes are free (see waitUntil). */
   private waitForSpace(need: number): boolean {
+    return this.waitUntil(() => {
+      this.tailCache = Atomics.load(this.v.ctl, RingSlot.Tail) >>> 0;
+      return ((this.head - this.tailCache) >>> 0) + need <= this.v.size;
+    });
+  }
+
+  /**
+   * Blocks the thread until `done()`, re-checked each time the worker releases space (it
+   * bumps TailGen and notifies). Gives up (false) when the shard has failed, when the
+   * operation's backpressureMs have passed, or when the worker released nothing for STALL_MS.
+   */
+  private waitUntil(done: () => boolean): boolean {
     const ctl = this.v.ctl;
     if (this.deadline === 0) this.deadline = Date.now() + this.backpressureMs;
+    let lastGen = Atomics.load(ctl, RingSlot.TailGen);
+    let progressAt = Date.now();
     for (;;) {
+      // TailGen is read before the condition: a release after the check changes it, so the
+      // wait below returns at once instead of missing that release.
       const gen = Atomics.load(ctl, RingSlot.TailGen);
-      this.tailCache = Atomics.load(ctl, RingSlot.Tail) >>> 0;
-      if (((this.head - this.tailCache) >>> 0) + need <= this.v.size) return true;
+      if (done()) return true;
       if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
-      const left = this.deadline - Date.now();
-      if (left <= 0) return false;
+      const now = Date.now();
+      if (gen !== lastGen) {
+        lastGen = gen;
+        progressAt = now;
+      }
+      if (this.deadline - now <= 0) return false;
+      const stallLeft = progressAt + STALL_MS - now;
+      if (stallLeft <= 0) {
+        this.stalled = true;
+        return false;
+      }
       // Published records may still sit in the ring because the worker sleeps; make sure it
-      // knows, then wait for it to release space (it bumps TailGen and notifies).
+      // knows, then wait for it to release space.
       wakeWorker(ctl);
-      Atomics.wait(ctl, RingSlot.TailGen, gen, left);
+      Atomics.wait(ctl, RingSlot.TailGen, gen, Math.min(this.deadline - now, stallLeft));
     }
   }
 
@@ -172,25 +209,15 @@ export class RingProducer {
     return loadBig(this.v.big, RingBig.ExternalBytes);
   }
 
-  /** Blocks (bounded by the deadline) until external payloads in flight are at most `limit`. */
+  /** Blocks (as waitForSpace does) until external payloads in flight are at most `limit`. */
   waitForExternal(limit: number): boolean {
-    const ctl = this.v.ctl;
-    if (this.deadline === 0) this.deadline = Date.now() + this.backpressureMs;
-    for (;;) {
-      const gen = Atomics.load(ctl, RingSlot.TailGen);
-      if (this.externalBytes() <= limit) return true;
-      if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
-      const left = this.deadline - Date.now();
-      if (left <= 0) return false;
-      wakeWorker(ctl);
-      Atomics.wait(ctl, RingSlot.TailGen, gen, left);
-    }
+    return this.waitUntil(() => this.externalBytes() <= limit);
   }
 }
 
-export function backpressureError(shard: number, ms: number): WalrusError {
-  return new WalrusError(
-    'ERR_WALRUS_BACKPRESSURE',
-    `shard ${shard} could not take the entry within ${ms} ms: its ring is full; nothing was written (await wal.drain() and retry)`,
-  );
+export function backpressureError(shard: number, ms: number, stalled: boolean): WalrusError {
+  const why = stalled
+    ? `its ring is full and its worker has released no space for ${STALL_MS} ms`
+    : `its ring stayed full for backpressureMs (${ms} ms)`;
+  return new WalrusError('ERR_WALRUS_BACKPRESSURE', `shard ${shard} could not take the entry: ${why}; nothing was written (await wal.drain() and retry)`);
 }

@@ -215,7 +215,7 @@ export class ShardClient {
 
   private pressure(): Error {
     if (Atomics.load(this.producer.v.ctl, RingSlot.State) !== 0) return this.failureNow();
-    return backpressureError(this.index, this.producer.backpressureMs);
+    return backpressureError(this.index, this.producer.backpressureMs, this.producer.stalled);
   }
 
   /** Appends one entry whose payload length has been validated. */

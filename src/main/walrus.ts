@@ -214,7 +214,13 @@ export class Walrus {
     return len;
   }
 
-  /** Appends one entry; returns its offset in the topic. Synchronous: returns at enqueue. */
+  /**
+   * Appends one entry; returns its offset in the topic. Synchronous: returns once the entry
+   * is in the shard's ring (the worker writes it to the files soon after). When the ring is
+   * full because the disk is behind, it blocks until there is room (see the
+   * `backpressureMs` option, which can bound that wait; past the bound it throws
+   * ERR_WALRUS_BACKPRESSURE with nothing written).
+   */
   append(topic: string, data: Uint8Array | string): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
@@ -227,7 +233,8 @@ export class Walrus {
 
   /**
    * Appends up to 2,000 entries (10 GiB) atomically: after any crash either all of them are
-   * recovered or none. Returns the offset of the first (for `[]`, the next offset).
+   * recovered or none. Returns the offset of the first (for `[]`, the next offset). Waits
+   * on a full ring as `append` does.
    */
   batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number {
     this.checkOpen();
