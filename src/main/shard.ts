@@ -8,7 +8,7 @@ import { RECORD_HEADER_BYTES, RecordKind, ShardState, recordFootprint } from '..
 import type { FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../shared/messages.js';
 import { unreachable } from '../shared/messages.js';
 import { RingBig, RingSlot, addBig, loadBig, storeBig, wakeWorker } from '../shared/ring.js';
-import { RingProducer, backpressureError, type ProducerTopic } from './producer.js';
+import { RingProducer, STALL_MS, backpressureError, type ProducerTopic } from './producer.js';
 
 const WORKER_URL = new URL('../workers/shard-worker.js', import.meta.url);
 
@@ -346,6 +346,36 @@ export class ShardClient {
   async waitWritten(): Promise<void> {
     const target = this.producer.publishedLogical;
     await this.waitSlot(RingSlot.TailGen, () => loadBig(this.producer.v.big, RingBig.Written) >= target);
+  }
+
+  /**
+   * Blocks the thread until everything published so far is written to the files, for a
+   * process 'exit' listener (nothing asynchronous runs there, but the worker thread still
+   * does until the listeners return). Gives up, returning false, once the shard has failed
+   * or exited or its worker has written nothing for STALL_MS, so a broken shard cannot hang
+   * the exit.
+   */
+  writeAllSync(): boolean {
+    const { ctl, big } = this.producer.v;
+    const target = this.producer.publishedLogical;
+    let written = loadBig(big, RingBig.Written);
+    let progressAt = Date.now();
+    for (;;) {
+      // TailGen before Written: a write completing in between changes TailGen, so the wait
+      // below returns at once.
+      const gen = Atomics.load(ctl, RingSlot.TailGen);
+      const now = loadBig(big, RingBig.Written);
+      if (now >= target) return true;
+      if (this.exited || this.failure || Atomics.load(ctl, RingSlot.State) !== 0) return false;
+      if (now > written) {
+        written = now;
+        progressAt = Date.now();
+      }
+      const left = progressAt + STALL_MS - Date.now();
+      if (left <= 0) return false;
+      wakeWorker(ctl);
+      Atomics.wait(ctl, RingSlot.TailGen, gen, left);
+    }
   }
 
   /** Resolves when the ring is at most half full and external payloads are below their bound. */

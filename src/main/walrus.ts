@@ -112,6 +112,7 @@ export class Walrus {
   private readonly topicMap = new Map<string, Topic>();
   private closing: Promise<void> | null = null;
   private readonly onBeforeExit = (): void => this.flushBeforeExit();
+  private readonly onExit = (): void => this.writeBeforeExit();
   /** The namespace directory (null for the memory backend). */
   private nsDir: string | null = null;
   /** Typed records' codec, created by the first typed() call. */
@@ -124,6 +125,7 @@ export class Walrus {
     private readonly recovered: { tornBytes: number; clean: boolean; uring: IoPolicy },
   ) {
     process.on('beforeExit', this.onBeforeExit);
+    if (opts.backend !== 'memory') process.on('exit', this.onExit);
   }
 
   /** Opens (creating if needed) the log in `options.dir` / `options.key`. */
@@ -519,6 +521,7 @@ export class Walrus {
 
   private async doClose(): Promise<void> {
     process.off('beforeExit', this.onBeforeExit);
+    process.off('exit', this.onExit);
     this.resolveClosed?.();
     try {
       const results = await Promise.allSettled(this.shards.map((s) => s.close()));
@@ -538,5 +541,17 @@ export class Walrus {
     for (const s of this.shards) {
       if (s.producer.inUse() > 0 && !s.failure) void s.waitWritten().catch(() => {});
     }
+  }
+
+  /**
+   * process.exit() (or the end of the process) without close(): block until every shard's
+   * worker has written what sits in its ring, so process.exit() right after appends keeps
+   * them as a script that simply ends does (written to the files, not fsynced: the schedule's
+   * pending fsync does not run). The workers still run during 'exit' listeners and are
+   * stopped only after them. Bounded per shard (see writeAllSync).
+   */
+  private writeBeforeExit(): void {
+    if (this.closing) return;
+    for (const s of this.shards) if (s.producer.inUse() > 0) s.writeAllSync();
   }
 }
