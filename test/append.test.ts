@@ -151,6 +151,9 @@ describe.each(SEMANTIC_BACKENDS)('append, batchAppend, iterate (%s backend)', (b
     await expect(wal.sync()).rejects.toMatchObject({ code: 'ERR_WALRUS_CLOSED' });
     await expect(wal.appendAndSync('t', 'z')).rejects.toMatchObject({ code: 'ERR_WALRUS_CLOSED' });
     expect(() => wal.iterate('t')).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
+    // topics() and stats() too, as docs/ERRORS.md says of every call (they used to answer).
+    expect(() => wal.topics()).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
+    expect(() => wal.stats()).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
   });
 });
 

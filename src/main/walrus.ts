@@ -495,6 +495,7 @@ export class Walrus {
 
   /** Every topic that has at least one entry. */
   topics(): string[] {
+    this.checkOpen();
     const out: string[] = [];
     for (const t of this.topicMap.values()) if (t.next > 0) out.push(t.name);
     return out;
@@ -502,6 +503,7 @@ export class Walrus {
 
   /** Counters: what the last open recovered, how writes reach the kernel, per-shard I/O. */
   stats(): WalrusStats {
+    this.checkOpen();
     return {
       recoveredTornBytes: this.recovered.tornBytes,
       recoveredClean: this.recovered.clean,
