@@ -267,6 +267,13 @@ describe('verify', () => {
     expect((await cli('verify', snap)).code).toBe(0);
   });
 
+  it('the text header of a log not closed cleanly reads as one parenthesis', async () => {
+    const { snap } = await crashedCopy();
+    const r = await cli('inspect', snap);
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(`walrus log in ${snap} (not closed cleanly: the next open recovers it)`);
+  });
+
   it('inspect of a torn or corrupt log exits 0 and counts the torn bytes and corruptions', async () => {
     const { snap, seg } = await crashedCopy();
     const bytes = readFileSync(seg);
@@ -579,6 +586,35 @@ describe('dump', () => {
     expect(parsed.doc).toMatchObject({ count: 3, next: 3 });
     const past = await cliJson<DumpDoc>('dump', dir, 'orders', '--from', '5000');
     expect(past.doc).toMatchObject({ entries: [], count: 0, from: 5000, next: 5000 });
+  });
+
+  it('--format json prints the entries before the first one that is not JSON, then exits 65', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 1 });
+    wal.batchAppend('mixed', ['{"a":1}', '{"a":2}', 'not json', '{"a":4}']);
+    await wal.close();
+    // Before: nothing on stdout (the whole chunk was dropped).
+    const r = await cli('dump', dir, 'mixed', '--format', 'json');
+    expect(r).toEqual({ code: 65, stdout: '0\t7\t{"a":1}\n1\t7\t{"a":2}\n', stderr: expect.stringContaining('offset 2 is not JSON') });
+  });
+
+  it('shows typed records decoded, not as raw msgpack', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 1 });
+    const typed = wal.typed('typed');
+    typed.append({ id: 1, at: new Date(0), items: new Map([['sku', 2n]]), raw: Buffer.from('hi') });
+    typed.append([1, 'two']);
+    await wal.close();
+    const text = await cli('dump', dir, 'typed');
+    expect(text.code).toBe(0);
+    const lines = text.stdout.split('\n');
+    expect(lines[0]).toMatch(/^0\t\d+\t\{ id: 1, at: 1970-01-01T00:00:00\.000Z, items: Map\(1\) \{ 'sku' => 2n \}, raw: <Buffer 68 69> \}$/);
+    expect(lines[1]).toMatch(/^1\t\d+\t\[ 1, 'two' \]$/);
+    const json = await cliJson<DumpDoc>('dump', dir, 'typed', '--format', 'json');
+    expect(json.doc.entries.map((e) => e.data)).toEqual([{ id: 1, at: '1970-01-01T00:00:00.000Z', items: [['sku', '2']], raw: 'aGk=' }, [1, 'two']]);
+    // hex and base64 stay the stored bytes.
+    const hex = await cli('dump', dir, 'typed', '--format', 'hex', '--limit', '1');
+    expect(hex.stdout).toMatch(/^0\t\d+\tc1/);
   });
 
   it('an unknown topic is exit 66', async () => {

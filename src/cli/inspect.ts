@@ -163,7 +163,7 @@ export function renderInspect(r: InspectReport): string {
     ? 'LIVE: open by another process; this is a best-effort snapshot of changing files'
     : r.shards.every((s) => s.cleanShutdown)
       ? 'closed cleanly'
-      : 'not closed cleanly (the next open recovers it)';
+      : 'not closed cleanly: the next open recovers it';
   lines.push(`walrus log in ${r.dir} (${state})`);
   lines.push(`format version ${r.formatVersion}, ${r.totals.shards} shard(s), ${r.totals.segments} segment file(s), ${formatBytes(r.totals.bytes)} on disk`);
   lines.push('', `topics (${r.topics.length})`);

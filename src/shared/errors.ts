@@ -46,21 +46,23 @@ export class WalrusError extends Error {
   /** The stable code: what happened, independent of the message's wording. */
   readonly code: WalrusErrorCode;
   /** ERR_WALRUS_IO: the positive errno number of the failing call. */
-  readonly errno?: number;
+  declare readonly errno?: number;
   /** ERR_WALRUS_IO: the system call that failed (`'pwritev'`, `'fdatasync'`, ...). */
-  readonly syscall?: string;
+  declare readonly syscall?: string;
   /** ERR_WALRUS_IO: the errno's name (`'EIO'`, `'ENOSPC'`, ...). */
-  readonly errnoCode?: string;
+  declare readonly errnoCode?: string;
   /** ERR_WALRUS_CORRUPT, ERR_WALRUS_IO, ERR_WALRUS_LOCKED: the file concerned. */
-  readonly file?: string;
+  declare readonly file?: string;
   /**
    * ERR_WALRUS_CORRUPT: byte offset of the damage in `file`. ERR_WALRUS_DECODE: the entry's
    * offset in its topic.
    */
-  readonly offset?: number;
+  declare readonly offset?: number;
   /** ERR_WALRUS_DECODE: the topic of the entry. */
-  readonly topic?: string;
+  declare readonly topic?: string;
 
+  // The optional fields are `declare`d: no own property unless set, so a printed error shows
+  // only the fields it has (class fields would define each one as undefined).
   constructor(code: WalrusErrorCode, message: string, details: WalrusErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'WalrusError';
