@@ -43,7 +43,8 @@ Options:
 
 Output (default): one line per entry: OFFSET <tab> BYTES <tab> PAYLOAD.
 
-Exit codes: 0 done, 64 usage error, 65 an entry is not JSON (--format json),
+Exit codes: 0 done, 64 usage error, 65 an entry is not JSON (--format json) or a typed
+  record does not decode,
   66 no such directory, no log in it or no such topic, 74 I/O or checksum error.`,
 };
 
