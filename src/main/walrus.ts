@@ -523,13 +523,14 @@ export class Walrus {
 
   private async doClose(): Promise<void> {
     process.off('beforeExit', this.onBeforeExit);
-    process.off('exit', this.onExit);
     this.resolveClosed?.();
     try {
       const results = await Promise.allSettled(this.shards.map((s) => s.close()));
       const failed = results.find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
     } finally {
+      // Only now: process.exit() while close() runs still waits for the rings to be written.
+      process.off('exit', this.onExit);
       if (this.lockFd >= 0) native.close(this.lockFd);
     }
   }
@@ -553,7 +554,6 @@ export class Walrus {
    * stopped only after them. Bounded per shard (see writeAllSync).
    */
   private writeBeforeExit(): void {
-    if (this.closing) return;
     for (const s of this.shards) if (s.producer.inUse() > 0) s.writeAllSync();
   }
 }
