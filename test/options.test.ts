@@ -34,6 +34,8 @@ describe('option validation', () => {
     ['blockBytes', { blockBytes: 5000 }, 'ERR_INVALID_ARG_VALUE', 'options.blockBytes'],
     ['segmentBlocks', { segmentBlocks: 0 }, 'ERR_OUT_OF_RANGE', 'options.segmentBlocks'],
     ['backpressureMs', { backpressureMs: -5 }, 'ERR_OUT_OF_RANGE', 'options.backpressureMs'],
+    ['backpressureMs max', { backpressureMs: 60_001 }, 'ERR_OUT_OF_RANGE', 'or Infinity'],
+    ['backpressureMs type', { backpressureMs: '100' }, 'ERR_INVALID_ARG_TYPE', 'options.backpressureMs'],
     ['ioUring', { ioUring: 'yes' }, 'ERR_INVALID_ARG_TYPE', 'options.ioUring'],
     ['pinWorkers', { pinWorkers: 1 }, 'ERR_INVALID_ARG_TYPE', 'options.pinWorkers'],
     ['unknown', { fsyncMs: 5 }, 'ERR_INVALID_ARG_VALUE', 'fsyncMs'],

@@ -136,6 +136,15 @@ function bool<D>(o: Record<string, unknown>, name: string, dflt: D): boolean | D
   return v;
 }
 
+/** backpressureMs: Infinity (the default: wait while the worker makes progress) or 0 to 60,000 ms. */
+function backpressure(o: Record<string, unknown>): number {
+  const v = o.backpressureMs;
+  if (v === undefined || v === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
+  if (typeof v !== 'number') throw invalidArgType('options.backpressureMs', 'of type number', v);
+  if (!Number.isInteger(v) || v < 0 || v > 60_000) throw outOfRange('options.backpressureMs', 'an integer >= 0 and <= 60000, or Infinity', v);
+  return v;
+}
+
 export function resolveOptions(options: unknown, defaultBackend: Backend): ResolvedOptions {
   if (options === undefined) options = {};
   if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidArgType('options', 'of type object', options);
@@ -175,7 +184,7 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     ringBytes,
     blockBytes,
     segmentBlocks: int(o, 'segmentBlocks', 1, 1 << 20, 64),
-    backpressureMs: o.backpressureMs === Number.POSITIVE_INFINITY ? Number.POSITIVE_INFINITY : int(o, 'backpressureMs', 0, 60_000, Number.POSITIVE_INFINITY),
+    backpressureMs: backpressure(o),
     // Validated first, so a bad value is reported even when the variable is set.
     ioUring: process.env.WALRUS_DISABLE_IO_URING === '1' ? false : ioUring,
     pinWorkers: bool(o, 'pinWorkers', false) === true,
