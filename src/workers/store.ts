@@ -3,9 +3,11 @@
  * allocation. Recovery builds it; the writer appends to it; the reader looks things up in it.
  */
 import { BLOCK_HEADER_BYTES, META_TOPIC_ID } from '../shared/layout.js';
+import { ioError } from '../shared/errors.js';
 import { type IoContext, native } from '../shared/native.js';
 import { type Block, type TopicLog, encodeBlockHeader, newTopic } from './blocks.js';
-import { type Segment, blockSalt, createSegment, mapSegment, slotPosition, unmapSegment } from './segments.js';
+import { MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
+import { type Segment, allocate, allocationBoundary, blockSalt, createSegment, nextAllocationBoundary, segmentBytes, slotPosition } from './segments.js';
 
 export class ShardStore {
   readonly segments: Segment[] = [];
@@ -17,8 +19,10 @@ export class ShardStore {
   lastBlockSeq = 0;
   lastSegmentSeq = 0;
   maxTopicId = 0;
-  /** mmap backend: the context every segment is mapped through (set after recovery), else null. */
-  private mapper: IoContext | null = null;
+  /** The open descriptors: at most MAX_OPEN_SEGMENTS (disk backends), see files.ts. */
+  readonly files: SegmentFiles;
+  /** Extending a segment ahead of need failed (idle work is not retried; ensureRoom reports it). */
+  private aheadFailed: Segment | null = null;
   /**
    * Why creating the spare failed, if it did. Reported when a new segment is needed, not
    * before: a full disk then still serves reads and the appends that fit, and the failure
@@ -35,7 +39,14 @@ export class ShardStore {
     readonly memory = false,
   ) {
     this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, ''));
+    this.files = new SegmentFiles(memory ? Number.POSITIVE_INFINITY : MAX_OPEN_SEGMENTS);
   }
+
+  /** The segment's descriptor (opened if the bound had it closed). */
+  fd(seg: Segment): number {
+    return this.files.fd(seg);
+  }
+
 
   get meta(): TopicLog {
     return this.topics.get(META_TOPIC_ID)!;
@@ -62,6 +73,7 @@ export class ShardStore {
     let seg = this.current;
     if (!seg || seg.nextSlot + slots > seg.slots) seg = this.rollSegment(slots);
     const slot = seg.nextSlot;
+    this.ensureRoom(seg, slotPosition(slot + slots, this.blockBytes));
     seg.nextSlot += slots;
     const seq = ++this.lastBlockSeq;
     const start = slotPosition(slot, this.blockBytes);
@@ -103,20 +115,71 @@ export class ShardStore {
   }
 
   private createSegment(slots: number): Segment {
+    this.files.reserve();
     const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes, this.memory);
     this.segments.push(seg);
-    if (this.mapper !== null) mapSegment(this.mapper, seg);
+    this.files.adopt(seg);
     return seg;
   }
 
   /**
-   * mmap backend: maps every segment recovery kept, and every segment created from now on.
-   * Recovery reads and repairs with pread/pwritev and fdatasyncs before this, so the mappings
-   * start from files whose content is durable.
+   * Makes sure bytes below `end` of `seg` are allocated durably before a block is placed
+   * there: recovery requires a file to reach the allocation boundary past its last block
+   * (docs/FORMAT.md, "Segment file"), so no crash may leave a block header on disk beyond a
+   * size that was not. Usually the worker has allocated ahead (prepareAhead) and a group
+   * commit's fdatasync has covered it; otherwise this allocates and fdatasyncs now.
+   */
+  private ensureRoom(seg: Segment, end: number): void {
+    if (end <= seg.durableAllocated) return;
+    const fd = this.files.fd(seg);
+    try {
+      if (end > seg.allocated) {
+        const to = allocationBoundary(end, segmentBytes(seg.slots, seg.blockBytes));
+        allocate(fd, seg.allocated, to);
+        seg.allocated = to;
+      }
+      native.fdatasync(fd);
+    } catch (err) {
+      throw ioError(err, `allocating space in segment ${seg.path} failed`, seg.path);
+    }
+    seg.durableAllocated = seg.allocated;
+  }
+
+  /**
+   * Idle work: allocates the current segment's next step once the blocks handed out reach
+   * into its last durable step, and makes it durable, so that ensureRoom rarely has to. An
+   * empty segment (the spare, a new log) keeps its first step only.
+   */
+  prepareAhead(): boolean {
+    const seg = this.current;
+    if (seg === null || this.memory || seg === this.aheadFailed || seg.nextSlot === 0) return false;
+    const full = segmentBytes(seg.slots, seg.blockBytes);
+    const used = slotPosition(seg.nextSlot, seg.blockBytes);
+    if (seg.durableAllocated >= full || allocationBoundary(used, full) < seg.durableAllocated) return false;
+    const next = nextAllocationBoundary(used, full);
+    try {
+      const fd = this.files.fd(seg);
+      if (next > seg.allocated) {
+        allocate(fd, seg.allocated, next);
+        seg.allocated = next;
+      }
+      native.fdatasync(fd);
+      seg.durableAllocated = seg.allocated;
+    } catch {
+      // Not fatal here (a full disk still serves reads and the appends that fit): the block
+      // that needs the space tries again in ensureRoom and reports the error with its errno.
+      this.aheadFailed = seg;
+    }
+    return true;
+  }
+
+  /**
+   * mmap backend: registers every open segment with `io` (and every segment opened from now
+   * on), whose writes then go through mapped windows. Recovery reads and repairs with
+   * pread/pwritev and fdatasyncs before this, so the mappings start from durable files.
    */
   useMappings(io: IoContext): void {
-    this.mapper = io;
-    for (const seg of this.segments) mapSegment(io, seg);
+    this.files.useMapper(io);
   }
 
   /**
@@ -136,21 +199,6 @@ export class ShardStore {
 
   /** Unmaps and closes every segment; throws the first failure after trying them all. */
   closeFiles(): void {
-    let error: unknown = null;
-    for (const s of this.segments) {
-      if (s.fd < 0) continue;
-      try {
-        unmapSegment(s);
-      } catch (err) {
-        error ??= err;
-      }
-      try {
-        native.close(s.fd);
-      } catch (err) {
-        error ??= err;
-      }
-      s.fd = -1;
-    }
-    if (error !== null) throw error;
+    this.files.closeAll();
   }
 }
