@@ -378,6 +378,10 @@ export class Writer {
   private writeFiles(runs: Run[], syncs: Segment[], segs: Segment[]): void {
     const files = this.store.files;
     for (const s of segs) files.pin(s);
+    if (runs.length === 0 && syncs.length === 0) {
+      files.unpinAll();
+      return;
+    }
     let nIov = 0;
     for (const r of runs) nIov += r.iovs.length / 3;
     if (this.ops.length < runs.length * WRITE_OP_FIELDS) this.ops = new Float64Array(runs.length * WRITE_OP_FIELDS * 2);
@@ -396,13 +400,17 @@ export class Writer {
     }
     if (this.syncFds.length < syncs.length) this.syncFds = new Int32Array(syncs.length * 2);
     for (let k = 0; k < syncs.length; k++) this.syncFds[k] = syncs[k]!.fd;
-    if (runs.length === 0 && syncs.length === 0) return;
     // io_uring pays a hand-off to a kernel worker per submission; it wins when the batch
     // writes or syncs several files (their fdatasyncs run in parallel), not for one.
     let multi = syncs.length > 1;
     for (let k = 1; k < runs.length && !multi; k++) multi = runs[k]!.segment !== runs[0]!.segment;
     const io = this.uringIo !== null && (this.uringAlways || multi) ? this.uringIo : this.plainIo;
-    io.writeBatch(ops, runs.length, iovs, this.ext, this.syncFds, syncs.length);
+    try {
+      io.writeBatch(ops, runs.length, iovs, this.ext, this.syncFds, syncs.length);
+    } finally {
+      // writeBatch has reaped every completion: nothing in flight references these files.
+      files.unpinAll();
+    }
   }
 
   private completeBatch(synced: boolean, nSync: number): void {
