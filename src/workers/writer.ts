@@ -58,6 +58,7 @@ export class Writer {
   unsyncedSince = 0;
   /** Segments written since the last fsync (each also has `unsynced` set). */
   private readonly dirtySegments = new Set<Segment>();
+  private readonly batchSegments: Segment[] = [];
   private readonly dirtyTopics = new Set<TopicLog>();
   /** Topic durable ends to record in the next sync mark. */
   private readonly pendingMarks = new Map<TopicLog, number>();
@@ -341,8 +342,12 @@ export class Writer {
    */
   submit(sync: boolean): void {
     const runs = this.runs;
+    // The distinct files of the batch (usually one or two: a linear scan beats a Set here).
+    const segs = this.batchSegments;
+    segs.length = 0;
     for (const r of runs) {
-      if (!this.dirtySegments.has(r.segment)) {
+      if (!segs.includes(r.segment)) segs.push(r.segment);
+      if (!r.segment.unsynced) {
         this.dirtySegments.add(r.segment);
         r.segment.unsynced = true;
       }
@@ -352,8 +357,7 @@ export class Writer {
     if (runs.length > 0 || nSync > 0) {
       try {
         const files = this.store.files;
-        const segs: Segment[] = [...new Set(runs.map((r) => r.segment))];
-        if (sync) for (const s of this.dirtySegments) if (!segs.includes(s)) segs.push(s);
+        if (sync && this.dirtySegments.size > segs.length) for (const s of this.dirtySegments) if (!segs.includes(s)) segs.push(s);
         if (segs.length <= files.limit) this.writeFiles(runs, sync ? segs : [], segs);
         else {
           for (let k = 0; k < segs.length; k += files.limit) {
