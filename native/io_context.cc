@@ -177,7 +177,8 @@ Napi::Value IoContext::GetMappedBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(maps_.mapped_bytes()));
 }
 
-// map(fd, length): registers fd (MappedFiles::Map); windows are mapped as writes need them.
+// map(fd, length, unsynced = false): registers fd (MappedFiles::Map); windows are mapped as
+// writes need them.
 // Only on a mapped context.
 void IoContext::MapJs(const Napi::CallbackInfo& info) {
   CheckTag(info);
@@ -188,7 +189,9 @@ void IoContext::MapJs(const Napi::CallbackInfo& info) {
   const uint64_t length = IndexArg(env, info[1], kMaxSafeInteger, "length");
   if (length == 0) ThrowRange(env, "length must be an integer from 1 to 2^53 - 1, got 0");
   IoFailure failure;
-  if (!maps_.Map(fd, length, &failure)) ThrowErrno(env, failure.err, failure.syscall);
+  if (!info[2].IsUndefined() && !info[2].IsBoolean()) ThrowType(env, "unsynced must be a boolean");
+  const bool unsynced = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  if (!maps_.Map(fd, length, unsynced, &failure)) ThrowErrno(env, failure.err, failure.syscall);
 }
 
 void IoContext::UnmapJs(const Napi::CallbackInfo& info) {

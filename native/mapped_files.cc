@@ -21,14 +21,12 @@ int Fallocate(int fd, uint64_t offset, uint64_t length) {
 
 }  // namespace
 
-bool MappedFiles::Map(int fd, uint64_t length, IoFailure* failure) {
+bool MappedFiles::Map(int fd, uint64_t length, bool unsynced, IoFailure* failure) {
   if (length == 0 || files_.count(fd) != 0) {
     *failure = IoFailure{EINVAL, "mmap"};
     return false;
   }
-  // Whatever was written to the file before is not known to be synced: the first sync after
-  // registration is a full fdatasync.
-  files_.emplace(fd, File{length, true});
+  files_.emplace(fd, File{length, unsynced});
   return true;
 }
 

@@ -42,9 +42,10 @@ class MappedFiles {
   MappedFiles(const MappedFiles&) = delete;
   MappedFiles& operator=(const MappedFiles&) = delete;
 
-  // Registers fd as a file of `length` bytes that writes may target; maps nothing yet. EINVAL
-  // when fd is already registered.
-  bool Map(int fd, uint64_t length, IoFailure* failure);
+  // Registers fd as a file of `length` bytes that writes may target; maps nothing yet.
+  // `unsynced`: the file has pages written before (through another descriptor) and not yet
+  // synced, so its next sync must be an fdatasync. EINVAL when fd is already registered.
+  bool Map(int fd, uint64_t length, bool unsynced, IoFailure* failure);
   // Unmaps fd's windows and forgets it; 0, -EBADF when fd is not registered, or munmap's
   // -errno. Pages written through its windows stay dirty in the page cache: whoever syncs the
   // file later (through any descriptor) makes them durable.

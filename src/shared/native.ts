@@ -25,9 +25,11 @@ export interface IoContext {
    * least recently used one unmapped first) over the ranges it writes, each only after
    * fallocate of exactly its range succeeded (a mapping over unallocated bytes could raise
    * SIGBUS); a write fails with that errno (EOPNOTSUPP where the file system cannot
-   * allocate, ENOSPC when it has no room) otherwise. Throws EINVAL when fd is registered.
+   * allocate, ENOSPC when it has no room) otherwise. `unsynced` (default false): the file has
+   * writes made through another descriptor and not yet synced, so its next sync is an
+   * fdatasync rather than an msync of a window. Throws EINVAL when fd is registered.
    */
-  map(fd: number, length: number): void;
+  map(fd: number, length: number, unsynced?: boolean): void;
   /** Unmaps fd's windows and forgets it (munmap); throws EBADF when fd is not registered. */
   unmap(fd: number): void;
   /**

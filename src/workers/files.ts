@@ -173,7 +173,9 @@ export class SegmentFiles {
 
   private attach(seg: Segment): void {
     try {
-      this.mapper!.map(seg.fd, segmentBytes(seg.slots, seg.blockBytes));
+      // A segment written through a descriptor since closed still owes a sync that no window
+      // knows about: the context then fdatasyncs it.
+      this.mapper!.map(seg.fd, segmentBytes(seg.slots, seg.blockBytes), seg.unsynced);
     } catch (err) {
       throw ioError(err, `registering segment ${seg.path} with the mmap backend failed`, seg.path);
     }
