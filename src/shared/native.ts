@@ -76,6 +76,11 @@ export interface IoContext {
   injectFault(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
 }
 
+/** A background fdatasync started by `datasyncInBackground` (an opaque addon handle). */
+export interface BackgroundSync {
+  readonly __backgroundSync: unique symbol;
+}
+
 /** The file operations the test seam can fail (`injectFileFault`). */
 export const FILE_FAULT_KINDS = ['open', 'pwritev', 'fdatasync', 'fsync', 'fallocate', 'ftruncate', 'rename', 'unlink', 'pread'] as const;
 export type FileFaultKind = (typeof FILE_FAULT_KINDS)[number];
@@ -129,6 +134,14 @@ export interface NativeBinding {
   close(fd: number): void;
   /** Closes `fd` on a detached thread (for unlinked files whose last close frees blocks). */
   closeInBackground(fd: number): void;
+  /**
+   * Opens `path` read-only on a detached thread (an open file description of its own) and
+   * fdatasyncs it; returns a handle for backgroundSyncResult. Makes a segment's next
+   * allocation step durable without stalling the worker on the writeback of its dirty data.
+   */
+  datasyncInBackground(path: string): BackgroundSync;
+  /** -1 while that sync runs (with `wait`, blocks until it is done), else 0 or its errno. */
+  backgroundSyncResult(handle: BackgroundSync, wait: boolean): number;
   /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
   pread(fd: number, buf: Uint8Array, position: number): number;
   /** Writes every byte of `bufs` at `position`, completing short writes; returns bytes written. */

@@ -70,6 +70,8 @@ export function openSegment(store: ShardStore, f: { seq: number; path: string },
     // Recovery fdatasyncs every segment before the shard writes (recover()).
     durableAllocated: size,
     files: null,
+    aheadSync: null,
+    aheadEnd: 0,
   };
   store.files.adopt(seg);
   return seg;

@@ -22,7 +22,7 @@ import {
   SEG_SLOTS,
   SEG_VERSION,
 } from '../shared/layout.js';
-import { native } from '../shared/native.js';
+import { type BackgroundSync, native } from '../shared/native.js';
 import type { Block } from './blocks.js';
 import type { SegmentFiles } from './files.js';
 
@@ -53,6 +53,9 @@ export interface Segment {
   durableAllocated: number;
   /** The shard's descriptor cache that opens and closes this segment's file (files.ts). */
   files: SegmentFiles | null;
+  /** The background fdatasync that makes `allocated` (up to `aheadEnd`) durable, if one runs. */
+  aheadSync: BackgroundSync | null;
+  aheadEnd: number;
 }
 
 /** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
@@ -233,7 +236,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   if (!memory) fsyncDir(dir);
-  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, unsynced: false, allocated: size, durableAllocated: size, files: null };
+  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, unsynced: false, allocated: size, durableAllocated: size, files: null, aheadSync: null, aheadEnd: 0 };
 }
 
 /**
