@@ -81,6 +81,7 @@ async function plain(mod) {
   });
 }
 
+for (const ev of ["uncaughtException", "unhandledRejection"]) process.on(ev, (e) => { console.error(ev, e?.code, e?.message, e?.stack); process.exit(1); });
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const builds = [
   { name: 'A', mod: await load(a), runs: [] },
