@@ -35,6 +35,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
                        {InstanceAccessor<&IoContext::GetUring>("uring"),
                         InstanceMethod<&IoContext::WriteBatchJs>("writeBatch"),
                         InstanceAccessor<&IoContext::GetMapped>("mapped"),
+                        InstanceAccessor<&IoContext::GetMappedBytes>("mappedBytes"),
                         InstanceMethod<&IoContext::InjectFaultJs>("injectFault"),
                         InstanceMethod<&IoContext::MapJs>("map"),
                         InstanceMethod<&IoContext::UnmapJs>("unmap"),
@@ -68,6 +69,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
   void CheckTag(const Napi::CallbackInfo& info) const;
   Napi::Value GetUring(const Napi::CallbackInfo& info);
   Napi::Value GetMapped(const Napi::CallbackInfo& info);
+  Napi::Value GetMappedBytes(const Napi::CallbackInfo& info);
   void MapJs(const Napi::CallbackInfo& info);
   void UnmapJs(const Napi::CallbackInfo& info);
   Napi::Value ReadMappedJs(const Napi::CallbackInfo& info);
@@ -170,7 +172,14 @@ Napi::Value IoContext::GetMapped(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), mapped_);
 }
 
-// map(fd, length): see MappedFiles::Map. Only on a mapped context.
+Napi::Value IoContext::GetMappedBytes(const Napi::CallbackInfo& info) {
+  CheckTag(info);
+  return Napi::Number::New(info.Env(), static_cast<double>(maps_.mapped_bytes()));
+}
+
+// map(fd, length, unsynced = false): registers fd (MappedFiles::Map); windows are mapped as
+// writes need them.
+// Only on a mapped context.
 void IoContext::MapJs(const Napi::CallbackInfo& info) {
   CheckTag(info);
   Napi::Env env = info.Env();
@@ -180,7 +189,9 @@ void IoContext::MapJs(const Napi::CallbackInfo& info) {
   const uint64_t length = IndexArg(env, info[1], kMaxSafeInteger, "length");
   if (length == 0) ThrowRange(env, "length must be an integer from 1 to 2^53 - 1, got 0");
   IoFailure failure;
-  if (!maps_.Map(fd, length, &failure, &fault_)) ThrowErrno(env, failure.err, failure.syscall);
+  if (!info[2].IsUndefined() && !info[2].IsBoolean()) ThrowType(env, "unsynced must be a boolean");
+  const bool unsynced = info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  if (!maps_.Map(fd, length, unsynced, &failure)) ThrowErrno(env, failure.err, failure.syscall);
 }
 
 void IoContext::UnmapJs(const Napi::CallbackInfo& info) {
@@ -191,7 +202,7 @@ void IoContext::UnmapJs(const Napi::CallbackInfo& info) {
   if (rc < 0) ThrowErrno(env, -rc, "munmap");
 }
 
-// readMapped(fd, buf, position): copies from fd's mapping; returns the bytes copied.
+// readMapped(fd, buf, position): copies from fd's window, or preads; returns the bytes copied.
 Napi::Value IoContext::ReadMappedJs(const Napi::CallbackInfo& info) {
   CheckTag(info);
   Napi::Env env = info.Env();
@@ -199,7 +210,7 @@ Napi::Value IoContext::ReadMappedJs(const Napi::CallbackInfo& info) {
   const Bytes buf = Uint8ArrayArg(env, info[1], "buf");
   const uint64_t position = IndexArg(env, info[2], kMaxSafeInteger, "position");
   const int64_t rc = maps_.Read(fd, buf.data, buf.length, position);
-  if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), "mmap");
+  if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), rc == -EBADF ? "mmap" : "pread");
   return Napi::Number::New(env, static_cast<double>(rc));
 }
 

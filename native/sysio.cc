@@ -95,8 +95,9 @@ int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count) 
   return static_cast<int>(Result(::syscall(__NR_io_uring_register, ring_fd, opcode, arg, count)));
 }
 
-int sys_mmap_shared(int fd, size_t length, void** out) {
-  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+int sys_mmap_shared(int fd, uint64_t offset, size_t length, void** out) {
+  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                   static_cast<off_t>(offset));
   if (p == MAP_FAILED) return -errno;
   *out = p;
   return 0;
@@ -168,9 +169,9 @@ int FaultMsync(FaultPlan* plan, void* address, size_t length) {
   return sys_msync(address, length);
 }
 
-int FaultMmap(FaultPlan* plan, int fd, size_t length, void** out) {
+int FaultMmap(FaultPlan* plan, int fd, uint64_t offset, size_t length, void** out) {
   if (FaultHits(plan, FaultPlan::Kind::kMap)) return -plan->err;
-  return sys_mmap_shared(fd, length, out);
+  return sys_mmap_shared(fd, offset, length, out);
 }
 
 void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res) {

@@ -29,15 +29,17 @@ int sys_fallocate(int fd, uint64_t offset, uint64_t length);
 int sys_uring_setup(unsigned entries, struct io_uring_params* params);
 int sys_uring_enter(int ring_fd, unsigned to_submit, unsigned min_complete, unsigned flags);
 int sys_uring_register(int ring_fd, unsigned opcode, void* arg, unsigned count);
-// The mmap backend's calls: a shared read-write mapping of [0, length) of fd (*out set on
-// success), its removal, msync(MS_SYNC) of a range and the file's size (fallocate is above).
-int sys_mmap_shared(int fd, size_t length, void** out);
+// The mmap backend's calls: a shared read-write mapping of [offset, offset + length) of fd
+// (offset page aligned; *out set on success), its removal, msync(MS_SYNC) of a range and the
+// file's size (fallocate is above).
+int sys_mmap_shared(int fd, uint64_t offset, size_t length, void** out);
 int sys_munmap(void* address, size_t length);
 int sys_msync(void* address, size_t length);
 int64_t sys_fstat_size(int fd);
 
 // Fault injection, for tests only: a plan owned by one IoContext makes the `nth` (1-based)
-// write, fdatasync (or msync, its mmap-backend equivalent) or mmap performed through it fail. A write is one pwritev call or one io_uring
+// write, fdatasync (or msync, its mmap-backend equivalent, or the fdatasync a mapped context
+// does for a file whose dirty pages are not all in one window) or mmap performed through it fail. A write is one pwritev call or one io_uring
 // WRITEV completion; an fdatasync is one call or one FSYNC completion. With `short_write`, the
 // nth write writes (or, for io_uring, reports) only half of its bytes and the next pwritev
 // (the attempt to complete it) fails. Inactive plans (nth == 0, the default) change nothing.
@@ -76,7 +78,7 @@ ssize_t FaultPwritev(FaultPlan* plan, int fd, const struct iovec* iov, int count
 int FaultFdatasync(FaultPlan* plan, int fd);
 // sys_msync (counted as a kSync operation) / sys_mmap_shared (kMap) through `plan`.
 int FaultMsync(FaultPlan* plan, void* address, size_t length);
-int FaultMmap(FaultPlan* plan, int fd, size_t length, void** out);
+int FaultMmap(FaultPlan* plan, int fd, uint64_t offset, size_t length, void** out);
 // An io_uring completion seen through `plan` (may be null): rewrites *res as the injected
 // error, or, for a short write of a `bytes`-byte request, as half of it.
 void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res);

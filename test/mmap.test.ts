@@ -1,7 +1,8 @@
 /**
- * The mmap backend's own parts: the addon's mapped IoContext (copies into mappings, msync,
+ * The mmap backend's own parts: the addon's mapped IoContext (copies into windows, msync,
  * the bounds it enforces, the fault seam over msync and mmap, fallocate before mapping) and
- * the worker's mapping life cycle (mapped on creation, unmapped on deletion and close). The
+ * the worker's mappings (windows only, bounded whatever the size of the log; none left
+ * after deletion and close). The
  * conformance, crash and corruption tests run against this backend through the 'mmap'
  * project of vitest.config.ts.
  */
@@ -53,11 +54,15 @@ describe('the mapped IoContext (addon)', () => {
     try {
       expect(s.context.mapped).toBe(true);
       expect(s.context.uring).toBe(false);
-      // map() fallocates first: a file shorter than the mapping is extended, so no byte of
-      // the mapping lies past the end of the file (the SIGBUS guard).
+      // map() registers the file and maps nothing; a write maps the window it falls in, after
+      // fallocating it: a file shorter than the window is extended, so no byte of a mapping
+      // lies past the end of the file (the SIGBUS guard).
       s.context.map(s.fd, 1 << 20);
-      expect(native.fstatSize(s.fd)).toBe(1 << 20);
+      expect(s.context.mappedBytes).toBe(0);
+      expect(native.fstatSize(s.fd)).toBe(0);
       s.write(4096, 100, 3000, false);
+      expect(native.fstatSize(s.fd)).toBe(1 << 20);
+      expect(s.context.mappedBytes).toBe(1 << 20);
       s.write(500_000, 0, 1 << 16, true);
       const viaFile = readFileSync(s.file);
       expect(Buffer.compare(viaFile.subarray(4096, 7096), s.bytes.subarray(100, 3100))).toBe(0);
@@ -70,6 +75,40 @@ describe('the mapped IoContext (addon)', () => {
       expect(s.context.readMapped(s.fd, new Uint8Array(100), (1 << 20) - 40)).toBe(40);
       expect(s.context.readMapped(s.fd, new Uint8Array(100), 1 << 20)).toBe(0);
     } finally {
+      s.done();
+    }
+  });
+
+  it('maps at most 8 windows of 2 MiB whatever it writes; a file whose window was unmapped dirty is fdatasynced', () => {
+    const s = setup(0);
+    const dir = tempDir('walrus-mmap-');
+    const others = [0, 1].map((k) => native.open(join(dir, `g${k}`), O_RDWR | O_CREAT | O_CLOEXEC, 0o600));
+    try {
+      const files = [s.fd, ...others];
+      for (const fd of files) s.context.map(fd, 32 << 20);
+      let most = 0;
+      // 3 files x 32 MiB written in 64 KiB pieces: 48 windows' worth, never more than 8 live.
+      for (let pos = 0; pos < 32 << 20; pos += 1 << 16) {
+        for (const fd of files) s.write(pos, 0, 1 << 16, false, fd);
+        most = Math.max(most, s.context.mappedBytes);
+      }
+      expect(most).toBe(8 * (2 << 20));
+      for (const fd of files) {
+        const back = new Uint8Array(1 << 16);
+        for (const pos of [0, 17 << 20, (32 << 20) - (1 << 16)]) {
+          expect(s.context.readMapped(fd, back, pos)).toBe(1 << 16);
+          expect(Buffer.compare(back, s.bytes)).toBe(0);
+        }
+      }
+      // The first file's early windows were unmapped while dirty: its sync is an fdatasync
+      // (seen through the fault seam), which covers the pages of every window it had.
+      s.context.injectFault('fsync', 1, EIO, false);
+      expect(failure(() => s.context.writeBatch(new Float64Array(0), 0, new Float64Array(0), [], new Int32Array([s.fd]), 1))).toMatchObject({
+        code: 'EIO',
+        syscall: 'fdatasync',
+      });
+    } finally {
+      for (const fd of others) native.close(fd);
       s.done();
     }
   });
@@ -104,12 +143,14 @@ describe('the mapped IoContext (addon)', () => {
       expect(failure(() => s.write(2000, 0, 1000, false))).toBeNull(); // copies are not counted
       expect(failure(() => s.write(3000, 0, 1000, true))).toMatchObject({ code: 'ENOSPC', errno: ENOSPC, syscall: 'msync' });
       s.context.unmap(s.fd);
+      expect(s.context.mappedBytes).toBe(0);
       s.context.injectFault('map', 1, EIO, false);
-      expect(failure(() => s.context.map(s.fd, 1 << 16))).toMatchObject({ code: 'EIO', errno: EIO, syscall: 'mmap' });
-      // Nothing was mapped by the failed call: a write finds no mapping.
-      expect(failure(() => s.write(0, 0, 10, false))).toBeInstanceOf(RangeError);
-      s.context.map(s.fd, 1 << 16); // one fault per plan
-      expect(failure(() => s.write(0, 0, 10, true))).toBeNull();
+      // map() maps nothing: the window a write needs is mapped by that write, which fails.
+      s.context.map(s.fd, 1 << 16);
+      expect(failure(() => s.write(0, 0, 10, false))).toMatchObject({ code: 'EIO', errno: EIO, syscall: 'mmap' });
+      expect(s.context.mappedBytes).toBe(0);
+      expect(failure(() => s.write(0, 0, 10, true))).toBeNull(); // one fault per plan
+      expect(s.context.mappedBytes).toBe(1 << 16);
     } finally {
       s.done();
     }
@@ -152,18 +193,69 @@ describe('file systems the mmap backend refuses', () => {
   });
 });
 
-/** The segment files of `dir` mapped in this process (worker threads share its maps). */
-function mappedSegments(dir: string): string[] {
-  const out = new Set<string>();
+/** The mappings of segment files of `dir` in this process (worker threads share its maps). */
+function segmentMappings(dir: string): { file: string; bytes: number }[] {
+  const out: { file: string; bytes: number }[] = [];
   for (const line of readFileSync('/proc/self/maps', 'utf8').split('\n')) {
     const at = line.indexOf(dir);
-    if (at >= 0 && line.includes('.seg')) out.add(line.slice(at));
+    if (at < 0 || !line.includes('.seg')) continue;
+    const [from, to] = line.split(' ')[0]!.split('-').map((x) => Number.parseInt(x, 16));
+    out.push({ file: line.slice(at), bytes: to! - from! });
   }
-  return [...out].sort();
+  return out;
 }
 
+function mappedSegments(dir: string): string[] {
+  return [...new Set(segmentMappings(dir).map((m) => m.file))].sort();
+}
+
+const MIB = 1 << 20;
+
 describe('segment mappings of the mmap backend', () => {
-  it('maps every segment while open, unmaps a consumed segment when it is deleted, and all at close', async () => {
+  it('maps only windows: at most 16 MiB per shard while a much larger log is written and read', async () => {
+    const dir = tempDir('walrus-mmap-');
+    // 8 MiB segments, 64 MiB written (8x the bound on mapped bytes, 4x the mapped bytes of
+    // the old whole-segment mappings at the point they would have been measured).
+    const wal = await Walrus.open({ dir, backend: 'mmap', shards: 1, segmentBlocks: 8, fsync: FsyncSchedule.NoFsync });
+    let most = 0;
+    let samples = 0;
+    try {
+      const payload = pseudoRandom(3, 64 * 1024);
+      for (let i = 0; i < 1024; i++) {
+        for (;;) {
+          try {
+            wal.append(`t${i % 3}`, payload);
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'ERR_WALRUS_BACKPRESSURE') throw err;
+            await wal.drain();
+          }
+        }
+        if (i % 64 === 63) {
+          await wal.sync();
+          const maps = segmentMappings(dir);
+          most = Math.max(most, maps.reduce((n, m) => n + m.bytes, 0));
+          expect(maps.length).toBeLessThanOrEqual(8);
+          samples++;
+        }
+      }
+      const segs = readdirSync(dir).filter((f) => f.endsWith('.seg'));
+      expect(segs.length).toBeGreaterThanOrEqual(8);
+      // Reading everything back maps nothing more.
+      let read = 0;
+      for (let k = 0; k < 3; k++) for await (const e of wal.iterate(`t${k}`)) read += e.data.length === payload.length ? 1 : 0;
+      expect(read).toBe(1024);
+      most = Math.max(most, segmentMappings(dir).reduce((n, m) => n + m.bytes, 0));
+    } finally {
+      await wal.close();
+    }
+    expect(samples).toBe(16);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(16 * MIB);
+    expect(mappedSegments(dir)).toEqual([]);
+  }, 120_000);
+
+  it('unmaps a consumed segment when it is deleted, and everything at close', async () => {
     const dir = tempDir('walrus-mmap-');
     const wal = await Walrus.open({ dir, backend: 'mmap', shards: 1, blockBytes: 4096, segmentBlocks: 4, fsync: FsyncSchedule.NoFsync });
     try {
@@ -172,7 +264,11 @@ describe('segment mappings of the mmap backend', () => {
       await wal.sync();
       const files = readdirSync(dir).filter((f) => f.endsWith('.seg')).sort();
       expect(files.length).toBeGreaterThanOrEqual(4);
-      expect(mappedSegments(dir)).toEqual(files.map((f) => join(dir, f)));
+      // Windows of the segments written last (at most 8), never of a file that is not a segment.
+      const mapped = mappedSegments(dir);
+      expect(mapped.length).toBeGreaterThan(0);
+      expect(mapped.length).toBeLessThanOrEqual(8);
+      for (const m of mapped) expect(files.map((f) => join(dir, f))).toContain(m);
       // Consuming everything deletes the full segments; their mappings go with them.
       while ((await wal.batchRead('t', 1 << 20)).length > 0);
       const t0 = Date.now();
@@ -181,14 +277,14 @@ describe('segment mappings of the mmap backend', () => {
       }
       const left = readdirSync(dir).filter((f) => f.endsWith('.seg')).sort();
       expect(left.length).toBeLessThan(files.length);
-      expect(mappedSegments(dir)).toEqual(left.map((f) => join(dir, f)));
+      for (const m of mappedSegments(dir)) expect(left.map((f) => join(dir, f))).toContain(m);
     } finally {
       await wal.close();
     }
     expect(mappedSegments(dir)).toEqual([]);
   });
 
-  it('a failed mmap of an existing segment fails the open with ERR_WALRUS_IO, maps nothing, and changes nothing', async () => {
+  it('a failed mmap of a window fails the shard with ERR_WALRUS_IO, leaves nothing mapped, and changes nothing durable', async () => {
     const dir = tempDir('walrus-mmap-');
     const opts = { dir, backend: 'mmap', shards: 1, blockBytes: 4096, segmentBlocks: 4 } as const;
     const wal = await Walrus.open(opts);
@@ -196,19 +292,20 @@ describe('segment mappings of the mmap backend', () => {
     for (const p of written) wal.append('t', p);
     await wal.close();
     const saved = process.env.WALRUS_TEST_FAULT;
-    process.env.WALRUS_TEST_FAULT = 'map:2:5';
+    process.env.WALRUS_TEST_FAULT = 'map:1:5';
     let err: unknown;
     try {
-      err = await Walrus.open(opts).then(
-        (w) => w.close().then(() => null),
+      const w = await Walrus.open(opts);
+      err = await w.appendAndSync('t', 'more').then(
+        () => null,
         (e: unknown) => e,
       );
+      await w.close().catch(() => {});
     } finally {
       if (saved === undefined) delete process.env.WALRUS_TEST_FAULT;
       else process.env.WALRUS_TEST_FAULT = saved;
     }
     expect(err).toMatchObject({ code: 'ERR_WALRUS_IO', errno: EIO, errnoCode: 'EIO', syscall: 'mmap' });
-    // The first segment's mapping, made before the failure, was released with the files.
     expect(mappedSegments(dir)).toEqual([]);
     const again = await Walrus.open(opts);
     try {

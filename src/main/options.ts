@@ -23,7 +23,12 @@ export interface WalrusOptions {
   consistency?: ReadConsistency;
   /** When appended data is made durable. Default: `FsyncSchedule.milliseconds(200)`. */
   fsync?: FsyncSchedule;
-  /** Worker threads that own the files. Default: one per available core beyond the first, at least 1, at most 16. */
+  /**
+   * Worker threads that own the files, from 1 to 64. Default: one per available core beyond
+   * the first, at least 1, at most 16. Each shard is a thread with its own ring (`ringBytes`)
+   * and at most 9 descriptors (8 segment files and an io_uring instance), and more shards
+   * than cores add no throughput.
+   */
   shards?: number;
   /**
    * Storage backend. Default: `'fd'` (or what enableFdBackend/disableFdBackend chose).
@@ -102,6 +107,13 @@ export interface ResolvedOptions {
 }
 
 export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
+/**
+ * Most shards a log may have. A shard is a worker thread (a V8 isolate of its own, about
+ * 10 MB) with its ring (16 MiB by default) and up to 9 descriptors: 64 of them already cost
+ * over a gigabyte of memory and ~577 descriptors before any data, and beyond the core count
+ * more shards only add that cost (the default is cores - 1, at most 16).
+ */
+export const MAX_SHARDS = 64;
 export const MAX_MAX_RECORD_BYTES = 2 ** 31;
 const KNOWN = new Set([
   'dir',
@@ -178,7 +190,7 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     key,
     consistency,
     fsync,
-    shards: int(o, 'shards', 1, 256, Math.max(1, Math.min(16, availableParallelism() - 1))),
+    shards: int(o, 'shards', 1, MAX_SHARDS, Math.max(1, Math.min(16, availableParallelism() - 1))),
     backend,
     maxRecordBytes: int(o, 'maxRecordBytes', 0, MAX_MAX_RECORD_BYTES, DEFAULT_MAX_RECORD_BYTES),
     ringBytes,

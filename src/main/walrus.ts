@@ -176,6 +176,9 @@ export class Walrus {
         const { shard, ready } = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof ShardClient.start>>>).value;
         tornBytes += ready.tornBytes;
         clean &&= ready.cleanShutdown;
+        // A worker the kernel refused a ring (io_uring_setup: EMFILE under a low ulimit -n)
+        // writes through pwritev: stats() says so.
+        if (!ready.uring) wal.recovered.uring = 'never';
         for (const t of ready.topics) {
           wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard, watchers: null });
         }

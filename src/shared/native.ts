@@ -12,22 +12,33 @@ export interface IoContext {
   /** True when this context submits through io_uring, false when it uses pwritev or mappings. */
   readonly uring: boolean;
   /**
-   * True for the mmap backend's context: writeBatch copies each write into the mapping of its
-   * fd (a RangeError, before anything is copied, when a write or sync names an fd that is not
-   * mapped or falls outside its mapping) and makes a sync fd durable with one msync(MS_SYNC)
-   * over the range written since its last msync.
+   * True for the mmap backend's context: writeBatch copies each write into a mapped window of
+   * its fd (a RangeError, before anything is copied, when a write or sync names an fd that is
+   * not registered with map() or falls outside its length) and makes a sync fd durable with
+   * one msync(MS_SYNC) over the range written since its last sync when that range lies in one
+   * live window, else with fdatasync.
    */
   readonly mapped: boolean;
   /**
-   * Mapped contexts only: fallocate(fd, 0, 0, length) (which extends a shorter file), then
-   * mmap [0, length) MAP_SHARED read-write. Throws EOPNOTSUPP (syscall 'fallocate') where the
-   * file system cannot allocate: a mapping over unallocated bytes could raise SIGBUS.
+   * Mapped contexts only: registers fd as a file of `length` bytes that writes may target.
+   * Nothing is mapped here: writeBatch maps windows (at most 8 of 2 MiB per context, the
+   * least recently used one unmapped first) over the ranges it writes, each only after
+   * fallocate of exactly its range succeeded (a mapping over unallocated bytes could raise
+   * SIGBUS); a write fails with that errno (EOPNOTSUPP where the file system cannot
+   * allocate, ENOSPC when it has no room) otherwise. `unsynced` (default false): the file has
+   * writes made through another descriptor and not yet synced, so its next sync is an
+   * fdatasync rather than an msync of a window. Throws EINVAL when fd is registered.
    */
-  map(fd: number, length: number): void;
-  /** Removes fd's mapping (munmap); throws EBADF when fd is not mapped. */
+  map(fd: number, length: number, unsynced?: boolean): void;
+  /** Unmaps fd's windows and forgets it (munmap); throws EBADF when fd is not registered. */
   unmap(fd: number): void;
-  /** Copies from fd's mapping at `position` into `buf`; returns bytes copied (fewer at its end). */
+  /**
+   * Copies from fd at `position` into `buf` (from a live window when the range lies in one,
+   * else pread); returns bytes copied (fewer at the end of the file or of its registered length).
+   */
   readMapped(fd: number, buf: Uint8Array, position: number): number;
+  /** Bytes mapped by this context now: at most 16 MiB (8 windows of 2 MiB). */
+  readonly mappedBytes: number;
   /**
    * Writes a batch and optionally makes it durable, synchronously.
    *
@@ -63,6 +74,11 @@ export interface IoContext {
    * call exists (writes are copies), 'fsync' counts msync calls and 'map' counts mmap calls.
    */
   injectFault(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
+}
+
+/** A background fdatasync started by `datasyncInBackground` (an opaque addon handle). */
+export interface BackgroundSync {
+  readonly __backgroundSync: unique symbol;
 }
 
 /** The file operations the test seam can fail (`injectFileFault`). */
@@ -118,6 +134,14 @@ export interface NativeBinding {
   close(fd: number): void;
   /** Closes `fd` on a detached thread (for unlinked files whose last close frees blocks). */
   closeInBackground(fd: number): void;
+  /**
+   * Opens `path` read-only on a detached thread (an open file description of its own) and
+   * fdatasyncs it; returns a handle for backgroundSyncResult. Makes a segment's next
+   * allocation step durable without stalling the worker on the writeback of its dirty data.
+   */
+  datasyncInBackground(path: string): BackgroundSync;
+  /** -1 while that sync runs (with `wait`, blocks until it is done), else 0 or its errno. */
+  backgroundSyncResult(handle: BackgroundSync, wait: boolean): number;
   /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
   pread(fd: number, buf: Uint8Array, position: number): number;
   /** Writes every byte of `bufs` at `position`, completing short writes; returns bytes written. */

@@ -50,7 +50,7 @@ export interface Block {
 
 /** A contiguous range of a file that one write operation of a batch fills. */
 export interface Run {
-  fd: number;
+  segment: Segment;
   pos: number;
   end: number;
   /** Triples: iovec source, offset, length. */

@@ -4,10 +4,10 @@
  */
 import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../shared/errors.js';
-import { BLOCK_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../shared/layout.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, decodeBlockHeader } from './blocks.js';
-import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, blockSalt, decodeSegmentHeader, segmentBytes, slotPosition } from './segments.js';
+import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, segmentBytes, slotPosition } from './segments.js';
 import type { ScanMode } from './recovery.js';
 import type { ShardStore } from './store.js';
 
@@ -17,7 +17,9 @@ import type { ShardStore } from './store.js';
  * for recovery to remove), the corruption error when it is invalid otherwise.
  */
 export function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, mode: ScanMode): Segment | string | WalrusError {
-  const fd = native.open(f.path, mode === 'recover' ? OPEN_EXISTING : OPEN_READ_ONLY, 0);
+  store.files.flags = mode === 'recover' ? OPEN_EXISTING : OPEN_READ_ONLY;
+  store.files.reserve();
+  const fd = native.open(f.path, store.files.flags, 0);
   const fail = (pos: number, why: string): WalrusError => {
     native.close(fd);
     return corruptError(f.path, pos, why);
@@ -38,20 +40,54 @@ export function openSegment(store: ShardStore, f: { seq: number; path: string },
   if (h.shard !== store.shard || h.seq !== f.seq) {
     return fail(0, `segment header names shard ${h.shard} sequence ${h.seq}, the file name says otherwise`);
   }
-  // Creation writes the 64-byte header, sizes the file in one fallocate (or ftruncate) and
-  // fdatasyncs it before any block is written: a file of any other size was cut afterwards
-  // (its blocks and the marks in them would vanish without a trace), unless it is the last
-  // one and exactly its header (creation cut short before the sizing reached the disk).
+  // Creation writes the 64-byte header, allocates the first step of the file (fallocate or
+  // ftruncate) and fdatasyncs it before any block is written: a file shorter than that was
+  // cut afterwards, unless it is the last one and exactly its header (creation cut short
+  // before the sizing reached the disk). Later steps are checked against the blocks found
+  // (checkSegmentSize, after probing).
   const size = native.fstatSize(fd);
   const full = segmentBytes(h.slots, h.blockBytes);
-  if (size < full) {
+  const first = allocationBoundary(0, full);
+  if (size < first) {
     if (isLast && size === SEGMENT_HEADER_BYTES) {
       native.close(fd);
-      return `${size} of ${full} bytes`;
+      return `${size} of ${first} bytes`;
     }
-    return fail(size, `the segment file is ${size} bytes, its header says ${full}: truncated`);
+    return fail(size, `the segment file is ${size} bytes, shorter than its first allocation (${first}): truncated`);
   }
-  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null };
+  const seg: Segment = {
+    seq: h.seq,
+    path: f.path,
+    fd,
+    slots: h.slots,
+    blockBytes: h.blockBytes,
+    nextSlot: 0,
+    salt: h.salt,
+    blocks: [],
+    sealedAt: statSync(f.path).mtimeMs,
+    unsynced: false,
+    allocated: size,
+    // Recovery fdatasyncs every segment before the shard writes (recover()).
+    durableAllocated: size,
+    files: null,
+    aheadSync: null,
+    aheadEnd: 0,
+  };
+  store.files.adopt(seg);
+  return seg;
+}
+
+/**
+ * A segment's file must reach the allocation boundary at or past the end of its last valid
+ * block: a slot is handed to a block only once the step holding it is durably allocated
+ * (ShardStore.ensureRoom), so no crash leaves a block on disk in a file shorter than that. A
+ * shorter file was cut afterwards (its blocks past the cut, and the marks in them, would vanish
+ * without a trace). Returns the corruption, or null.
+ */
+export function checkSegmentSize(seg: Segment): WalrusError | null {
+  const need = allocationBoundary(slotPosition(seg.nextSlot, seg.blockBytes), segmentBytes(seg.slots, seg.blockBytes));
+  if (seg.allocated >= need) return null;
+  return corruptError(seg.path, seg.allocated, `the segment file is ${seg.allocated} bytes, its blocks need ${need}: truncated`);
 }
 
 export function isAllZeroAfter(fd: number, from: number): boolean {
@@ -67,13 +103,17 @@ export function isAllZeroAfter(fd: number, from: number): boolean {
  * Every valid block header in `seg`; sets seg.nextSlot past the last one. Slots not covered
  * by a valid block whose first 64 bytes are not all zero go to `damaged`.
  */
-export function probeBlocks(seg: Segment, damaged: number[]): Block[] {
+export function probeBlocks(store: ShardStore, seg: Segment, damaged: number[]): Block[] {
   const out: Block[] = [];
   const hb = new Uint8Array(BLOCK_HEADER_BYTES);
+  const fd = store.files.fd(seg);
+  // Slots past the end of the file hold nothing (they read as zeros): not probed, which also
+  // bounds the probe by the file's real size whatever geometry its header claims.
+  const slots = Math.min(seg.slots, Math.ceil((seg.allocated - SEGMENT_DATA_START) / seg.blockBytes));
   let slot = 0;
-  while (slot < seg.slots) {
+  while (slot < slots) {
     const start = slotPosition(slot, seg.blockBytes);
-    const got = native.pread(seg.fd, hb, start);
+    const got = native.pread(fd, hb, start);
     const h = got === BLOCK_HEADER_BYTES ? decodeBlockHeader(hb) : null;
     if (!h || h.salt !== blockSalt(seg.salt, h.seq) || h.slots < 1 || slot + h.slots > seg.slots) {
       if (got > 0 && hb.subarray(0, got).some((x) => x !== 0)) damaged.push(slot);

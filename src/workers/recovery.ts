@@ -42,9 +42,9 @@ import {
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, indexRecord } from './blocks.js';
 import { harvestMarks } from './marks.js';
-import { openSegment, probeBlocks } from './recovery-files.js';
+import { checkSegmentSize, openSegment, probeBlocks } from './recovery-files.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
-import { type Segment, fsyncDir, listSegments, slotPosition } from './segments.js';
+import { type Segment, fsyncDir, listSegments, readSegment, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
@@ -111,11 +111,12 @@ export function recover(store: ShardStore, debug: (msg: string) => void): Recove
     debug(`removed ${scan.abandoned.path}: segment creation was interrupted (${scan.abandoned.why})`);
   }
   chooseCurrentSegment(store);
-  applyRepairs(scan.repairs);
+  applyRepairs(store, scan.repairs);
   finishDeletions(store, scan.obsolete, debug);
   // What recovery accepted (and the zeros over what it dropped) is now the base of everything
   // after it: make it durable before any new record can depend on it.
-  for (const seg of store.segments) native.fdatasync(seg.fd);
+  // Through the descriptor cache: a log of many segments is recovered within the bound too.
+  for (const seg of store.segments) native.fdatasync(store.fd(seg));
   return { tornBytes: scan.tornBytes, clean: scan.clean };
 }
 
@@ -155,7 +156,10 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     store.segments.push(seg);
     store.lastSegmentSeq = seg.seq;
     const damaged: number[] = [];
-    for (const b of probeBlocks(seg, damaged)) {
+    const blocks = probeBlocks(store, seg, damaged);
+    const short = checkSegmentSize(seg);
+    if (short !== null) fail(short);
+    for (const b of blocks) {
       let list = found.get(b.topicId);
       if (!list) found.set(b.topicId, (list = []));
       list.push(b);
@@ -167,7 +171,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     for (const slot of damaged) {
       const start = slotPosition(slot, seg.blockBytes);
       const buf = new Uint8Array(seg.blockBytes);
-      const got = native.pread(seg.fd, buf, start);
+      const got = native.pread(store.fd(seg), buf, start);
       harvestMarks(buf, 0, got, null, harvested);
       const extent = nonZeroExtent(buf, 0, got);
       tornBytes += extent;
@@ -314,8 +318,8 @@ function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: st
   for (const gone of obsolete) {
     const seg = store.segments.shift()!;
     if (seg !== gone) throw new Error('walrus internal error: obsolete segments are not a prefix');
-    native.close(seg.fd);
-    seg.fd = -1;
+    const fd = store.files.release(seg);
+    if (fd >= 0) native.close(fd);
     native.unlink(seg.path);
     for (const t of store.topics.values()) t.blocks = t.blocks.filter((b) => b.segment !== seg);
     removed = true;
@@ -450,12 +454,12 @@ function replayChain(
  * a clean end where this one truncated, and no stale frame can ever be taken for a new one.
  * Idempotent: a crash in the middle leaves bytes the next recovery drops again.
  */
-function applyRepairs(repairs: Repair[]): void {
+function applyRepairs(store: ShardStore, repairs: Repair[]): void {
   const zeros = new Uint8Array(1 << 20);
   for (const r of repairs) {
     for (let done = 0; done < r.length; ) {
       const n = Math.min(zeros.length, r.length - done);
-      native.pwritev(r.seg.fd, [zeros.subarray(0, n)], r.pos + done);
+      native.pwritev(store.fd(r.seg), [zeros.subarray(0, n)], r.pos + done);
       done += n;
     }
   }
@@ -467,7 +471,7 @@ function trimIndex(b: Block): void {
 
 function readBlock(b: Block, scratch: Uint8Array): Uint8Array {
   const buf = scratch.length >= b.capacity ? scratch : new Uint8Array(b.capacity);
-  const got = native.pread(b.segment.fd, buf.subarray(0, b.capacity), b.dataStart);
+  const got = readSegment(b.segment, buf.subarray(0, b.capacity), b.dataStart);
   if (got < b.capacity) buf.fill(0, got, b.capacity);
   return buf;
 }

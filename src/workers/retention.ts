@@ -20,7 +20,7 @@
 import { META_TOPIC_ID } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import type { Block, TopicLog } from './blocks.js';
-import { fsyncDir, segmentBytes, unmapSegment, type Segment } from './segments.js';
+import { fsyncDir, segmentBytes, type Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
 
@@ -113,14 +113,13 @@ export class Retention {
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;
     // The mapping goes first: nothing may reach the file's pages after its last sync.
-    unmapSegment(seg);
+    const fd = store.files.release(seg);
     if (!store.memory) {
       native.unlink(seg.path);
       fsyncDir(store.dir);
     }
     // The unlinked file's blocks are freed by this last close: off the worker's loop.
-    native.closeInBackground(seg.fd);
-    seg.fd = -1;
+    if (fd >= 0) native.closeInBackground(fd);
     store.segments.shift();
     this.deleted++;
     this.debug(`deleted consumed segment ${seg.path}`);

@@ -22,14 +22,16 @@ import {
   SEG_SLOTS,
   SEG_VERSION,
 } from '../shared/layout.js';
-import { type IoContext, native } from '../shared/native.js';
+import { type BackgroundSync, native } from '../shared/native.js';
 import type { Block } from './blocks.js';
+import type { SegmentFiles } from './files.js';
 
 const TWO_32 = 2 ** 32;
 
 export interface Segment {
   seq: number;
   path: string;
+  /** Open descriptor, or -1 while the shard's SegmentFiles (files.ts) has it closed. */
   fd: number;
   slots: number;
   blockBytes: number;
@@ -40,8 +42,20 @@ export interface Segment {
   blocks: Block[];
   /** When the segment stopped taking new blocks (ms; its mtime when recovered), 0 before. */
   sealedAt: number;
-  /** mmap backend: the context holding this file's mapping (reads come from it), else null. */
-  map: IoContext | null;
+  /** Written since its last fdatasync (or msync): the writer still owes it a sync. */
+  unsynced: boolean;
+  /** Bytes of the file allocated (its size as this worker made or found it). */
+  allocated: number;
+  /**
+   * Bytes whose allocation is known durable (an fdatasync or msync of the file completed after
+   * the fallocate that made them). Slots are handed to blocks only below this (see ensureRoom).
+   */
+  durableAllocated: number;
+  /** The shard's descriptor cache that opens and closes this segment's file (files.ts). */
+  files: SegmentFiles | null;
+  /** The background fdatasync that makes `allocated` (up to `aheadEnd`) durable, if one runs. */
+  aheadSync: BackgroundSync | null;
+  aheadEnd: number;
 }
 
 /** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
@@ -77,6 +91,48 @@ export function segmentBytes(slots: number, blockBytes: number): number {
 
 export function slotPosition(slot: number, blockBytes: number): number {
   return SEGMENT_DATA_START + slot * blockBytes;
+}
+
+/**
+ * Space is allocated to a segment file in steps, not whole at creation (docs/FORMAT.md,
+ * "Segment file"): the first step at creation, then steps that double up to the largest, so
+ * an empty segment costs about FIRST_ALLOCATION_STEP and a full one as many allocations as
+ * steps (eight for a 64 MiB segment) rather than one per write.
+ */
+export const FIRST_ALLOCATION_STEP = 1024 * 1024;
+export const MAX_ALLOCATION_STEP = 16 * 1024 * 1024;
+
+/**
+ * The smallest allocation boundary at or past `end` for a segment of `full` bytes: boundaries
+ * are SEGMENT_DATA_START plus 1, 3, 7, 15, 31, 47, 63, ... MiB (steps of 1, 2, 4, 8, then
+ * 16 MiB), and `full` itself.
+ */
+export function allocationBoundary(end: number, full: number): number {
+  let at = SEGMENT_DATA_START;
+  let step = FIRST_ALLOCATION_STEP;
+  while (at < end && at < full) {
+    at += step;
+    step = Math.min(step * 2, MAX_ALLOCATION_STEP);
+  }
+  return Math.min(Math.max(at, SEGMENT_DATA_START + FIRST_ALLOCATION_STEP), full);
+}
+
+/** The boundary after the one at or past `end`: where the next step of allocation ends. */
+export function nextAllocationBoundary(end: number, full: number): number {
+  return allocationBoundary(allocationBoundary(end, full) + 1, full);
+}
+
+/**
+ * Extends the file to `end` (fallocate, or ftruncate where the file system lacks it; memory
+ * segments are sized whole at creation). Not durable until the next fdatasync of the file.
+ */
+export function allocate(fd: number, from: number, end: number): void {
+  try {
+    native.fallocate(fd, from, end - from);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'EOPNOTSUPP') throw err;
+    native.ftruncate(fd, end);
+  }
 }
 
 export function encodeSegmentHeader(shard: number, seq: number, slots: number, blockBytes: number, salt: number): Uint8Array {
@@ -145,28 +201,25 @@ export function fsyncDir(dir: string): void {
 }
 
 /**
- * Creates a segment: exclusive create, header, preallocation, fdatasync, directory fsync.
- * Only then is the file used, so a segment that recovery sees with a valid header was fully
- * set up, and one without is a creation cut short by a crash.
+ * Creates a segment: exclusive create, header, allocation of its first step, fdatasync,
+ * directory fsync. Only then is the file used, so a segment that recovery sees with a valid
+ * header was fully set up, and one without is a creation cut short by a crash. The rest of
+ * its space is allocated in steps as blocks need it (ShardStore.ensureRoom).
  *
  * With `memory` (the 'memory' backend) the segment is an anonymous memory file instead: no
- * path, sized with ftruncate so that its pages are only allocated as blocks are written.
+ * path, sized whole with ftruncate so that its pages are only allocated as blocks are written.
  */
 export function createSegment(dir: string, shard: number, seq: number, slots: number, blockBytes: number, memory = false): Segment {
   const path = join(dir, segmentName(shard, seq));
   const salt = randomInt(1, 2 ** 32 - 1);
+  const full = segmentBytes(slots, blockBytes);
+  const size = memory ? full : allocationBoundary(0, full);
   let fd = -1;
   try {
     fd = memory ? native.memfdCreate(segmentName(shard, seq)) : native.open(path, CREATE_NEW, FILE_MODE);
     native.pwritev(fd, [encodeSegmentHeader(shard, seq, slots, blockBytes, salt)], 0);
-    const size = segmentBytes(slots, blockBytes);
-    try {
-      if (memory) native.ftruncate(fd, size);
-      else native.fallocate(fd, 0, size);
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EOPNOTSUPP') throw err;
-      native.ftruncate(fd, size);
-    }
+    if (memory) native.ftruncate(fd, size);
+    else allocate(fd, 0, size);
     native.fdatasync(fd);
   } catch (err) {
     if (fd >= 0) {
@@ -183,7 +236,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   if (!memory) fsyncDir(dir);
-  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, map: null };
+  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, unsynced: false, allocated: size, durableAllocated: size, files: null, aheadSync: null, aheadEnd: 0 };
 }
 
 /**
@@ -210,40 +263,13 @@ export function checkMmapFileSystem(dir: string): void {
 }
 
 /**
- * mmap backend: maps the whole segment through `io`. From here on the segment is written
- * only through that mapping, and read from it.
+ * Reads into `buf` from `position` of the segment; returns bytes read. On the mmap backend
+ * the context copies from its write window when the range lies in one, else preads.
  */
-export function mapSegment(io: IoContext, seg: Segment): void {
-  try {
-    io.map(seg.fd, segmentBytes(seg.slots, seg.blockBytes));
-  } catch (err) {
-    const unsupported = (err as { code?: string }).code === 'EOPNOTSUPP';
-    throw ioError(
-      err,
-      unsupported
-        ? `the mmap backend cannot reserve space for segment ${seg.path} (the file system lacks fallocate; a mapping over unreserved space would crash the process with SIGBUS on a full disk); use backend 'fd' here`
-        : `mapping segment ${seg.path} failed`,
-      seg.path,
-    );
-  }
-  seg.map = io;
-}
-
-/** Removes the segment's mapping, if it has one (before its file is closed). */
-export function unmapSegment(seg: Segment): void {
-  const io = seg.map;
-  if (io === null) return;
-  seg.map = null;
-  try {
-    io.unmap(seg.fd);
-  } catch (err) {
-    throw ioError(err, `unmapping segment ${seg.path} failed`, seg.path);
-  }
-}
-
-/** Reads into `buf` from `position` of the segment (its mapping, else pread); returns bytes read. */
 export function readSegment(seg: Segment, buf: Uint8Array, position: number): number {
-  return seg.map !== null ? seg.map.readMapped(seg.fd, buf, position) : native.pread(seg.fd, buf, position);
+  const fd = seg.files !== null ? seg.files.fd(seg) : seg.fd;
+  const mapper = seg.files?.mapper ?? null;
+  return mapper !== null ? mapper.readMapped(fd, buf, position) : native.pread(fd, buf, position);
 }
 
 /** The salt every record of a block carries: unique per block incarnation. */

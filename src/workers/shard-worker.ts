@@ -164,6 +164,7 @@ class ShardWorker {
       worked = true;
     }
     if (!worked && this.store.prepareSpare()) worked = true;
+    if (!worked && this.store.prepareAhead()) worked = true;
     if (!w.hasPending() && this.retention.run(Date.now())) worked = true;
     return { worked, blocked };
   }
@@ -315,6 +316,22 @@ function testPowerLoss(): void {
   debug(`power-loss journal in ${m[1]}, ${m[2]}-byte sectors${m[3] ? ', fsyncs skipped' : ''}`);
 }
 
+/**
+ * The io_uring context, or null (the pwritev path) when the kernel will not give this thread
+ * a ring now: io_uring_setup needs a descriptor and locked memory, so under a low
+ * `ulimit -n` (EMFILE, ENFILE) or `ulimit -l` (ENOMEM) the log still opens, on pwritev.
+ */
+function uringContext(): IoContext | null {
+  try {
+    return new native.IoContext(init.ring, true, 256);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== 'EMFILE' && code !== 'ENFILE' && code !== 'ENOMEM' && code !== 'EAGAIN' && code !== 'EPERM') throw err;
+    debug(`io_uring_setup failed (${code}): writing through pwritev`);
+    return null;
+  }
+}
+
 function start(): void {
   if (init.cpu >= 0 && !native.setAffinity(init.cpu)) debug(`could not pin to cpu ${init.cpu}`);
   const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots, init.memory);
@@ -332,7 +349,7 @@ function start(): void {
     const mapped = init.backend === 'mmap';
     if (mapped) checkMmapFileSystem(init.dir);
     const plain = new native.IoContext(init.ring, false, 1, mapped);
-    const uring = mapped || init.uring === 'never' ? null : new native.IoContext(init.ring, true, 256);
+    const uring = mapped || init.uring === 'never' ? null : uringContext();
     if (fault?.on === 'context') {
       plain.injectFault(...fault.args);
       uring?.injectFault(...fault.args);

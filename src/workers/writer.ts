@@ -20,6 +20,7 @@ import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
 import { type Block, type Run, type TopicLog, INDEX_EVERY, indexRecord } from './blocks.js';
 import { encodeMeta, type MetaRecord } from './meta.js';
+import type { Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
@@ -55,7 +56,9 @@ export class Writer {
   readonly externals = new Map<number, ExternalGroup>();
   /** Time (ms) of the first write not yet fsynced, or 0. */
   unsyncedSince = 0;
-  private readonly dirtyFds = new Set<number>();
+  /** Segments written since the last fsync (each also has `unsynced` set). */
+  private readonly dirtySegments = new Set<Segment>();
+  private readonly batchSegments: Segment[] = [];
   private readonly dirtyTopics = new Set<TopicLog>();
   /** Topic durable ends to record in the next sync mark. */
   private readonly pendingMarks = new Map<TopicLog, number>();
@@ -90,7 +93,7 @@ export class Writer {
   }
 
   hasUnsynced(): boolean {
-    return this.dirtyFds.size > 0;
+    return this.dirtySegments.size > 0;
   }
 
   /**
@@ -230,7 +233,7 @@ export class Writer {
   }
 
   private newRun(b: Block, pos: number): Run {
-    const run: Run = { fd: b.segment.fd, pos, end: pos, iovs: [], block: b };
+    const run: Run = { segment: b.segment, pos, end: pos, iovs: [], block: b };
     this.runs.push(run);
     b.run = run;
     return run;
@@ -330,9 +333,59 @@ export class Writer {
   /**
    * Writes the pending batch and, when `sync` is true, fdatasyncs every file written since
    * the last fsync, in the same submission. Throws ERR_WALRUS_IO on any failure.
+   *
+   * The files a batch touches are opened through the shard's SegmentFiles, which keeps at
+   * most `limit` descriptors: a batch touching more files than that (many topics writing into
+   * blocks of many segments) goes to the kernel in several writeBatch calls of at most
+   * `limit` files each. Their order does not matter: nothing is acknowledged until all of them
+   * completed, and recovery accepts a batch only whole wherever its records landed.
    */
   submit(sync: boolean): void {
     const runs = this.runs;
+    // The distinct files of the batch (usually one or two: a linear scan beats a Set here).
+    const segs = this.batchSegments;
+    segs.length = 0;
+    for (const r of runs) {
+      if (!segs.includes(r.segment)) segs.push(r.segment);
+      if (!r.segment.unsynced) {
+        this.dirtySegments.add(r.segment);
+        r.segment.unsynced = true;
+      }
+    }
+    if (this.sealCount > 0) native.sealFrames(this.ring.data, this.seal, this.sealCount);
+    const nSync = sync ? this.dirtySegments.size : 0;
+    if (runs.length > 0 || nSync > 0) {
+      try {
+        const files = this.store.files;
+        if (sync && this.dirtySegments.size > segs.length) for (const s of this.dirtySegments) if (!segs.includes(s)) segs.push(s);
+        if (segs.length <= files.limit) this.writeFiles(runs, sync ? segs : [], segs);
+        else {
+          for (let k = 0; k < segs.length; k += files.limit) {
+            const part = new Set(segs.slice(k, k + files.limit));
+            this.writeFiles(
+              runs.filter((r) => part.has(r.segment)),
+              sync ? [...part].filter((s) => this.dirtySegments.has(s)) : [],
+              [...part],
+            );
+          }
+        }
+      } catch (err) {
+        throw ioError(err, sync ? 'writing or syncing the log failed' : 'writing the log failed');
+      } finally {
+        this.store.files.unpinAll();
+      }
+    }
+    this.completeBatch(sync && nSync > 0, nSync);
+  }
+
+  /** One writeBatch call: `runs` (in order) and the fdatasync of `syncs`, all files of `segs`. */
+  private writeFiles(runs: Run[], syncs: Segment[], segs: Segment[]): void {
+    const files = this.store.files;
+    for (const s of segs) files.pin(s);
+    if (runs.length === 0 && syncs.length === 0) {
+      files.unpinAll();
+      return;
+    }
     let nIov = 0;
     for (const r of runs) nIov += r.iovs.length / 3;
     if (this.ops.length < runs.length * WRITE_OP_FIELDS) this.ops = new Float64Array(runs.length * WRITE_OP_FIELDS * 2);
@@ -343,32 +396,25 @@ export class Writer {
     for (let k = 0; k < runs.length; k++) {
       const r = runs[k]!;
       const o = k * WRITE_OP_FIELDS;
-      ops[o] = r.fd;
+      ops[o] = r.segment.fd;
       ops[o + 1] = r.pos;
       ops[o + 2] = iv / IOV_FIELDS;
       ops[o + 3] = r.iovs.length / 3;
       for (let j = 0; j < r.iovs.length; j++) iovs[iv++] = r.iovs[j]!;
-      this.dirtyFds.add(r.fd);
     }
-    let nSync = 0;
-    if (sync) {
-      if (this.syncFds.length < this.dirtyFds.size) this.syncFds = new Int32Array(this.dirtyFds.size * 2);
-      for (const fd of this.dirtyFds) this.syncFds[nSync++] = fd;
+    if (this.syncFds.length < syncs.length) this.syncFds = new Int32Array(syncs.length * 2);
+    for (let k = 0; k < syncs.length; k++) this.syncFds[k] = syncs[k]!.fd;
+    // io_uring pays a hand-off to a kernel worker per submission; it wins when the batch
+    // writes or syncs several files (their fdatasyncs run in parallel), not for one.
+    let multi = syncs.length > 1;
+    for (let k = 1; k < runs.length && !multi; k++) multi = runs[k]!.segment !== runs[0]!.segment;
+    const io = this.uringIo !== null && (this.uringAlways || multi) ? this.uringIo : this.plainIo;
+    try {
+      io.writeBatch(ops, runs.length, iovs, this.ext, this.syncFds, syncs.length);
+    } finally {
+      // writeBatch has reaped every completion: nothing in flight references these files.
+      files.unpinAll();
     }
-    if (this.sealCount > 0) native.sealFrames(this.ring.data, this.seal, this.sealCount);
-    if (runs.length > 0 || nSync > 0) {
-      try {
-        // io_uring pays a hand-off to a kernel worker per submission; it wins when the batch
-        // writes or syncs several files (their fdatasyncs run in parallel), not for one.
-        let multi = nSync > 1;
-        for (let k = 1; k < runs.length && !multi; k++) multi = runs[k]!.fd !== runs[0]!.fd;
-        const io = this.uringIo !== null && (this.uringAlways || multi) ? this.uringIo : this.plainIo;
-        io.writeBatch(ops, runs.length, iovs, this.ext, this.syncFds, nSync);
-      } catch (err) {
-        throw ioError(err, sync ? 'writing or syncing the log failed' : 'writing the log failed');
-      }
-    }
-    this.completeBatch(sync && nSync > 0, nSync);
   }
 
   private completeBatch(synced: boolean, nSync: number): void {
@@ -400,7 +446,13 @@ export class Writer {
         if (t.durable !== t.marked) this.pendingMarks.set(t, t.durable);
       }
       this.dirtyTopics.clear();
-      this.dirtyFds.clear();
+      // The fsync also made every allocation step of these files durable (a change of the
+      // file size needs a metadata flush under fdatasync, fdatasync(2)).
+      for (const s of this.dirtySegments) {
+        s.unsynced = false;
+        s.durableAllocated = s.allocated;
+      }
+      this.dirtySegments.clear();
       this.unsyncedSince = 0;
       storeBig(big, RingBig.Durable, this.durableLogical);
       Atomics.add(ctl, RingSlot.DurableGen, 1);
