@@ -77,7 +77,12 @@ export class Retention {
     const touched = new Set<TopicLog>();
     for (const b of seg.blocks) {
       const t = store.topics.get(b.topicId);
-      if (!t || !inChain(t, b, seg)) continue;
+      const where = t ? chainPlace(t, b, seg) : 'absent';
+      if (!t || where === 'absent') continue;
+      // A chain block behind a block of a later segment: deleting this file would cut the
+      // chain in the middle (store.ts keeps blocks in segment order so that this never
+      // happens; a log written before that rule may still hold such a file: it is kept).
+      if (where === 'behind') return null;
       // A block still being written is consumed too once the cursor is at its end: the
       // topic's next entry then starts a new block (see delete()).
       if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
@@ -127,11 +132,16 @@ export class Retention {
   }
 }
 
-/** Whether `b` is in the chain of `t`: chain blocks in the oldest segment come first. */
-function inChain(t: TopicLog, b: Block, seg: Segment): boolean {
+/**
+ * Where `b` (a block of the oldest segment `seg`) is in the chain of `t`: 'head' when only
+ * blocks of `seg` come before it, 'behind' when a block of another segment does, 'absent'
+ * when it is not in the chain (torn or dropped at recovery).
+ */
+function chainPlace(t: TopicLog, b: Block, seg: Segment): 'head' | 'behind' | 'absent' {
+  let head = true;
   for (const x of t.blocks) {
-    if (x === b) return true;
-    if (x.segment !== seg) return false;
+    if (x === b) return head ? 'head' : 'behind';
+    if (x.segment !== seg) head = false;
   }
-  return false;
+  return 'absent';
 }
