@@ -246,4 +246,25 @@ describe('the meta topic across deletions (issue 11, item 1)', () => {
       await wal.close();
     }
   });
+
+  it('an idle, fully consumed log whose snapshot exceeds half a segment stops deleting and creating segments', async () => {
+    const dir = ramTempDir();
+    const opts = { dir, shards: 1, blockBytes: 4096, segmentBlocks: 4, fsync: FsyncSchedule.NoFsync } as const;
+    const name = (i: number): string => `topic-${String(i).padStart(5, '0')}-${'x'.repeat(200)}`;
+    const maxSeq = (): number => Math.max(...segments(dir).map((f) => Number(f.slice(5, 25))));
+    const wal = await Walrus.open(opts);
+    try {
+      for (let i = 0; i < 100; i++) wal.append(name(i), 'v');
+      for (let i = 0; i < 100; i++) expect((await wal.readNext(name(i)))?.offset).toBe(0);
+      // Settled: the segment of the last snapshot and a spare.
+      await waitFor(() => segments(dir).length <= 2, 10_000);
+      const seq = maxSeq();
+      // Each request is a turn of the worker's loop, and each turn of a churning loop deleted
+      // a segment and created the next: 50 requests later no new segment may exist.
+      for (let k = 0; k < 50; k++) expect(await wal.readNext(name(k))).toBeNull();
+      expect(maxSeq()).toBe(seq);
+    } finally {
+      await wal.close();
+    }
+  });
 });

@@ -222,6 +222,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     }
   });
   meta.start = metaStart;
+  store.snapshotAt = snapshotAt;
   if (metaStart > 0 && snapshotAt < 0) {
     const b = metaBlocks.find((x) => x.first === metaStart)!;
     fail(corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`));

@@ -2,7 +2,8 @@
  * Deletion of consumed segments. The oldest segment of a shard is deleted as soon as every
  * block in it is consumed: each data block's entries are all behind its topic's cursor and
  * the block is not the one the topic is still writing into. Meta blocks there are restated
- * first by a snapshot record written into the current meta block.
+ * first by a snapshot record written into the current meta block, unless all of them end
+ * before the latest snapshot, which restates them already.
  *
  * Order of operations, so that a crash at any point leaves a log recovery understands:
  * 1. trim records (each touched topic's new first offset) and the snapshot, if any, are
@@ -97,6 +98,12 @@ export class Retention {
     // A block being written in the doomed segment is abandoned: the topic's next record (for
     // the meta topic: the trims and snapshot below) opens a block in a live segment.
     for (const t of store.topics.values()) if (t.cur !== null && t.cur.segment === seg) t.cur = null;
+    // Meta blocks that end at or before the latest snapshot record are restated by it already
+    // (recovery drops them too): deleting only those needs no new snapshot. Without this rule
+    // a snapshot bigger than half a segment never ended: each one sealed the segment of the
+    // previous one, which was then deleted by writing the next, forever (thousands of
+    // deletions a second on an idle log).
+    const restate = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
     for (const t of touched) {
       const rest = t.blocks.filter((b) => b.segment !== seg);
       t.blocks = rest;
@@ -109,9 +116,10 @@ export class Retention {
         this.writer.appendCursor(t);
       }
     }
-    if (touched.has(meta)) {
+    if (restate) {
       const all: [number, string, number, number][] = [];
       for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push([t.id, t.name, t.start, t.cursor]);
+      store.snapshotAt = meta.next;
       this.writer.appendMeta({ k: 'snapshot', t: all });
       for (const t of store.topics.values()) t.cursorWritten = t.cursor;
     }

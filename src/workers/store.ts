@@ -14,6 +14,11 @@ export class ShardStore {
   current: Segment | null = null;
   /** A fully created, empty segment ready to become current. */
   spare: Segment | null = null;
+  /**
+   * Meta-topic offset of the latest snapshot record (-1: none). Meta blocks ending at or
+   * before it are restated by it: recovery and retention treat them as obsolete.
+   */
+  snapshotAt = -1;
   lastBlockSeq = 0;
   lastSegmentSeq = 0;
   maxTopicId = 0;
