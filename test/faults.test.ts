@@ -206,7 +206,9 @@ describe.runIf(MMAP)('the mmap backend has no write system call', () => {
 describe('close() after a shard failure (issue 11, item 4)', () => {
   it('rejects with the shard error when appends it acknowledged were never made durable', async () => {
     const dir = tempDir('walrus-fault-');
-    const opts = { dir, shards: 1, fsync: FsyncSchedule.NoFsync, ringBytes: 1 << 16, blockBytes: 4096, segmentBlocks: 4 };
+    // pwritev: an injected write fault there writes nothing (through io_uring the bytes may
+    // still land), so the acknowledged entries are really missing after the failure.
+    const opts = { dir, shards: 1, fsync: FsyncSchedule.NoFsync, ioUring: false, ringBytes: 1 << 16, blockBytes: 4096, segmentBlocks: 4 };
     // The first write (or, on mmap, the first msync) fails: acknowledged appends never land.
     const spec = MMAP ? `fsync:1:${EIO}` : `write:1:${EIO}`;
     const saved = process.env.WALRUS_TEST_FAULT;
@@ -218,8 +220,7 @@ describe('close() after a shard failure (issue 11, item 4)', () => {
       if (saved === undefined) delete process.env.WALRUS_TEST_FAULT;
       else process.env.WALRUS_TEST_FAULT = saved;
     }
-    // 'auto' I/O: a drain writing one file goes through pwritev, one writing two through io_uring.
-    const match = { code: 'ERR_WALRUS_IO', errno: EIO, errnoCode: 'EIO', syscall: expect.stringMatching(MMAP ? /^msync$/ : /^p?writev$/) };
+    const match = { code: 'ERR_WALRUS_IO', errno: EIO, errnoCode: 'EIO', syscall: MMAP ? 'msync' : 'pwritev' };
     let acked = 0;
     // Rounds of appends, each written before the next: a write fails with acknowledged
     // entries behind it (fd), or the first fsync fails (mmap). Appends refused once the
