@@ -26,10 +26,10 @@ import {
 } from '../dist/shared/layout.js';
 import { decodeBlockHeader } from '../dist/workers/blocks.js';
 import { decodeSegmentHeader } from '../dist/workers/segments.js';
-import { decodeMeta } from '../dist/workers/meta.js';
+import { decodeMeta, encodeMeta } from '../dist/workers/meta.js';
 import { harvestMarks } from '../dist/workers/marks.js';
 import { sanitizeKey } from '../dist/main/namespace.js';
-import { tempDir } from './helpers.js';
+import { ramTempDir, tempDir } from './helpers.js';
 
 const TWO_32 = 2 ** 32;
 
@@ -399,5 +399,65 @@ describe('hostile namespace keys and topic names', () => {
       { numRuns: 8 },
     );
     expect(opened).toBeGreaterThanOrEqual(8);
+  }, 120_000);
+});
+
+/**
+ * Names are data and come back byte for byte: any Unicode (astral planes, combining marks,
+ * U+FEFF anywhere, the first character included), in topic names and namespace keys, through
+ * the meta records (topic declarations and snapshots) and across reopen. A decoder that strips
+ * a leading byte-order mark turned "\ufeffx" into "x" (issue 11, item 5).
+ */
+describe('names round-trip byte for byte', () => {
+  const bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+  /** Valid topic names: arbitrary code points, often led by U+FEFF. */
+  const topicName = fc
+    .tuple(fc.boolean(), fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }))
+    .map(([bom, s]) => (bom ? `\ufeff${s}` : s))
+    .filter((s) => !s.includes('\0') && bytes(s) <= 255);
+
+  it('meta records keep every name exactly, a leading U+FEFF included', () => {
+    fc.assert(
+      fc.property(fc.array(topicName, { minLength: 1, maxLength: 8 }), (names) => {
+        names.forEach((name, k) => expect(decodeMeta(encodeMeta({ k: 'topic', id: k + 1, name }))).toEqual({ k: 'topic', id: k + 1, name }));
+        const t = names.map((name, k): [number, string, number, number] => [k + 1, name, k, k]);
+        expect(decodeMeta(encodeMeta({ k: 'snapshot', t }))).toEqual({ k: 'snapshot', t });
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('topics named with arbitrary Unicode under an arbitrary key keep their names and entries across reopen', async () => {
+    const key = fc.tuple(fc.boolean(), fc.string({ unit: 'binary', minLength: 1, maxLength: 20 })).map(([bom, s]) => (bom ? `\ufeff${s}` : s));
+    await fc.assert(
+      fc.asyncProperty(key, fc.uniqueArray(topicName, { minLength: 1, maxLength: 6 }), async (k, names) => {
+        const dir = ramTempDir();
+        // The BOM-less twin of each name is a different topic and must stay one.
+        const all = [...new Set([...names, ...names.filter((n) => n.startsWith('\ufeff') && n.length > 1).map((n) => n.slice(1))])];
+        const opts = { dir, key: k, shards: 1, blockBytes: 4096, segmentBlocks: 4 } as const;
+        const wal = await Walrus.open(opts);
+        try {
+          all.forEach((n, i) => {
+            for (let j = 0; j <= i; j++) wal.append(n, `${i}:${j}`);
+          });
+        } finally {
+          await wal.close();
+        }
+        const again = await Walrus.open(opts);
+        try {
+          expect(again.topics().sort()).toEqual([...all].sort());
+          for (const [i, n] of all.entries()) {
+            const got = [];
+            for await (const e of again.iterate(n)) got.push(e.data.toString());
+            expect(got).toEqual(Array.from({ length: i + 1 }, (_, j) => `${i}:${j}`));
+          }
+        } finally {
+          await again.close();
+        }
+        // The key is a different namespace from its BOM-less twin.
+        if (k.startsWith('\ufeff') && k.length > 1) expect(sanitizeKey(k)).not.toBe(sanitizeKey(k.slice(1)));
+      }),
+      { numRuns: 10 },
+    );
   }, 120_000);
 });

@@ -225,22 +225,33 @@ export class ShardClient {
     const fp = recordFootprint(len);
     if (fp > p.externalThreshold) return this.appendExternal(t, [data], [len]);
     p.begin();
-    if (!t.defined && !p.claimTopicDef(t)) {
-      p.revert();
-      throw this.pressure();
-    }
-    const pos = p.claim(fp);
-    if (pos < 0) {
-      p.revert();
-      throw this.pressure();
-    }
     const offset = t.next;
-    p.writeHeader(pos, fp, len, t.id, RecordKind.Entry, offset, 1);
-    if (len > 0) p.writePayload(pos, data, len);
+    this.framed(() => {
+      if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
+      const pos = p.claim(fp);
+      if (pos < 0) throw this.pressure();
+      p.writeHeader(pos, fp, len, t.id, RecordKind.Entry, offset, 1);
+      if (len > 0) p.writePayload(pos, data, len);
+    });
     p.publish();
     t.defined = true;
     t.next = offset + 1;
     return offset;
+  }
+
+  /**
+   * Runs the claims and framing of one operation. Whatever it throws (backpressure, or an
+   * exception from the caller's data while it is copied), every claim since the last publish
+   * is forgotten: the ring and the topic's offsets are as before the call. Claimed bytes are
+   * never published half-framed (that once left kind 0 records in the ring, issue 11 item 3).
+   */
+  private framed(frame: () => void): void {
+    try {
+      frame();
+    } catch (err) {
+      this.producer.revert();
+      throw err;
+    }
   }
 
   /** Appends a validated, non-empty batch atomically; returns the first offset. */
@@ -249,23 +260,19 @@ export class ShardClient {
     const p = this.producer;
     if (ringBytes > p.externalThreshold) return this.appendExternal(t, entries, lens);
     p.begin();
-    if (!t.defined && !p.claimTopicDef(t)) {
-      p.revert();
-      throw this.pressure();
-    }
     const first = t.next;
     const n = entries.length;
-    for (let i = 0; i < n; i++) {
-      const len = lens[i]!;
-      const fp = recordFootprint(len);
-      const pos = p.claim(fp);
-      if (pos < 0) {
-        p.revert();
-        throw this.pressure();
+    this.framed(() => {
+      if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
+      for (let i = 0; i < n; i++) {
+        const len = lens[i]!;
+        const fp = recordFootprint(len);
+        const pos = p.claim(fp);
+        if (pos < 0) throw this.pressure();
+        p.writeHeader(pos, fp, len, t.id, RecordKind.Entry, first + i, n - i);
+        if (len > 0) p.writePayload(pos, entries[i]!, len);
       }
-      p.writeHeader(pos, fp, len, t.id, RecordKind.Entry, first + i, n - i);
-      if (len > 0) p.writePayload(pos, entries[i]!, len);
-    }
+    });
     // One publish for the whole batch: the worker never sees part of it.
     p.publish();
     t.defined = true;
@@ -288,16 +295,8 @@ export class ShardClient {
     if (p.externalBytes() + total > this.externalLimit && !p.waitForExternal(Math.max(0, this.externalLimit - total))) {
       throw this.pressure();
     }
-    if (!t.defined && !p.claimTopicDef(t)) {
-      p.revert();
-      throw this.pressure();
-    }
-    const pos = p.claim(RECORD_HEADER_BYTES);
-    if (pos < 0) {
-      p.revert();
-      throw this.pressure();
-    }
-    const logicalPos = p.position - RECORD_HEADER_BYTES;
+    // The payloads are copied before anything is claimed: an allocation or copy that throws
+    // leaves nothing behind in the ring.
     const data = new Uint8Array(total);
     let at = 0;
     for (let i = 0; i < entries.length; i++) {
@@ -307,11 +306,17 @@ export class ShardClient {
       at += lens[i]!;
     }
     const first = t.next;
-    p.writeHeader(pos, RECORD_HEADER_BYTES, 0, t.id, RecordKind.External, first, entries.length);
-    const msg: ToWorker = { type: 'external', pos: logicalPos, payload: data, lengths: Float64Array.from(lens) };
-    // The payload is posted before the marker is published, and messages arrive in order, so
-    // the worker has it by the time it reaches the marker (or soon after).
-    this.worker.postMessage(msg, [data.buffer]);
+    this.framed(() => {
+      if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
+      const pos = p.claim(RECORD_HEADER_BYTES);
+      if (pos < 0) throw this.pressure();
+      const logicalPos = p.position - RECORD_HEADER_BYTES;
+      p.writeHeader(pos, RECORD_HEADER_BYTES, 0, t.id, RecordKind.External, first, entries.length);
+      const msg: ToWorker = { type: 'external', pos: logicalPos, payload: data, lengths: Float64Array.from(lens) };
+      // The payload is posted before the marker is published, and messages arrive in order,
+      // so the worker has it by the time it reaches the marker (or soon after).
+      this.worker.postMessage(msg, [data.buffer]);
+    });
     addBig(p.v.big, RingBig.ExternalBytes, total);
     p.publish();
     t.defined = true;
@@ -467,7 +472,12 @@ export class ShardClient {
     await this.request({ type: 'syncCursors' });
   }
 
-  /** Flushes, fsyncs and stops the worker. */
+  /**
+   * Flushes, fsyncs and stops the worker. Rejects with the shard's failure when the shard
+   * failed before everything `append` acknowledged was made durable: a failed worker writes
+   * nothing more, so those entries are lost and close must not report success (issue 11,
+   * item 4: close once resolved with 45,367 offsets acknowledged and 29,480 on disk).
+   */
   async close(): Promise<void> {
     if (!this.exited && !this.failure) {
       try {
@@ -478,6 +488,13 @@ export class ShardClient {
       }
     }
     await this.terminate();
+    const p = this.producer;
+    // Durable is the worker's watermark of ring bytes on stable storage (the close record's
+    // fsync included); publishedLogical covers every record an append returned for.
+    if (loadBig(p.v.big, RingBig.Durable) < p.publishedLogical) {
+      const failed = Atomics.load(p.v.ctl, RingSlot.State) === ShardState.Failed || this.failure !== null;
+      if (failed) throw this.failureNow();
+    }
   }
 
   async terminate(): Promise<void> {

@@ -1,4 +1,5 @@
 /** The public Walrus class. */
+import { constants as bufferConstants } from 'node:buffer';
 import { availableParallelism } from 'node:os';
 import { native } from '../shared/native.js';
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
@@ -56,8 +57,13 @@ export interface WalrusStats {
 
 /** Most entries one `batchAppend` takes (and one `batchRead` returns). */
 export const MAX_BATCH_ENTRIES = 2000;
-/** Most payload bytes one `batchAppend` takes (10 GiB). */
-export const MAX_BATCH_BYTES = 10 * 1024 ** 3;
+/**
+ * Most payload bytes one `batchAppend` takes: 4 GiB, the most one Buffer or Uint8Array holds
+ * on Node 20 (`buffer.constants.MAX_LENGTH`), or less where Node allows less. A batch too big
+ * for the ring is copied into one buffer that travels beside it, so that is its real bound;
+ * the 10 GiB once documented could not be reached (a 4-10 GiB batch failed with a RangeError).
+ */
+export const MAX_BATCH_BYTES = Math.min(2 ** 32, bufferConstants.MAX_LENGTH);
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** What a memory log's segments are named under in messages (they have no path). */
 const MEMORY_LABEL = '(memory)';
@@ -237,9 +243,9 @@ export class Walrus {
   }
 
   /**
-   * Appends up to 2,000 entries (10 GiB) atomically: after any crash either all of them are
-   * recovered or none. Returns the offset of the first (for `[]`, the next offset). Waits
-   * on a full ring as `append` does.
+   * Appends up to 2,000 entries (4 GiB, {@link MAX_BATCH_BYTES}) atomically: after any crash
+   * either all of them are recovered or none. Returns the offset of the first (for `[]`, the
+   * next offset). Waits on a full ring as `append` does.
    */
   batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number {
     this.checkOpen();

@@ -27,9 +27,37 @@ export type MetaRecord =
 
 // Plain maps, no shared record structures: every meta record decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false });
+/**
+ * Topic names must come back byte for byte. msgpackr decodes long strings with a default
+ * TextDecoder when its native string extractor is absent, and that strips a leading U+FEFF
+ * (the byte-order mark): "\ufeffx" came back as "x", so the topic lost its entries and later
+ * hid another topic (issue 11, item 5). Names are therefore written as msgpack bin (their
+ * UTF-8 bytes) and decoded here without BOM handling; strings (logs written before) are
+ * still read.
+ */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8Bytes = (name: string): Uint8Array => Buffer.from(name, 'utf8');
 
 export function encodeMeta(m: MetaRecord): Uint8Array {
-  return packr.pack(m);
+  switch (m.k) {
+    case 'topic':
+      return packr.pack({ k: m.k, id: m.id, name: utf8Bytes(m.name) });
+    case 'snapshot':
+      return packr.pack({ k: m.k, t: m.t.map(([id, name, start, cursor]) => [id, utf8Bytes(name), start, cursor]) });
+    default:
+      return packr.pack(m);
+  }
+}
+
+/** A name field: bin (UTF-8 bytes) or, as older logs wrote it, a string; null if neither. */
+function decodeName(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (!(v instanceof Uint8Array)) return null;
+  try {
+    return utf8.decode(v);
+  } catch {
+    return null;
+  }
 }
 
 /** Decodes a meta payload; returns a reason string when it is not a valid meta record. */
@@ -43,9 +71,11 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
   if (typeof v !== 'object' || v === null) return 'meta record is not a map';
   const m = v as { k?: unknown; id?: unknown; name?: unknown; t?: unknown };
   switch (m.k) {
-    case 'topic':
-      if (isId(m.id) && m.id > 0 && typeof m.name === 'string') return { k: 'topic', id: m.id, name: m.name };
+    case 'topic': {
+      const name = decodeName(m.name);
+      if (isId(m.id) && m.id > 0 && name !== null) return { k: 'topic', id: m.id, name };
       return 'malformed topic record';
+    }
     case 'cursor':
       if (isId(m.id) && m.id > 0 && isOffset((m as { next?: unknown }).next)) return { k: 'cursor', id: m.id, next: (m as { next: number }).next };
       return 'malformed cursor record';
@@ -54,14 +84,18 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
       if (isId(m.id) && m.id > 0 && isOffset(start)) return { k: 'trim', id: m.id, start };
       return 'malformed trim record';
     }
-    case 'snapshot':
-      if (
-        Array.isArray(m.t) &&
-        m.t.every((e) => Array.isArray(e) && e.length === 4 && isId(e[0]) && e[0] > 0 && typeof e[1] === 'string' && isOffset(e[2]) && isOffset(e[3]))
-      ) {
-        return { k: 'snapshot', t: m.t as [number, string, number, number][] };
+    case 'snapshot': {
+      if (!Array.isArray(m.t)) return 'malformed snapshot record';
+      const t: [number, string, number, number][] = [];
+      for (const x of m.t as unknown[]) {
+        if (!Array.isArray(x) || x.length !== 4) return 'malformed snapshot record';
+        const e = x as unknown[];
+        const name = decodeName(e[1]);
+        if (name === null || !isId(e[0]) || e[0] <= 0 || !isOffset(e[2]) || !isOffset(e[3])) return 'malformed snapshot record';
+        t.push([e[0], name, e[2], e[3]]);
       }
-      return 'malformed snapshot record';
+      return { k: 'snapshot', t };
+    }
     case 'sync':
     case 'close':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {

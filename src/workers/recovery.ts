@@ -226,6 +226,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     }
   });
   meta.start = metaStart;
+  store.snapshotAt = snapshotAt;
   if (metaStart > 0 && snapshotAt < 0) {
     const b = metaBlocks.find((x) => x.first === metaStart)!;
     fail(corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`));
@@ -397,11 +398,13 @@ function replayChain(
         continue;
       }
     }
-    const words = new Int32Array(scratch.buffer, 0, scratch.length >> 2);
+    // Unsigned shifts: a block holding a record near the 2 GiB limit is longer than 2^31
+    // bytes, where `>> 2` turns negative (issue 11, item 2); blocks stay below 2^32 bytes.
+    const words = new Int32Array(scratch.buffer, 0, scratch.length >>> 2);
     const valid = native.verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
     let pos = 0;
     while (pos < valid) {
-      const i = pos >> 2;
+      const i = pos >>> 2;
       const len = words[i + (REC_LEN >> 2)]! >>> 0;
       const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
       const remaining = words[i + (REC_REMAINING >> 2)]! >>> 0;

@@ -2,7 +2,8 @@
  * Deletion of consumed segments. The oldest segment of a shard is deleted as soon as every
  * block in it is consumed: each data block's entries are all behind its topic's cursor and
  * the block is not the one the topic is still writing into. Meta blocks there are restated
- * first by a snapshot record written into the current meta block.
+ * first by a snapshot record written into the current meta block, unless all of them end
+ * before the latest snapshot, which restates them already.
  *
  * Order of operations, so that a crash at any point leaves a log recovery understands:
  * 1. trim records (each touched topic's new first offset) and the snapshot, if any, are
@@ -77,7 +78,12 @@ export class Retention {
     const touched = new Set<TopicLog>();
     for (const b of seg.blocks) {
       const t = store.topics.get(b.topicId);
-      if (!t || !inChain(t, b, seg)) continue;
+      const where = t ? chainPlace(t, b, seg) : 'absent';
+      if (!t || where === 'absent') continue;
+      // A chain block behind a block of a later segment: deleting this file would cut the
+      // chain in the middle (store.ts keeps blocks in segment order so that this never
+      // happens; a log written before that rule may still hold such a file: it is kept).
+      if (where === 'behind') return null;
       // A block still being written is consumed too once the cursor is at its end: the
       // topic's next entry then starts a new block (see delete()).
       if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
@@ -92,6 +98,12 @@ export class Retention {
     // A block being written in the doomed segment is abandoned: the topic's next record (for
     // the meta topic: the trims and snapshot below) opens a block in a live segment.
     for (const t of store.topics.values()) if (t.cur !== null && t.cur.segment === seg) t.cur = null;
+    // Meta blocks that end at or before the latest snapshot record are restated by it already
+    // (recovery drops them too): deleting only those needs no new snapshot. Without this rule
+    // a snapshot bigger than half a segment never ended: each one sealed the segment of the
+    // previous one, which was then deleted by writing the next, forever (thousands of
+    // deletions a second on an idle log).
+    const restate = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
     for (const t of touched) {
       const rest = t.blocks.filter((b) => b.segment !== seg);
       t.blocks = rest;
@@ -104,9 +116,10 @@ export class Retention {
         this.writer.appendCursor(t);
       }
     }
-    if (touched.has(meta)) {
+    if (restate) {
       const all: [number, string, number, number][] = [];
       for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push([t.id, t.name, t.start, t.cursor]);
+      store.snapshotAt = meta.next;
       this.writer.appendMeta({ k: 'snapshot', t: all });
       for (const t of store.topics.values()) t.cursorWritten = t.cursor;
     }
@@ -126,11 +139,16 @@ export class Retention {
   }
 }
 
-/** Whether `b` is in the chain of `t`: chain blocks in the oldest segment come first. */
-function inChain(t: TopicLog, b: Block, seg: Segment): boolean {
+/**
+ * Where `b` (a block of the oldest segment `seg`) is in the chain of `t`: 'head' when only
+ * blocks of `seg` come before it, 'behind' when a block of another segment does, 'absent'
+ * when it is not in the chain (torn or dropped at recovery).
+ */
+function chainPlace(t: TopicLog, b: Block, seg: Segment): 'head' | 'behind' | 'absent' {
+  let head = true;
   for (const x of t.blocks) {
-    if (x === b) return true;
-    if (x.segment !== seg) return false;
+    if (x === b) return head ? 'head' : 'behind';
+    if (x.segment !== seg) head = false;
   }
-  return false;
+  return 'absent';
 }

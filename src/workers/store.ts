@@ -16,6 +16,11 @@ export class ShardStore {
   current: Segment | null = null;
   /** A fully created, empty segment ready to become current. */
   spare: Segment | null = null;
+  /**
+   * Meta-topic offset of the latest snapshot record (-1: none). Meta blocks ending at or
+   * before it are restated by it: recovery and retention treat them as obsolete.
+   */
+  snapshotAt = -1;
   lastBlockSeq = 0;
   lastSegmentSeq = 0;
   maxTopicId = 0;
@@ -100,13 +105,28 @@ export class ShardStore {
     return { block, header: encodeBlockHeader({ topicId: t.id, seq, first: t.next, slots, salt }) };
   }
 
-  /** Makes a segment with room for `slots` current, from the spare if it is big enough. */
+  /**
+   * Makes a segment with room for `slots` current, from the spare if it is big enough.
+   *
+   * Invariant: blocks are allocated in segment order (a block's segment is never older than
+   * the segment of any block allocated before it), so every topic's chain, the meta topic's
+   * included, runs through the segments in file order and deleting the oldest segment only
+   * ever removes the head of chains. A spare too small for the block is therefore retired,
+   * never used later: it stays, empty and sealed, until retention deletes it as the oldest
+   * segment. Using it after the bigger segment created here (as this code once did) put newer
+   * blocks in an older file; retention then deleted that file while an older block of the
+   * meta chain survived in the newer one, cutting the meta chain (issue 11, item 1).
+   */
   private rollSegment(slots: number): Segment {
     let seg = this.spare;
     if (seg && seg.slots >= slots) {
       this.spare = null;
     } else {
       if (this.spareError !== null) throw this.spareError;
+      if (seg) {
+        seg.sealedAt = Date.now();
+        this.spare = null;
+      }
       seg = this.createSegment(Math.max(slots, this.segmentSlots));
     }
     if (this.current) this.current.sealedAt = Date.now();

@@ -33,7 +33,8 @@ const TWO_32 = 2 ** 32;
  */
 export const SYNC_MARK_INTERVAL_MS = 250;
 const ZEROS = new Uint8Array(8);
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a topic name starting with U+FEFF keeps it (the default decoder strips it).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 interface ExternalGroup {
   payload: Uint8Array;
