@@ -73,7 +73,7 @@ async function checkModel(sizes: RunSizes, firstArb: fc.Arbitrary<fc.AsyncComman
   let maxTopics = 0;
   let commands = 0;
   await fc.assert(
-    fc.asyncProperty(configArb(sizes), firstArb, fc.commands(commandArbs, { maxCommands: sizes.maxCommands }), async (cfg, first, cmds) => {
+    fc.asyncProperty(configArb(sizes), firstArb, fc.commands(commandArbs, { maxCommands: sizes.maxCommands, ...(LONG ? { size: 'large' as const } : {}) }), async (cfg, first, cmds) => {
       runs++;
       maxTopics = Math.max(maxTopics, cfg.topicCount);
       const dir = ramTempDir('walrus-model-');
