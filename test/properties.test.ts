@@ -1,15 +1,16 @@
 /**
  * Properties (fast-check): the record codec (frames built per docs/FORMAT.md, sealed by the
  * addon, verified by the addon and by the JavaScript CRC32C), rejection of arbitrary bytes
- * by every decoder recovery uses, a model-based test of the public API across reopen, and
- * hostile topic names and namespace keys. Run counts are fixed so that CI time is bounded.
+ * by every decoder recovery uses, and hostile topic names and namespace keys (the
+ * model-based test of the public API is test/model.test.ts). Run counts are fixed so that
+ * CI time is bounded.
  */
 import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Walrus, FsyncSchedule } from '../dist/index.js';
+import { Walrus } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
 import {
   RECORD_HEADER_BYTES,
@@ -170,152 +171,7 @@ describe('record codec', () => {
   });
 });
 
-// ---- Model-based test of the public API -------------------------------------------------
-
-interface Model {
-  entries: Map<string, Buffer[]>;
-  cursors: Map<string, number>;
-}
-interface Real {
-  wal: Walrus;
-  dir: string;
-}
-
-const TOPICS = ['t', 'ü-topic', 'x/../y'];
-const topicArb = fc.constantFrom(...TOPICS);
-const dataArb = fc.uint8Array({ maxLength: 1500 }).map((u) => Buffer.from(u));
-const openOpts = (dir: string) => ({ dir, shards: 2, fsync: FsyncSchedule.NoFsync, blockBytes: 4096, segmentBlocks: 4, ringBytes: 1 << 16 });
-
-const cursorOf = (m: Model, t: string) => m.cursors.get(t) ?? 0;
-const entriesOf = (m: Model, t: string) => m.entries.get(t) ?? [];
-
-class Append implements fc.AsyncCommand<Model, Real> {
-  constructor(
-    readonly topic: string,
-    readonly data: Buffer,
-  ) {}
-  check = () => true;
-  async run(m: Model, r: Real): Promise<void> {
-    const list = entriesOf(m, this.topic);
-    expect(r.wal.append(this.topic, this.data)).toBe(list.length);
-    m.entries.set(this.topic, [...list, this.data]);
-  }
-  toString = () => `append(${this.topic}, ${this.data.length} B)`;
-}
-
-class BatchAppend implements fc.AsyncCommand<Model, Real> {
-  constructor(
-    readonly topic: string,
-    readonly batch: Buffer[],
-  ) {}
-  check = () => true;
-  async run(m: Model, r: Real): Promise<void> {
-    const list = entriesOf(m, this.topic);
-    expect(r.wal.batchAppend(this.topic, this.batch)).toBe(list.length);
-    m.entries.set(this.topic, [...list, ...this.batch]);
-  }
-  toString = () => `batchAppend(${this.topic}, ${this.batch.length})`;
-}
-
-class ReadNext implements fc.AsyncCommand<Model, Real> {
-  constructor(
-    readonly topic: string,
-    readonly checkpoint: boolean,
-  ) {}
-  check = () => true;
-  async run(m: Model, r: Real): Promise<void> {
-    const c = cursorOf(m, this.topic);
-    const want = entriesOf(m, this.topic)[c];
-    const got = await r.wal.readNext(this.topic, this.checkpoint);
-    if (want === undefined) expect(got).toBeNull();
-    else {
-      expect(got?.offset).toBe(c);
-      expect(Buffer.compare(got!.data, want)).toBe(0);
-      if (this.checkpoint) m.cursors.set(this.topic, c + 1);
-    }
-  }
-  toString = () => `readNext(${this.topic}, ${this.checkpoint})`;
-}
-
-class BatchRead implements fc.AsyncCommand<Model, Real> {
-  constructor(
-    readonly topic: string,
-    readonly maxBytes: number,
-    readonly checkpoint: boolean,
-  ) {}
-  check = () => true;
-  async run(m: Model, r: Real): Promise<void> {
-    const c = cursorOf(m, this.topic);
-    const list = entriesOf(m, this.topic);
-    const got = await r.wal.batchRead(this.topic, this.maxBytes, this.checkpoint);
-    if (c >= list.length) expect(got).toEqual([]);
-    else expect(got.length).toBeGreaterThanOrEqual(1);
-    let bytes = 0;
-    got.forEach((e, k) => {
-      expect(e.offset).toBe(c + k);
-      expect(Buffer.compare(e.data, list[c + k]!)).toBe(0);
-      bytes += e.data.length;
-    });
-    // Payload within maxBytes unless the first entry alone exceeds it; and as many as fit.
-    if (got.length > 1) expect(bytes).toBeLessThanOrEqual(this.maxBytes);
-    const next = list[c + got.length];
-    if (next !== undefined && got.length < 2000) expect(bytes + next.length).toBeGreaterThan(this.maxBytes);
-    if (this.checkpoint) m.cursors.set(this.topic, c + got.length);
-  }
-  toString = () => `batchRead(${this.topic}, ${this.maxBytes}, ${this.checkpoint})`;
-}
-
-class Reopen implements fc.AsyncCommand<Model, Real> {
-  check = () => true;
-  async run(m: Model, r: Real): Promise<void> {
-    await r.wal.close();
-    r.wal = await Walrus.open(openOpts(r.dir));
-    // A clean close keeps every entry not yet consumed, and every cursor, exactly. Consumed
-    // entries may be gone: a segment whose every entry is behind its cursors is deleted
-    // (iterate then starts at the first entry still stored).
-    for (const t of TOPICS) {
-      const list = entriesOf(m, t);
-      const seen: { offset: number; data: Buffer }[] = [];
-      for await (const e of r.wal.iterate(t)) seen.push(e);
-      const first = seen.length > 0 ? seen[0]!.offset : list.length;
-      expect(first).toBeLessThanOrEqual(cursorOf(m, t));
-      expect(first + seen.length).toBe(list.length);
-      seen.forEach((e, k) => {
-        expect(e.offset).toBe(first + k);
-        expect(Buffer.compare(e.data, list[e.offset]!)).toBe(0);
-      });
-    }
-  }
-  toString = () => 'reopen';
-}
-
-const commandArbs = [
-  fc.tuple(topicArb, dataArb).map(([t, d]) => new Append(t, d)),
-  fc.tuple(topicArb, fc.array(dataArb, { minLength: 1, maxLength: 8 })).map(([t, b]) => new BatchAppend(t, b)),
-  fc.tuple(topicArb, fc.boolean()).map(([t, c]) => new ReadNext(t, c)),
-  fc.tuple(topicArb, fc.nat({ max: 5000 }), fc.boolean()).map(([t, n, c]) => new BatchRead(t, n, c)),
-  fc.constant(new Reopen()),
-];
-
-describe('model: append / batchAppend / readNext / batchRead / reopen', () => {
-  it('the log behaves like an in-memory list of entries per topic with one cursor each', async () => {
-    let runs = 0;
-    await fc.assert(
-      fc.asyncProperty(fc.commands(commandArbs, { maxCommands: 30 }), async (cmds) => {
-        runs++;
-        const dir = tempDir('walrus-model-');
-        const real: Real = { dir, wal: await Walrus.open(openOpts(dir)) };
-        try {
-          await fc.asyncModelRun(() => ({ model: { entries: new Map(), cursors: new Map() }, real }), cmds);
-        } finally {
-          await real.wal.close();
-        }
-      }),
-      { numRuns: 15 },
-    );
-    console.log(`model-based test: ${runs} runs of up to 30 commands (plus shrinking runs, if any)`);
-  }, 300_000);
-});
+// The model-based test of the public API is test/model.test.ts.
 
 // ---- Hostile names ------------------------------------------------------------------------
 
