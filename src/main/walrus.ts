@@ -320,8 +320,16 @@ export class Walrus {
 
   /**
    * The next entry at the topic's read cursor, or null when there is none. With
-   * `checkpoint` (the default) the cursor advances past it (see `consistency`); without, it
-   * is a peek.
+   * `checkpoint` (the default) the cursor advances past it; without, it is a peek that
+   * commits nothing. What a crash does to the entry depends on `consistency`:
+   *
+   * - `StrictlyAtOnce`: the read resolves only once its cursor advance is durable, so the
+   *   entry is never returned again, and the read in flight at a crash is at-most-once (its
+   *   entry is consumed before the caller has it). For processing that must not lose work:
+   *   peek with `readNext(topic, false)`, process, then checkpoint with `readNext(topic)`.
+   * - `atLeastOnce(n)`: the entry is committed as consumed only when the next checkpointing
+   *   read of the topic (or {@link Walrus.commit}) comes; after a crash at most n - 1 entries
+   *   plus the last read's are delivered again, none is skipped (docs/DURABILITY.md).
    */
   async readNext(topic: string, checkpoint = true): Promise<Entry | null> {
     const entries = await this.consume(topic, 1, Number.MAX_SAFE_INTEGER, checkpoint);
@@ -331,12 +339,35 @@ export class Walrus {
   /**
    * Entries in order from the topic's read cursor: up to `maxBytes` of payload or 2,000
    * entries, and at least one when any is available even if it alone exceeds `maxBytes`;
-   * `[]` when none. With `checkpoint` (the default) the cursor advances past them.
+   * `[]` when none. With `checkpoint` (the default) the cursor advances past them; without,
+   * it is a peek. Across a crash, like {@link Walrus.readNext}: under `StrictlyAtOnce` the
+   * batch in flight is at-most-once; under `atLeastOnce(n)` a batch is committed by the next
+   * checkpointing read (or `commit`), and at most n - 1 entries plus the last batch are
+   * delivered again.
    */
   async batchRead(topic: string, maxBytes: number, checkpoint = true): Promise<Entry[]> {
     if (typeof maxBytes !== 'number') throw invalidArgType('maxBytes', 'of type number', maxBytes);
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw outOfRange('maxBytes', 'a non-negative safe integer', maxBytes);
     return this.consume(topic, MAX_BATCH_ENTRIES, maxBytes, checkpoint);
+  }
+
+  /**
+   * Commits every entry that checkpointing reads of `topic` returned so far, and resolves
+   * once that is durable (a cursor record, fsynced). Under `atLeastOnce(n)` a read's entries
+   * are otherwise committed only by the next checkpointing read: call this when the last
+   * read's entries are handled and no read follows (before `close()`, which persists the
+   * committed cursor and so would deliver them again). Under `StrictlyAtOnce` every
+   * checkpointing read has already committed, durably, so this only waits for that.
+   */
+  async commit(topic: string): Promise<void> {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    const t = this.topicMap.get(topic);
+    if (t === undefined) {
+      encodeTopic(topic);
+      return;
+    }
+    await t.shard.commit(t.id);
   }
 
   private async consume(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<Entry[]> {
