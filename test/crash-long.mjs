@@ -37,6 +37,8 @@ function report(name, { figures: f, messages }, seconds) {
     ['recovered entries checked', f.recoveredEntries],
     ['entries delivered to consumers', f.delivered],
     ['redeliveries (atLeastOnce, allowed)', f.redeliveries],
+    ['  of which checks at the exact bound', f.redeliveryAtBound],
+    ['StrictlyAtOnce entries lost in flight (allowed)', f.strictInflightLost],
     ['lost', f.lost],
     ['corrupt', f.corrupt],
     ['duplicates', f.duplicates],
