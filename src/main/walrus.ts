@@ -487,7 +487,10 @@ export class Walrus {
    * the instance closes (or, with `live: false`, once it has consumed everything there is),
    * and is destroyed with an AbortError when `signal` aborts. Entries
    * already taken from the log but still in the buffer when the stream is destroyed are not
-   * delivered again (at most `highWaterMark`; use `highWaterMark: 1` for one at a time).
+   * delivered again (at most `highWaterMark`; use `highWaterMark: 1` for one at a time), and
+   * under `atLeastOnce` each refill commits what earlier refills took, buffered or not, so a
+   * crash can skip what the stream and the pipeline behind it held: use `batchRead` or
+   * `subscribe` where every entry must be handled at least once.
    */
   createReadStream(topic: string, options?: ReadStreamOptions): Readable {
     this.checkOpen();
