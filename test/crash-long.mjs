@@ -32,6 +32,7 @@ function report(name, { figures: f, messages }, seconds) {
   const c = f.cut;
   const rows = [
     ['cycles run', f.cycles],
+    ['data directories / most topics in one', `${f.directories} / ${f.mostTopics}`],
     ['simulated power losses', f.powerCuts],
     ['acknowledged durable entries', f.ackedEntries],
     ['recovered entries checked', f.recoveredEntries],

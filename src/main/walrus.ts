@@ -381,7 +381,9 @@ export class Walrus {
     }
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
     const n = r.entries.length / READ_ENTRY_FIELDS;
-    if (checkpoint && n > 0 && this.opts.consistency.kind !== 'strictlyAtOnce') t.shard.cursorsUnsynced = true;
+    // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
+    // the cursor record of) what the read before it returned: sync() must cover it.
+    if (checkpoint && this.opts.consistency.kind !== 'strictlyAtOnce') t.shard.cursorsUnsynced = true;
     const out = new Array<Entry>(n);
     for (let k = 0; k < n; k++) out[k] = entryOf(t.name, r, k);
     return out;

@@ -42,7 +42,8 @@ export class Consumers {
   /**
    * atLeastOnce replies whose read queued a cursor record, held until the record is written:
    * answered first, a kill -9 right after could lose the record (it was only in this
-   * worker's memory) and redeliver more than n entries. Found by the crash cycles.
+   * worker's memory) and redeliver more than the bound, (n - 1) + the last read's entries.
+   * Found by the crash cycles.
    */
   private unwritten: Reply[] = [];
 
