@@ -105,7 +105,8 @@ function consumeAndKill(dir: string, mode: string, ms: number, readMax: number |
       if (timer === undefined && out.includes('ready\n')) timer = setTimeout(() => child.kill('SIGKILL'), ms);
     });
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code, signal) => {
+    // 'close': every line the child printed has been read ('exit' may come before).
+    child.on('close', (code, signal) => {
       if (signal !== 'SIGKILL') return reject(new Error(`consumer exited with ${code}/${signal}: ${err}`));
       const pos = new Map(from);
       const lastStart = new Map(from);
