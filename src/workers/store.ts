@@ -88,13 +88,23 @@ export class ShardStore {
     return { block, header: encodeBlockHeader({ topicId: t.id, seq, first: t.next, slots, salt }) };
   }
 
-  /** Makes a segment with room for `slots` current, from the spare if it is big enough. */
+  /**
+   * Makes a segment with room for `slots` current, from the spare if it is big enough.
+   * `segments` stays in the order blocks are allocated (retention deletes only the oldest
+   * segment and relies on its blocks starting their topics' chains; recovery makes the last
+   * one current): a spare too small for a block is sealed empty, never taken after the
+   * bigger segment created behind it. It is deleted when it becomes the oldest.
+   */
   private rollSegment(slots: number): Segment {
     let seg = this.spare;
     if (seg && seg.slots >= slots) {
       this.spare = null;
     } else {
       if (this.spareError !== null) throw this.spareError;
+      if (seg) {
+        seg.sealedAt = Date.now();
+        this.spare = null;
+      }
       seg = this.createSegment(Math.max(slots, this.segmentSlots));
     }
     if (this.current) this.current.sealedAt = Date.now();
