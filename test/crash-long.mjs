@@ -32,11 +32,14 @@ function report(name, { figures: f, messages }, seconds) {
   const c = f.cut;
   const rows = [
     ['cycles run', f.cycles],
+    ['data directories / most topics in one', `${f.directories} / ${f.mostTopics}`],
     ['simulated power losses', f.powerCuts],
     ['acknowledged durable entries', f.ackedEntries],
     ['recovered entries checked', f.recoveredEntries],
     ['entries delivered to consumers', f.delivered],
     ['redeliveries (atLeastOnce, allowed)', f.redeliveries],
+    ['  of which checks at the exact bound', f.redeliveryAtBound],
+    ['StrictlyAtOnce entries lost in flight (allowed)', f.strictInflightLost],
     ['lost', f.lost],
     ['corrupt', f.corrupt],
     ['duplicates', f.duplicates],

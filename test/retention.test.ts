@@ -118,6 +118,46 @@ describe('deletion of consumed segments', () => {
   });
 });
 
+describe('a record bigger than the spare segment', () => {
+  // Found by the crash harness once it drew records of several slots: the segment made for
+  // such a record was added after the spare, and the spare was taken later, so the segment
+  // list was no longer in allocation order. Retention, which deletes the oldest segment and
+  // checks only blocks that start their chains, then deleted the old spare with an
+  // unconsumed block in it: reads failed on the closed file and a reopen found the chain
+  // broken (ERR_WALRUS_CORRUPT).
+  it('never lets the spare be taken after a newer segment: nothing unconsumed is deleted', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, ...SMALL });
+    try {
+      wal.append('a', pseudoRandom(1, 3000));
+      wal.append('b', pseudoRandom(2, 3000));
+      wal.append('c', pseudoRandom(3, 3000));
+      await wal.flush();
+      // The current segment is half used: the worker creates the spare (a second file).
+      expect(await waitFor(() => segments(dir).length >= 2, 10_000)).toBeLessThan(10_000);
+      const first = segments(dir).slice(0, 2);
+      wal.append('big', pseudoRandom(4, 40_000)); // 10 slots: more than the spare has
+      wal.append('d', pseudoRandom(5, 3000));
+      wal.append('big', pseudoRandom(6, 3000)); // big's second block
+      for (let i = 0; i < 6; i++) wal.append('e', pseudoRandom(7 + i, 3000));
+      await wal.flush();
+      for (const t of ['a', 'b', 'c', 'd', 'e']) while ((await wal.batchRead(t, 1 << 20)).length > 0);
+      // The first two files (the first segment, and the spare) go once consumed or empty.
+      expect(await waitFor(() => !segments(dir).some((f) => first.includes(f)), 10_000)).toBeLessThan(10_000);
+      const big = await wal.batchRead('big', 1 << 20, false);
+      expect(big.map((e) => e.data.length)).toEqual([40_000, 3000]);
+    } finally {
+      await wal.close();
+    }
+    const again = await Walrus.open({ dir, ...SMALL });
+    try {
+      expect((await again.batchRead('big', 1 << 20)).map((e) => Buffer.compare(e.data, pseudoRandom(e.offset === 0 ? 4 : 6, e.data.length)))).toEqual([0, 0]);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
 describe('retention bounds for topics nobody consumes', () => {
   it('retentionBytes deletes the oldest segments and moves cursors behind them forward', async () => {
     const dir = tempDir();

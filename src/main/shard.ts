@@ -438,6 +438,7 @@ export class ShardClient {
       | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
       | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
       | { type: 'syncCursors' }
+      | { type: 'commit'; topicId: number }
       | { type: 'close' },
   ): Promise<FromWorker> {
     if (this.exited) return Promise.reject(closedError());
@@ -470,6 +471,11 @@ export class ShardClient {
     if (!this.cursorsUnsynced) return;
     this.cursorsUnsynced = false;
     await this.request({ type: 'syncCursors' });
+  }
+
+  /** Commits what checkpointing reads of the topic returned, durably (see workers/consumer.ts). */
+  async commit(topicId: number): Promise<void> {
+    await this.request({ type: 'commit', topicId });
   }
 
   /**

@@ -338,8 +338,16 @@ export class Walrus {
 
   /**
    * The next entry at the topic's read cursor, or null when there is none. With
-   * `checkpoint` (the default) the cursor advances past it (see `consistency`); without, it
-   * is a peek.
+   * `checkpoint` (the default) the cursor advances past it; without, it is a peek that
+   * commits nothing. What a crash does to the entry depends on `consistency`:
+   *
+   * - `StrictlyAtOnce`: the read resolves only once its cursor advance is durable, so the
+   *   entry is never returned again, and the read in flight at a crash is at-most-once (its
+   *   entry is consumed before the caller has it). For processing that must not lose work:
+   *   peek with `readNext(topic, false)`, process, then checkpoint with `readNext(topic)`.
+   * - `atLeastOnce(n)`: the entry is committed as consumed only when the next checkpointing
+   *   read of the topic (or {@link Walrus.commit}) comes; after a crash at most n - 1 entries
+   *   plus the last read's are delivered again, none is skipped (docs/DURABILITY.md).
    */
   async readNext(topic: string, checkpoint = true): Promise<Entry | null> {
     const entries = await this.consume(topic, 1, Number.MAX_SAFE_INTEGER, checkpoint);
@@ -349,12 +357,35 @@ export class Walrus {
   /**
    * Entries in order from the topic's read cursor: up to `maxBytes` of payload or 2,000
    * entries, and at least one when any is available even if it alone exceeds `maxBytes`;
-   * `[]` when none. With `checkpoint` (the default) the cursor advances past them.
+   * `[]` when none. With `checkpoint` (the default) the cursor advances past them; without,
+   * it is a peek. Across a crash, like {@link Walrus.readNext}: under `StrictlyAtOnce` the
+   * batch in flight is at-most-once; under `atLeastOnce(n)` a batch is committed by the next
+   * checkpointing read (or `commit`), and at most n - 1 entries plus the last batch are
+   * delivered again.
    */
   async batchRead(topic: string, maxBytes: number, checkpoint = true): Promise<Entry[]> {
     if (typeof maxBytes !== 'number') throw invalidArgType('maxBytes', 'of type number', maxBytes);
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw outOfRange('maxBytes', 'a non-negative safe integer', maxBytes);
     return this.consume(topic, MAX_BATCH_ENTRIES, maxBytes, checkpoint);
+  }
+
+  /**
+   * Commits every entry that checkpointing reads of `topic` returned so far, and resolves
+   * once that is durable (a cursor record, fsynced). Under `atLeastOnce(n)` a read's entries
+   * are otherwise committed only by the next checkpointing read: call this when the last
+   * read's entries are handled and no read follows (before `close()`, which persists the
+   * committed cursor and so would deliver them again). Under `StrictlyAtOnce` every
+   * checkpointing read has already committed, durably, so this only waits for that.
+   */
+  async commit(topic: string): Promise<void> {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    const t = this.topicMap.get(topic);
+    if (t === undefined) {
+      encodeTopic(topic);
+      return;
+    }
+    await t.shard.commit(t.id);
   }
 
   private async consume(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<Entry[]> {
@@ -368,7 +399,9 @@ export class Walrus {
     }
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
     const n = r.entries.length / READ_ENTRY_FIELDS;
-    if (checkpoint && n > 0 && this.opts.consistency.kind !== 'strictlyAtOnce') t.shard.cursorsUnsynced = true;
+    // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
+    // the cursor record of) what the read before it returned: sync() must cover it.
+    if (checkpoint && this.opts.consistency.kind !== 'strictlyAtOnce') t.shard.cursorsUnsynced = true;
     const out = new Array<Entry>(n);
     for (let k = 0; k < n; k++) out[k] = entryOf(t.name, r, k);
     return out;
@@ -474,7 +507,10 @@ export class Walrus {
    * the instance closes (or, with `live: false`, once it has consumed everything there is),
    * and is destroyed with an AbortError when `signal` aborts. Entries
    * already taken from the log but still in the buffer when the stream is destroyed are not
-   * delivered again (at most `highWaterMark`; use `highWaterMark: 1` for one at a time).
+   * delivered again (at most `highWaterMark`; use `highWaterMark: 1` for one at a time), and
+   * under `atLeastOnce` each refill commits what earlier refills took, buffered or not, so a
+   * crash can skip what the stream and the pipeline behind it held: use `batchRead` or
+   * `subscribe` where every entry must be handled at least once.
    */
   createReadStream(topic: string, options?: ReadStreamOptions): Readable {
     this.checkOpen();

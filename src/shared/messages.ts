@@ -54,13 +54,18 @@ export type ToWorker =
    */
   | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array }
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
-  /** Read from the topic's cursor; advance it when `checkpoint`. */
+  /** Read from the topic's cursor (workers/consumer.ts); advance it when `checkpoint`. */
   | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
   /**
    * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far
    * durable, even when no entry was appended since the last fsync. Answered with 'synced'.
    */
   | { type: 'syncCursors'; id: number }
+  /**
+   * commit(topic): every entry checkpointing reads of the topic returned is consumed; write
+   * the cursor record and fsync. Answered with 'synced'.
+   */
+  | { type: 'commit'; id: number; topicId: number }
   | { type: 'close'; id: number };
 
 export type FromWorker =

@@ -44,18 +44,32 @@ export type ReadConsistency =
   | {
       /** Which mode. */
       readonly kind: 'atLeastOnce';
-      /** Checkpointed entries per topic between two cursor records at most. */
+      /** Committed entries per topic between two cursor records at most. */
       readonly persistEvery: number;
     };
 
 /**
  * The cursor persistence modes, for the `consistency` option of {@link Walrus.open}: what
- * a checkpointing `readNext` / `batchRead` / `subscribe` promises across crashes.
+ * a checkpointing `readNext` / `batchRead` / `subscribe` promises across crashes
+ * (docs/DURABILITY.md, "Read cursors").
  */
 export const ReadConsistency = Object.freeze({
-  /** A checkpointing read resolves only after its cursor advance is durable. */
+  /**
+   * A checkpointing read resolves only after its cursor advance is durable: no entry it
+   * returned is ever returned again. The read in flight at a crash is at-most-once (its
+   * entries are consumed before the caller has them). To lose nothing: peek with
+   * `readNext(topic, false)`, process, then checkpoint with `readNext(topic)`; a crash then
+   * repeats at most the entry in flight.
+   */
   StrictlyAtOnce: Object.freeze({ kind: 'strictlyAtOnce' }) as ReadConsistency,
-  /** The cursor is persisted at least every `persistEvery` checkpointed entries per topic. */
+  /**
+   * At-least-once: the entries a checkpointing read returns are committed when the next
+   * checkpointing read of the topic (or `commit(topic)`) comes, and a cursor record is
+   * written once the committed cursor is `persistEvery` entries past the last one. After a
+   * crash no entry is skipped and at most `persistEvery - 1` entries plus those of the last
+   * read are delivered again per topic (after a power loss, counted from the last fsync).
+   * `close()` persists the committed cursor.
+   */
   atLeastOnce(persistEvery: number): ReadConsistency {
     if (typeof persistEvery !== 'number') throw invalidArgType('persistEvery', 'of type number', persistEvery);
     if (!Number.isInteger(persistEvery) || persistEvery < 1 || persistEvery > 2 ** 31) {

@@ -74,16 +74,27 @@ export interface TopicLog {
   marked: number;
   /** Offset of the first entry still stored (entries before it were consumed and deleted). */
   start: number;
-  /** The read cursor: offset of the next entry a checkpointing read returns. */
+  /**
+   * The committed read cursor: every entry before it is consumed. This is the position cursor
+   * records persist and deletion of consumed segments obeys. Under StrictlyAtOnce it equals
+   * `delivered` at all times; under atLeastOnce it trails `delivered` by the entries of the
+   * last checkpointing read, which the next checkpointing read (or a commit) commits.
+   */
   cursor: number;
   /** `cursor` as last written to the meta topic. */
   cursorWritten: number;
+  /**
+   * Offset of the next entry a checkpointing read returns (peeks read here too). Never
+   * persisted: after a restart it starts at the recovered `cursor`. Invariant:
+   * start <= cursor <= delivered <= complete (recovery and retention keep it).
+   */
+  delivered: number;
   /** Where the last read of this topic stopped, so a sequential reader needs no seek. */
   readHint: { offset: number; block: Block; rel: number } | null;
 }
 
 export function newTopic(id: number, name: string): TopicLog {
-  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, start: 0, cursor: 0, cursorWritten: 0, readHint: null };
+  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, start: 0, cursor: 0, cursorWritten: 0, delivered: 0, readHint: null };
 }
 
 /** Records the position of a record about to be appended at relative position `rel`. */

@@ -274,6 +274,8 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
     t.cursor = Math.max(t.start, Math.min(cursors.get(t.id) ?? 0, t.complete));
     t.cursorWritten = cursors.get(t.id) ?? 0;
+    // Entries delivered and not committed before the crash are delivered again from here.
+    t.delivered = t.cursor;
   }
   const closeRec = lastMeta as MetaRecord | null;
   // Clean: a shard with no files yet, or one whose last meta record is a close record and

@@ -85,7 +85,9 @@ export class Retention {
       // happens; a log written before that rule may still hold such a file: it is kept).
       if (where === 'behind') return null;
       // A block still being written is consumed too once the cursor is at its end: the
-      // topic's next entry then starts a new block (see delete()).
+      // topic's next entry then starts a new block (see delete()). The committed cursor, not
+      // `delivered`: an entry a read returned and nobody committed yet may be delivered
+      // again after a crash, so its block must stay.
       if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
       touched.add(t);
     }
@@ -115,6 +117,8 @@ export class Retention {
         t.cursor = t.start;
         this.writer.appendCursor(t);
       }
+      // Never read from a deleted entry (only a forced deletion can overtake `delivered`).
+      if (t.delivered < t.start) t.delivered = t.start;
     }
     if (restate) {
       const all: [number, string, number, number][] = [];

@@ -66,6 +66,11 @@ class ShardWorker {
       case 'syncCursors':
         this.syncCursors(m.id);
         return;
+      case 'commit':
+        this.consumers.commit(this.store.topics.get(m.topicId));
+        this.retention.dirty = true;
+        this.syncCursors(m.id);
+        return;
       case 'close':
         this.closeRequests.push(m.id);
         return;
@@ -88,8 +93,9 @@ class ShardWorker {
   }
 
   /**
-   * sync() after atLeastOnce checkpoints: writes what is queued (cursor records included) and
-   * fsyncs whatever is unsynced, then answers. Held StrictlyAtOnce replies are covered too.
+   * sync() after atLeastOnce checkpoints, and commit(): writes what is queued (cursor records
+   * included) and fsyncs whatever is unsynced, then answers. Held StrictlyAtOnce replies are
+   * covered too.
    */
   private syncCursors(id: number): void {
     this.drainForRead();
