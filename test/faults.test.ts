@@ -48,6 +48,18 @@ function expectedSyscall(kind: Kind, path: Path, short: boolean): string {
   return 'writev';
 }
 
+/** Opens with the fault plan `spec` in the environment the shard workers read at start. */
+async function openWithFault(opts: Parameters<typeof Walrus.open>[0], spec: string): Promise<Walrus> {
+  const saved = process.env.WALRUS_TEST_FAULT;
+  process.env.WALRUS_TEST_FAULT = spec;
+  try {
+    return await Walrus.open(opts);
+  } finally {
+    if (saved === undefined) delete process.env.WALRUS_TEST_FAULT;
+    else process.env.WALRUS_TEST_FAULT = saved;
+  }
+}
+
 /**
  * One case: the workload with the nth write/fsync failing. Returns whether a fault surfaced
  * (false: the workload and close ran clean, so nth is past the last operation).
@@ -56,15 +68,7 @@ async function runCase(path: Path, kind: Kind, nth: number, errno: number, short
   const dir = tempDir('walrus-fault-');
   const opts = { dir, shards: 1, fsync: FsyncSchedule.NoFsync, ioUring: path === 'io_uring', ringBytes: 1 << 16, blockBytes: 4096, segmentBlocks: 4 };
   const spec = `${kind}:${nth}:${errno}${short ? ':short' : ''}`;
-  const saved = process.env.WALRUS_TEST_FAULT;
-  process.env.WALRUS_TEST_FAULT = spec;
-  let wal: Walrus;
-  try {
-    wal = await Walrus.open(opts);
-  } finally {
-    if (saved === undefined) delete process.env.WALRUS_TEST_FAULT;
-    else process.env.WALRUS_TEST_FAULT = saved;
-  }
+  const wal = await openWithFault(opts, spec);
   const expected = new Map<string, Buffer[]>(TOPICS.map((t) => [t, []]));
   const acked = new Map<string, number[]>(TOPICS.map((t) => [t, []]));
   let failure: IoFailure | undefined;
@@ -211,15 +215,7 @@ describe('close() after a shard failure (issue 11, item 4)', () => {
     const opts = { dir, shards: 1, fsync: FsyncSchedule.NoFsync, ioUring: false, ringBytes: 1 << 16, blockBytes: 4096, segmentBlocks: 4 };
     // The first write (or, on mmap, the first msync) fails: acknowledged appends never land.
     const spec = MMAP ? `fsync:1:${EIO}` : `write:1:${EIO}`;
-    const saved = process.env.WALRUS_TEST_FAULT;
-    process.env.WALRUS_TEST_FAULT = spec;
-    let wal: Walrus;
-    try {
-      wal = await Walrus.open(opts);
-    } finally {
-      if (saved === undefined) delete process.env.WALRUS_TEST_FAULT;
-      else process.env.WALRUS_TEST_FAULT = saved;
-    }
+    const wal = await openWithFault(opts, spec);
     const match = { code: 'ERR_WALRUS_IO', errno: EIO, errnoCode: 'EIO', syscall: MMAP ? 'msync' : 'pwritev' };
     let acked = 0;
     // Rounds of appends, each written before the next: a write fails with acknowledged
