@@ -20,10 +20,12 @@ export type MetaRecord =
   /** Entries of topic `id` before offset `start` were consumed and their files deleted. */
   | { k: 'trim'; id: number; start: number }
   /**
-   * Everything the meta records before this one said, in one record: `t` lists every
-   * topic as [id, name, start, cursor]. Meta blocks that end before it may be deleted.
+   * Restates topics as [id, name, start, cursor]. With `s` (format 2): every topic whose
+   * name, start or cursor was last stated in a segment of sequence <= `s`, so meta blocks in
+   * those segments are obsolete. Without `s` (format 1): every topic, so meta blocks that end
+   * before it are obsolete.
    */
-  | { k: 'snapshot'; t: [number, string, number, number][] };
+  | { k: 'snapshot'; t: [number, string, number, number][]; s?: number };
 
 // Plain maps, no shared record structures: every meta record decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -59,7 +61,9 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
         Array.isArray(m.t) &&
         m.t.every((e) => Array.isArray(e) && e.length === 4 && isId(e[0]) && e[0] > 0 && typeof e[1] === 'string' && isOffset(e[2]) && isOffset(e[3]))
       ) {
-        return { k: 'snapshot', t: m.t as [number, string, number, number][] };
+        const seq = (m as { s?: unknown }).s;
+        if (seq === undefined) return { k: 'snapshot', t: m.t as [number, string, number, number][] };
+        if (isOffset(seq) && seq > 0) return { k: 'snapshot', t: m.t as [number, string, number, number][], s: seq };
       }
       return 'malformed snapshot record';
     case 'sync':

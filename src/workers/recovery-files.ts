@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../shared/errors.js';
-import { BLOCK_HEADER_BYTES, SEGMENT_HEADER_BYTES } from '../shared/layout.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, decodeBlockHeader } from './blocks.js';
 import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, blockSalt, decodeSegmentHeader, segmentBytes, slotPosition } from './segments.js';
@@ -51,7 +51,7 @@ export function openSegment(store: ShardStore, f: { seq: number; path: string },
     }
     return fail(size, `the segment file is ${size} bytes, its header says ${full}: truncated`);
   }
-  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null };
+  return { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, nextSlot: 0, salt: h.salt, blocks: [], sealedAt: statSync(f.path).mtimeMs, map: null, version: h.version };
 }
 
 export function isAllZeroAfter(fd: number, from: number): boolean {
@@ -95,6 +95,8 @@ export function probeBlocks(seg: Segment, damaged: number[]): Block[] {
       salt: h.salt,
       index: [],
       run: null,
+      members: h.topicId === SHARED_TOPIC_ID ? [] : null,
+      unconsumed: 0,
     });
     slot += h.slots;
     seg.nextSlot = slot;
@@ -103,3 +105,20 @@ export function probeBlocks(seg: Segment, damaged: number[]): Block[] {
   return out;
 }
 
+
+/** The block's record area, read whole into `scratch` (grown when too small). */
+export function readBlock(b: Block, scratch: Uint8Array): Uint8Array {
+  const buf = scratch.length >= b.capacity ? scratch : new Uint8Array(b.capacity);
+  const got = native.pread(b.segment.fd, buf.subarray(0, b.capacity), b.dataStart);
+  if (got < b.capacity) buf.fill(0, got, b.capacity);
+  return buf;
+}
+
+/** Bytes from `from` up to the last non-zero byte before `end` (0 if all zero). */
+export function nonZeroExtent(buf: Uint8Array, from: number, end: number): number {
+  let e = end;
+  // Word-wise first: unwritten space is long runs of zeros.
+  while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
+  while (e > from && buf[e - 1] === 0) e--;
+  return e - from;
+}

@@ -23,6 +23,7 @@
  */
 import { type WalrusError, corruptError } from '../shared/errors.js';
 import {
+  FORMAT_VERSION,
   META_TOPIC_ID,
   RECORD_HEADER_BYTES,
   REC_FLAGS,
@@ -35,6 +36,7 @@ import {
   REC_TOPIC,
   RecordKind,
   SEGMENT_DATA_START,
+  SHARED_TOPIC_ID,
   BLOCK_HEADER_BYTES,
   recordFootprint,
   REC_LEN,
@@ -42,7 +44,8 @@ import {
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, indexRecord } from './blocks.js';
 import { harvestMarks } from './marks.js';
-import { openSegment, probeBlocks } from './recovery-files.js';
+import { replayShared } from './shared-chain.js';
+import { nonZeroExtent, openSegment, probeBlocks, readBlock } from './recovery-files.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
 import { type Segment, fsyncDir, listSegments, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
@@ -160,7 +163,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
       if (!list) found.set(b.topicId, (list = []));
       list.push(b);
       if (b.seq > store.lastBlockSeq) store.lastBlockSeq = b.seq;
-      if (b.topicId > store.maxTopicId) store.maxTopicId = b.topicId;
+      if (b.topicId > store.maxTopicId && b.topicId !== SHARED_TOPIC_ID) store.maxTopicId = b.topicId;
     }
     // A slot whose header is neither zero nor valid: a torn header write, or damage. Its
     // bytes are torn unless a mark in it (or anywhere) says they were durable.
@@ -182,17 +185,28 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   const marks = new Map<number, number>();
   const cursors = new Map<number, number>();
   const starts = new Map<number, number>();
+  /** Per topic: segments of the last records stating its name, start and cursor. */
+  const stated = new Map<number, [number, number, number]>();
+  const state = (id: number): [number, number, number] => {
+    let s = stated.get(id);
+    if (!s) stated.set(id, (s = [0, 0, 0]));
+    return s;
+  };
   let lastMeta: MetaRecord | null = null;
-  /** Offset of the last snapshot record: meta blocks that end before it are restated by it. */
+  /** Offset of the last format-1 snapshot (every topic): meta blocks that end before it are restated. */
   let snapshotAt = -1;
+  /** Highest `s` of the snapshots: meta blocks in segments up to it are restated. */
+  let restatedSeq = 0;
+  let anySnapshot = false;
   const meta = store.meta;
   const metaBlocks = found.get(META_TOPIC_ID) ?? [];
   // The meta topic's first blocks go when their segment is deleted, after a snapshot record
   // that restates them: its chain starts at the first meta block still present.
-  const metaStart = metaBlocks.length > 0 ? Math.min(...metaBlocks.map((b) => b.first)) : 0;
+  let metaStart = metaBlocks.length > 0 ? Number.POSITIVE_INFINITY : 0;
+  for (const b of metaBlocks) metaStart = Math.min(metaStart, b.first);
   const chainIo = { repairs, torn, progress };
   const harvest = (buf: Uint8Array, from: number, end: number, salt: number): void => void harvestMarks(buf, from, end, salt, harvested);
-  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, harvest, (payload, file, pos, offset) => {
+  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, harvest, (payload, file, pos, offset, seq) => {
     const m = decodeMeta(payload);
     if (typeof m === 'string') {
       fail(corruptError(file, pos, m));
@@ -202,19 +216,26 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     switch (m.k) {
       case 'topic':
         names.set(m.id, m.name);
+        state(m.id)[0] = seq;
         break;
       case 'cursor':
         cursors.set(m.id, m.next);
+        state(m.id)[2] = seq;
         break;
       case 'trim':
         starts.set(m.id, Math.max(starts.get(m.id) ?? 0, m.start));
+        state(m.id)[1] = seq;
         break;
       case 'snapshot':
-        snapshotAt = offset;
+        anySnapshot = true;
+        if (m.s === undefined) snapshotAt = offset;
+        else restatedSeq = Math.max(restatedSeq, m.s);
         for (const [id, name, start, cursor] of m.t) {
           names.set(id, name);
           starts.set(id, Math.max(starts.get(id) ?? 0, start));
           cursors.set(id, cursor);
+          const s = state(id);
+          s[0] = s[1] = s[2] = seq;
         }
         break;
       default:
@@ -222,7 +243,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     }
   });
   meta.start = metaStart;
-  if (metaStart > 0 && snapshotAt < 0) {
+  if (metaStart > 0 && !anySnapshot) {
     const b = metaBlocks.find((x) => x.first === metaStart)!;
     fail(corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`));
   }
@@ -235,12 +256,27 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   for (const [id, name] of names) {
     const t = store.addTopic(id, name);
     store.maxTopicId = Math.max(store.maxTopicId, id);
-    t.start = starts.get(id) ?? 0;
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.start, null, null);
+    t.start = t.next = t.complete = starts.get(id) ?? 0;
+    const s = stated.get(id);
+    if (s) [t.nameSeq, t.startSeq, t.cursorSeq] = s;
+  }
+  // The shared blocks hold the first records of small topics: their own chains continue
+  // where those end.
+  const sharedChain = replayShared(store, found.get(SHARED_TOPIC_ID) ?? [], chainIo);
+  found.delete(SHARED_TOPIC_ID);
+  tornBytes += sharedChain.tornBytes;
+  if (sharedChain.broke) broken.add(SHARED_TOPIC_ID);
+  if (sharedChain.undeclared !== null && marks.has(sharedChain.undeclared)) {
+    const where = metaChain.broke ?? firstDamage ?? sharedChain.broke!;
+    fail(corruptError(where.file, where.pos, `topic id ${sharedChain.undeclared} has durable data but its declaration is lost`));
+  }
+  for (const [id, name] of names) {
+    const t = store.topics.get(id)!;
+    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.complete, null, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
-    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke ?? firstDamage, store, fail);
+    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke ?? sharedChain.broke ?? firstDamage, store, fail);
   }
   // Blocks of topics whose declaration never became durable: written after the last point
   // that reached the disk, so part of the torn tail.
@@ -269,6 +305,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
     t.cursor = Math.max(t.start, Math.min(cursors.get(t.id) ?? 0, t.complete));
     t.cursorWritten = cursors.get(t.id) ?? 0;
+    for (const r of t.small) if (r.offset >= t.cursor) r.block.unconsumed++;
   }
   const closeRec = lastMeta as MetaRecord | null;
   // Clean: a shard with no files yet, or one whose last meta record is a close record and
@@ -287,7 +324,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     t.cur = t.blocks.length > 0 ? t.blocks[t.blocks.length - 1]! : null;
     t.next = t.complete;
   }
-  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt) };
+  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt, restatedSeq) };
 }
 
 /**
@@ -295,11 +332,13 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
  * consumed segments that a crash interrupted after its trim records were made durable. Only a
  * prefix, as the worker deletes: never the last segment.
  */
-function obsoleteSegments(store: ShardStore, snapshotAt: number): Segment[] {
+function obsoleteSegments(store: ShardStore, snapshotAt: number, restatedSeq: number): Segment[] {
   const live = new Set<Block>();
   for (const t of store.topics.values()) {
-    for (const b of t.blocks) if (t.id !== META_TOPIC_ID || b.next > snapshotAt) live.add(b);
+    for (const b of t.blocks) if (t.id !== META_TOPIC_ID || (b.next > snapshotAt && b.segment.seq > restatedSeq)) live.add(b);
   }
+  // A shared block is live while it holds a record at or after its topic's start.
+  for (const b of store.shared.blocks) if (b.members!.length > 0) live.add(b);
   const out: Segment[] = [];
   for (const seg of store.segments.slice(0, -1)) {
     if (seg.blocks.length === 0 || seg.blocks.some((b) => live.has(b))) break;
@@ -318,6 +357,7 @@ function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: st
     seg.fd = -1;
     native.unlink(seg.path);
     for (const t of store.topics.values()) t.blocks = t.blocks.filter((b) => b.segment !== seg);
+    store.shared.blocks = store.shared.blocks.filter((b) => b.segment !== seg);
     removed = true;
     debug(`removed ${seg.path}: every block in it had been consumed and trimmed`);
   }
@@ -342,7 +382,7 @@ function replayChain(
   io: { repairs: Repair[]; torn: TornRange[]; progress: ((bytes: number) => void) | undefined },
   start: number,
   harvest: ((buf: Uint8Array, from: number, end: number, salt: number) => void) | null,
-  onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number) => void) | null,
+  onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number, seq: number) => void) | null,
 ): ChainResult {
   let expected = start;
   let complete = start;
@@ -411,7 +451,7 @@ function replayChain(
         remaining >= 1 &&
         (expectRemaining === 0 || remaining === expectRemaining);
       if (!ok) break;
-      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset);
+      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset, b.segment.seq);
       indexRecord(b, offset, pos);
       pending.push({ block: b, rel: pos, offset });
       pos += recordFootprint(len);
@@ -465,22 +505,6 @@ function trimIndex(b: Block): void {
   while (b.index.length > 0 && b.index[b.index.length - 1]! >= b.used) b.index.length -= 2;
 }
 
-function readBlock(b: Block, scratch: Uint8Array): Uint8Array {
-  const buf = scratch.length >= b.capacity ? scratch : new Uint8Array(b.capacity);
-  const got = native.pread(b.segment.fd, buf.subarray(0, b.capacity), b.dataStart);
-  if (got < b.capacity) buf.fill(0, got, b.capacity);
-  return buf;
-}
-
-/** Bytes from `from` up to the last non-zero byte before `end` (0 if all zero). */
-function nonZeroExtent(buf: Uint8Array, from: number, end: number): number {
-  let e = end;
-  // Word-wise first: unwritten space is long runs of zeros.
-  while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
-  while (e > from && buf[e - 1] === 0) e--;
-  return e - from;
-}
-
 function checkDurable(
   t: TopicLog,
   what: string,
@@ -499,5 +523,5 @@ function checkDurable(
 /** New blocks go after every block recovery found, in the last segment if it is compatible. */
 function chooseCurrentSegment(store: ShardStore): void {
   const last = store.segments[store.segments.length - 1];
-  store.current = last && last.blockBytes === store.blockBytes ? last : null;
+  store.current = last && last.blockBytes === store.blockBytes && last.version === FORMAT_VERSION ? last : null;
 }

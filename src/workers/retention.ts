@@ -19,7 +19,7 @@
  */
 import { META_TOPIC_ID } from '../shared/layout.js';
 import { native } from '../shared/native.js';
-import type { Block, TopicLog } from './blocks.js';
+import { type Block, type TopicLog, moveCursor, statedIn } from './blocks.js';
 import { fsyncDir, segmentBytes, unmapSegment, type Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
@@ -75,7 +75,15 @@ export class Retention {
     const store = this.store;
     if (seg === store.current || seg === store.spare) return null;
     const touched = new Set<TopicLog>();
+    const shared: Block[] = [];
     for (const b of seg.blocks) {
+      if (b.members !== null) {
+        // A shared block is consumed when every record in it is behind its topic's cursor.
+        if (!inChain(store.shared, b, seg)) continue;
+        if (!forced && b.unconsumed > 0) return null;
+        shared.push(b);
+        continue;
+      }
       const t = store.topics.get(b.topicId);
       if (!t || !inChain(t, b, seg)) continue;
       // A block still being written is consumed too once the cursor is at its end: the
@@ -83,6 +91,7 @@ export class Retention {
       if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
       touched.add(t);
     }
+    for (const b of shared) for (const t of b.members!) touched.add(t);
     return touched;
   }
 
@@ -92,23 +101,36 @@ export class Retention {
     // A block being written in the doomed segment is abandoned: the topic's next record (for
     // the meta topic: the trims and snapshot below) opens a block in a live segment.
     for (const t of store.topics.values()) if (t.cur !== null && t.cur.segment === seg) t.cur = null;
+    const shared = store.shared;
+    if (shared.cur !== null && shared.cur.segment === seg) shared.cur = null;
+    shared.blocks = shared.blocks.filter((b) => b.segment !== seg);
     for (const t of touched) {
       const rest = t.blocks.filter((b) => b.segment !== seg);
       t.blocks = rest;
       if (t.id === META_TOPIC_ID) continue;
-      t.start = rest.length > 0 ? rest[0]!.first : t.complete;
-      this.writer.appendMeta({ k: 'trim', id: t.id, start: t.start });
+      // Shared records go in write order, so those in the oldest segment come first.
+      let gone = 0;
+      while (gone < t.small.length && t.small[gone]!.block.segment === seg) t.smallBytes -= t.small[gone++]!.fp;
+      if (gone > 0) t.small.splice(0, gone);
+      t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
+      t.startSeq = this.writer.appendMeta({ k: 'trim', id: t.id, start: t.start });
       if (t.cursor < t.start) {
         // Forced out by a retention bound before it was consumed.
-        t.cursor = t.start;
+        moveCursor(t, t.start);
         this.writer.appendCursor(t);
       }
     }
     if (touched.has(meta)) {
-      const all: [number, string, number, number][] = [];
-      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push([t.id, t.name, t.start, t.cursor]);
-      this.writer.appendMeta({ k: 'snapshot', t: all });
-      for (const t of store.topics.values()) t.cursorWritten = t.cursor;
+      // Restates the topics whose last statement of name, start or cursor is in a meta block
+      // of this segment (or an older one): after the deletion, recovery finds every topic's
+      // state in the meta blocks still present.
+      const restate: TopicLog[] = [];
+      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.push(t);
+      const at = this.writer.appendMeta({ k: 'snapshot', s: seg.seq, t: restate.map((t) => [t.id, t.name, t.start, t.cursor]) });
+      for (const t of restate) {
+        t.cursorWritten = t.cursor;
+        t.nameSeq = t.startSeq = t.cursorSeq = at;
+      }
     }
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;

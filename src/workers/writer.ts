@@ -173,8 +173,7 @@ export class Writer {
           step = recordFootprint(len);
           const id = words[i + 2]! >>> 0;
           const name = utf8.decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
-          store.addTopic(id, name);
-          this.appendMeta({ k: 'topic', id, name });
+          store.addTopic(id, name).nameSeq = this.appendMeta({ k: 'topic', id, name });
           break;
         }
         case RecordKind.Wrap:
@@ -209,6 +208,10 @@ export class Writer {
     if (offset !== t.next) {
       throw new Error(`walrus-ts internal error: topic ${t.id} expected offset ${t.next}, the ring holds ${offset}`);
     }
+    // The first record of a batch decides where the whole batch goes, so a batch never
+    // straddles a topic's shared records and its own blocks.
+    if (t.next === t.complete) t.sharedBatch = this.store.fitsShared(t, footprint, remaining);
+    if (t.sharedBatch) return this.placeShared(t, footprint, offset, remaining);
     let b = t.cur;
     if (b === null || b.used + footprint > b.capacity) {
       const { block, header } = this.store.allocateBlock(t, footprint);
@@ -225,6 +228,30 @@ export class Writer {
     if (remaining === 1) t.complete = t.next;
     // Every topic touched by a drain passes here at least once (its first record of the
     // drain has no run yet), so this is where it is marked dirty.
+    this.dirtyTopics.add(t);
+    return b;
+  }
+
+  /** `place` for a record that goes to the shard's current shared block. */
+  private placeShared(t: TopicLog, footprint: number, offset: number, remaining: number): Block {
+    const shared = this.store.shared;
+    let b = shared.cur;
+    if (b === null || b.used + footprint > b.capacity) {
+      const { block, header } = this.store.allocateBlock(shared, footprint);
+      b = block;
+      const run = this.newRun(b, b.start);
+      this.pushIov(run, this.addExt(header), 0, header.length);
+    } else if (b.run === null || b.run.end !== b.dataStart + b.used) {
+      this.newRun(b, b.dataStart + b.used);
+    }
+    t.small.push({ block: b, rel: b.used, offset, fp: footprint });
+    t.smallBytes += footprint;
+    b.members!.push(t);
+    b.unconsumed++;
+    b.used += footprint;
+    b.next = ++shared.next;
+    t.next = offset + 1;
+    if (remaining === 1) t.complete = t.next;
     this.dirtyTopics.add(t);
     return b;
   }
@@ -285,11 +312,13 @@ export class Writer {
     this.records++;
   }
 
-  appendMeta(m: MetaRecord): void {
+  /** Queues a meta record; returns the sequence number of the segment it goes into. */
+  appendMeta(m: MetaRecord): number {
     const meta = this.store.meta;
     const payload = encodeMeta(m);
     const header = new Uint8Array(RECORD_HEADER_BYTES);
     this.placeFrame(meta, RecordKind.Meta, meta.next, 1, header, this.addExt(header), 0, payload, this.addExt(payload), 0);
+    return meta.cur!.segment.seq;
   }
 
   private lastMarkAt = 0;
@@ -436,7 +465,7 @@ export class Writer {
 
   /** Queues a cursor record for `t` (written by the next submit). */
   appendCursor(t: TopicLog): void {
-    this.appendMeta({ k: 'cursor', id: t.id, next: t.cursor });
+    t.cursorSeq = this.appendMeta({ k: 'cursor', id: t.id, next: t.cursor });
     t.cursorWritten = t.cursor;
   }
 
