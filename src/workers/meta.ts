@@ -17,6 +17,8 @@ export type MetaRecord =
   | { k: 'close'; t: [number, number][] }
   /** The read cursor of topic `id` is at offset `next` (the next entry to deliver). */
   | { k: 'cursor'; id: number; next: number }
+  /** Format 2: `cursor` for many topics in one record, as pairs [id, next]. */
+  | { k: 'cursors'; t: [number, number][] }
   /** Entries of topic `id` before offset `start` were consumed and their files deleted. */
   | { k: 'trim'; id: number; start: number }
   /**
@@ -66,6 +68,11 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
         if (isOffset(seq) && seq > 0) return { k: 'snapshot', t: m.t as [number, string, number, number][], s: seq };
       }
       return 'malformed snapshot record';
+    case 'cursors':
+      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && p[0] > 0 && isOffset(p[1]))) {
+        return { k: 'cursors', t: m.t as [number, number][] };
+      }
+      return 'malformed cursors record';
     case 'sync':
     case 'close':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {

@@ -222,6 +222,12 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
         cursors.set(m.id, m.next);
         state(m.id)[2] = seq;
         break;
+      case 'cursors':
+        for (const [id, next] of m.t) {
+          cursors.set(id, next);
+          state(id)[2] = seq;
+        }
+        break;
       case 'trim':
         starts.set(m.id, Math.max(starts.get(m.id) ?? 0, m.start));
         state(m.id)[1] = seq;

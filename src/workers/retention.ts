@@ -5,11 +5,12 @@
  * first by a snapshot record written into the current meta block.
  *
  * Order of operations, so that a crash at any point leaves a log recovery understands:
- * 1. trim records (each touched topic's new first offset) and the snapshot, if any, are
- *    written and fdatasynced with everything else pending;
+ * 1. a snapshot record (each touched topic's new first offset and cursor, and the state of
+ *    every topic last stated in the segment's meta blocks) is written and fdatasynced with
+ *    everything else pending;
  * 2. the file is unlinked and the directory fsynced.
- * A crash between 1 and 2 leaves a file whose blocks all lie below their topics' starts;
- * recovery skips them and finishes the deletion.
+ * A crash between 1 and 2 leaves a file whose blocks all lie below their topics' starts
+ * (its meta blocks restated by the snapshot); recovery skips them and finishes the deletion.
  *
  * Only the oldest segment is ever deleted (a prefix), so a topic's remaining blocks always
  * continue its chain from its new start. The price: a segment holding one unconsumed block
@@ -104,6 +105,11 @@ export class Retention {
     const shared = store.shared;
     if (shared.cur !== null && shared.cur.segment === seg) shared.cur = null;
     shared.blocks = shared.blocks.filter((b) => b.segment !== seg);
+    // One snapshot record restates every topic the deletion moves forward, and, when the
+    // segment holds meta blocks, every topic whose last statement of name, start or cursor
+    // is in one of them: after the deletion, recovery finds every topic's state in the meta
+    // blocks still present, and the segment's meta blocks are obsolete (snapshot `s`).
+    const restate = new Set<TopicLog>();
     for (const t of touched) {
       const rest = t.blocks.filter((b) => b.segment !== seg);
       t.blocks = rest;
@@ -113,24 +119,17 @@ export class Retention {
       while (gone < t.small.length && t.small[gone]!.block.segment === seg) t.smallBytes -= t.small[gone++]!.fp;
       if (gone > 0) t.small.splice(0, gone);
       t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
-      t.startSeq = this.writer.appendMeta({ k: 'trim', id: t.id, start: t.start });
-      if (t.cursor < t.start) {
-        // Forced out by a retention bound before it was consumed.
-        moveCursor(t, t.start);
-        this.writer.appendCursor(t);
-      }
+      // Forced out by a retention bound before it was consumed: the cursor jumps forward.
+      if (t.cursor < t.start) moveCursor(t, t.start);
+      restate.add(t);
     }
-    if (touched.has(meta)) {
-      // Restates the topics whose last statement of name, start or cursor is in a meta block
-      // of this segment (or an older one): after the deletion, recovery finds every topic's
-      // state in the meta blocks still present.
-      const restate: TopicLog[] = [];
-      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.push(t);
-      const at = this.writer.appendMeta({ k: 'snapshot', s: seg.seq, t: restate.map((t) => [t.id, t.name, t.start, t.cursor]) });
-      for (const t of restate) {
-        t.cursorWritten = t.cursor;
-        t.nameSeq = t.startSeq = t.cursorSeq = at;
-      }
+    if (touched.has(meta)) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
+    const entries: [number, string, number, number][] = [];
+    for (const t of restate) entries.push([t.id, t.name, t.start, t.cursor]);
+    const at = this.writer.appendMeta({ k: 'snapshot', s: seg.seq, t: entries });
+    for (const t of restate) {
+      t.cursorWritten = t.cursor;
+      t.nameSeq = t.startSeq = t.cursorSeq = at;
     }
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;

@@ -471,7 +471,17 @@ export class Writer {
 
   /** Appends the clean-shutdown record listing every topic's end (written by the next submit). */
   appendCloseMark(): void {
-    for (const topic of this.store.topics.values()) if (topic.cursor !== topic.cursorWritten) this.appendCursor(topic);
+    // Every cursor that moved since it was last written, in one record.
+    const moved: TopicLog[] = [];
+    for (const topic of this.store.topics.values()) if (topic.cursor !== topic.cursorWritten) moved.push(topic);
+    if (moved.length === 1) this.appendCursor(moved[0]!);
+    else if (moved.length > 1) {
+      const at = this.appendMeta({ k: 'cursors', t: moved.map((t) => [t.id, t.cursor]) });
+      for (const t of moved) {
+        t.cursorWritten = t.cursor;
+        t.cursorSeq = at;
+      }
+    }
     if (this.pendingMarks.size > 0) this.appendSyncMark();
     const t: [number, number][] = [];
     for (const topic of this.store.topics.values()) if (topic.id !== META_TOPIC_ID) t.push([topic.id, topic.complete]);
