@@ -140,6 +140,12 @@ export function newTopic(id: number, name: string): TopicLog {
   };
 }
 
+/** Appends a shared record to `t.small` (a first one in an array of one: most topics of a log with very many hold one). */
+export function addSmall(t: TopicLog, r: SmallRecord): void {
+  if (t.small.length === 0) t.small = [r];
+  else t.small.push(r);
+}
+
 /**
  * Moves the read cursor of `t` to `next`, keeping the consumed counts of the shared blocks
  * that hold its records in step (a shared block is consumed when every record in it is).

@@ -8,6 +8,8 @@ import { Packr } from 'msgpackr';
 export type MetaRecord =
   /** A topic id is bound to a name. */
   | { k: 'topic'; id: number; name: string }
+  /** Format 2: `topic` for many topics in one record, as pairs [id, name]. */
+  | { k: 'topics'; t: [number, string][] }
   /**
    * Sync mark: every listed topic (id 0 = the meta topic itself) was durable up to `next`
    * (exclusive) when the fsync before this record completed.
@@ -68,6 +70,11 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
         if (isOffset(seq) && seq > 0) return { k: 'snapshot', t: m.t as [number, string, number, number][], s: seq };
       }
       return 'malformed snapshot record';
+    case 'topics':
+      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && p[0] > 0 && typeof p[1] === 'string')) {
+        return { k: 'topics', t: m.t as [number, string][] };
+      }
+      return 'malformed topics record';
     case 'cursors':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && p[0] > 0 && isOffset(p[1]))) {
         return { k: 'cursors', t: m.t as [number, number][] };

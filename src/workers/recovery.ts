@@ -181,16 +181,16 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   }
   for (const list of found.values()) list.sort((a, b) => a.seq - b.seq);
 
-  const names = new Map<number, string>();
   const marks = new Map<number, number>();
-  const cursors = new Map<number, number>();
-  const starts = new Map<number, number>();
-  /** Per topic: segments of the last records stating its name, start and cursor. */
-  const stated = new Map<number, [number, number, number]>();
-  const state = (id: number): [number, number, number] => {
-    let s = stated.get(id);
-    if (!s) stated.set(id, (s = [0, 0, 0]));
-    return s;
+  // What the meta topic states about each topic goes straight into its TopicLog (one
+  // object per topic: a log may hold very many). Until the cursors are clamped below,
+  // `cursorWritten` holds the cursor as last stated. A statement about an id that no record
+  // names is ignored, as the chains of such ids are (torn, below).
+  const named = (id: number, name: string, seq: number): TopicLog => {
+    const t = store.addTopic(id, name);
+    t.name = name;
+    t.nameSeq = seq;
+    return t;
   };
   let lastMeta: MetaRecord | null = null;
   /** Offset of the last format-1 snapshot (every topic): meta blocks that end before it are restated. */
@@ -215,33 +215,34 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     lastMeta = m;
     switch (m.k) {
       case 'topic':
-        names.set(m.id, m.name);
-        state(m.id)[0] = seq;
+        named(m.id, m.name, seq);
+        break;
+      case 'topics':
+        for (const [id, name] of m.t) named(id, name, seq);
         break;
       case 'cursor':
-        cursors.set(m.id, m.next);
-        state(m.id)[2] = seq;
+        statedCursor(store.topics.get(m.id), m.next, seq);
         break;
       case 'cursors':
-        for (const [id, next] of m.t) {
-          cursors.set(id, next);
-          state(id)[2] = seq;
+        for (const [id, next] of m.t) statedCursor(store.topics.get(id), next, seq);
+        break;
+      case 'trim': {
+        const t = store.topics.get(m.id);
+        if (t) {
+          t.start = Math.max(t.start, m.start);
+          t.startSeq = seq;
         }
         break;
-      case 'trim':
-        starts.set(m.id, Math.max(starts.get(m.id) ?? 0, m.start));
-        state(m.id)[1] = seq;
-        break;
+      }
       case 'snapshot':
         anySnapshot = true;
         if (m.s === undefined) snapshotAt = offset;
         else restatedSeq = Math.max(restatedSeq, m.s);
         for (const [id, name, start, cursor] of m.t) {
-          names.set(id, name);
-          starts.set(id, Math.max(starts.get(id) ?? 0, start));
-          cursors.set(id, cursor);
-          const s = state(id);
-          s[0] = s[1] = s[2] = seq;
+          const t = named(id, name, seq);
+          t.start = Math.max(t.start, start);
+          t.cursorWritten = cursor;
+          t.startSeq = t.cursorSeq = seq;
         }
         break;
       default:
@@ -255,17 +256,11 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   }
   tornBytes += metaChain.tornBytes;
   for (const [id, next] of harvested) marks.set(id, Math.max(marks.get(id) ?? 0, next));
-  checkDurable(meta, 'the meta topic', marks, metaChain.broke ?? firstDamage, store, fail);
+  checkDurable(meta, () => 'the meta topic', marks, metaChain.broke ?? firstDamage, store, fail);
   found.delete(META_TOPIC_ID);
 
   const broken = new Set<number>(metaChain.broke ? [META_TOPIC_ID] : []);
-  for (const [id, name] of names) {
-    const t = store.addTopic(id, name);
-    store.maxTopicId = Math.max(store.maxTopicId, id);
-    t.start = t.next = t.complete = starts.get(id) ?? 0;
-    const s = stated.get(id);
-    if (s) [t.nameSeq, t.startSeq, t.cursorSeq] = s;
-  }
+  for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) t.next = t.complete = t.start;
   // The shared blocks hold the first records of small topics: their own chains continue
   // where those end.
   const sharedChain = replayShared(store, found.get(SHARED_TOPIC_ID) ?? [], chainIo);
@@ -276,13 +271,20 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     const where = metaChain.broke ?? firstDamage ?? sharedChain.broke!;
     fail(corruptError(where.file, where.pos, `topic id ${sharedChain.undeclared} has durable data but its declaration is lost`));
   }
-  for (const [id, name] of names) {
-    const t = store.topics.get(id)!;
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.complete, null, null);
+  for (const t of store.topics.values()) {
+    const { id, name } = t;
+    if (id === META_TOPIC_ID) continue;
+    const own = found.get(id);
+    // Most topics of a log with many small ones have no block of their own.
+    if (own === undefined) {
+      if (t.complete < (marks.get(id) ?? 0)) checkDurable(t, () => `topic ${JSON.stringify(name)}`, marks, sharedChain.broke ?? firstDamage, store, fail);
+      continue;
+    }
+    const chain = replayChain(t, own, RecordKind.Entry, chainIo, t.complete, null, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
-    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke ?? sharedChain.broke ?? firstDamage, store, fail);
+    checkDurable(t, () => `topic ${JSON.stringify(name)}`, marks, chain.broke ?? sharedChain.broke ?? firstDamage, store, fail);
   }
   // Blocks of topics whose declaration never became durable: written after the last point
   // that reached the disk, so part of the torn tail.
@@ -309,8 +311,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     // the torn tail (a cursor written without an fsync, under atLeastOnce, can outrun the
     // data it counted only when both were unsynced).
     if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
-    t.cursor = Math.max(t.start, Math.min(cursors.get(t.id) ?? 0, t.complete));
-    t.cursorWritten = cursors.get(t.id) ?? 0;
+    t.cursor = Math.max(t.start, Math.min(t.cursorWritten, t.complete));
     for (const r of t.small) if (r.offset >= t.cursor) r.block.unconsumed++;
   }
   const closeRec = lastMeta as MetaRecord | null;
@@ -368,6 +369,13 @@ function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: st
     debug(`removed ${seg.path}: every block in it had been consumed and trimmed`);
   }
   if (removed) fsyncDir(store.dir);
+}
+
+/** A cursor (or cursors) record's statement about topic `t`, if the topic is named. */
+function statedCursor(t: TopicLog | undefined, next: number, seq: number): void {
+  if (t === undefined) return;
+  t.cursorWritten = next;
+  t.cursorSeq = seq;
 }
 
 /** A record of a batch not yet known to be complete. */
@@ -513,7 +521,7 @@ function trimIndex(b: Block): void {
 
 function checkDurable(
   t: TopicLog,
-  what: string,
+  what: () => string,
   marks: Map<number, number>,
   broke: BreakPoint | null,
   store: ShardStore,
@@ -523,7 +531,7 @@ function checkDurable(
   if (t.complete >= mark) return;
   const last = t.blocks[t.blocks.length - 1];
   const where = broke ?? (last ? { file: last.segment.path, pos: last.dataStart + last.used } : { file: store.segments[0]?.path ?? store.dir, pos: SEGMENT_DATA_START });
-  fail(corruptError(where.file, where.pos, `${what} recovers ${t.complete} entries but ${mark} had been made durable`));
+  fail(corruptError(where.file, where.pos, `${what()} recovers ${t.complete} entries but ${mark} had been made durable`));
 }
 
 /** New blocks go after every block recovery found, in the last segment if it is compatible. */

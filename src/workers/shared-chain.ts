@@ -24,7 +24,7 @@ import {
   recordFootprint,
 } from '../shared/layout.js';
 import { native } from '../shared/native.js';
-import type { Block, TopicLog } from './blocks.js';
+import { type Block, type TopicLog, addSmall } from './blocks.js';
 import { nonZeroExtent, readBlock } from './recovery-files.js';
 import type { Repair, TornRange } from './recovery.js';
 import type { ShardStore } from './store.js';
@@ -65,7 +65,7 @@ export function replayShared(
   /** Chain position after the last complete batch. */
   let complete = expected;
   let expectRemaining = 0;
-  let pending: Pending[] = [];
+  const pending: Pending[] = [];
   let tornBytes = 0;
   let broke: SharedChainResult['broke'] = null;
   let undeclared: number | null = null;
@@ -91,7 +91,7 @@ export function replayShared(
     }
     expected = complete;
     expectRemaining = 0;
-    pending = [];
+    pending.length = 0;
   };
   for (const b of blocks) {
     scratch = readBlock(b, scratch);
@@ -141,10 +141,11 @@ export function replayShared(
       }
       const inBatch = expectRemaining === 0 || (pending.length > 0 && pending[pending.length - 1]!.t === t && remaining === expectRemaining);
       if (!inBatch || offset !== t.next) break;
-      t.small.push({ block: b, rel: pos, offset, fp });
+      addSmall(t, { block: b, rel: pos, offset, fp });
       t.smallBytes += fp;
       b.members!.push(t);
-      pending.push({ t, block: b, rel: pos });
+      // Only records of an unfinished batch are kept for a rollback (a single never is one).
+      if (remaining > 1) pending.push({ t, block: b, rel: pos });
       pos += fp;
       b.used = pos;
       b.next = ++expected;
@@ -153,7 +154,7 @@ export function replayShared(
         t.complete = t.next;
         complete = expected;
         expectRemaining = 0;
-        pending = [];
+        pending.length = 0;
       } else expectRemaining = remaining - 1;
     }
     if (b.used > 0) shared.blocks.push(b);

@@ -18,7 +18,7 @@ import {
 } from '../shared/layout.js';
 import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
-import { type Block, type Run, type TopicLog, INDEX_EVERY, indexRecord } from './blocks.js';
+import { type Block, type Run, type TopicLog, INDEX_EVERY, addSmall, indexRecord } from './blocks.js';
 import { encodeMeta, type MetaRecord } from './meta.js';
 import type { ShardStore } from './store.js';
 
@@ -173,7 +173,7 @@ export class Writer {
           step = recordFootprint(len);
           const id = words[i + 2]! >>> 0;
           const name = utf8.decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
-          store.addTopic(id, name).nameSeq = this.appendMeta({ k: 'topic', id, name });
+          this.newTopics.push(store.addTopic(id, name));
           break;
         }
         case RecordKind.Wrap:
@@ -186,9 +186,24 @@ export class Writer {
       consumed += step;
       tail = (tail + step) >>> 0;
     }
+    if (this.newTopics.length > 0) this.declareTopics();
     this.pendingTail = tail;
     this.pendingConsumed = consumed;
     return { consumed, blocked };
+  }
+
+  /** Topics first seen in the ring during this collect: declared in the same write batch. */
+  private newTopics: TopicLog[] = [];
+
+  /** Writes the pending topic declarations: one record for all of them (a drain can define thousands). */
+  private declareTopics(): void {
+    const defs = this.newTopics;
+    this.newTopics = [];
+    const at =
+      defs.length === 1
+        ? this.appendMeta({ k: 'topic', id: defs[0]!.id, name: defs[0]!.name })
+        : this.appendMeta({ k: 'topics', t: defs.map((t) => [t.id, t.name]) });
+    for (const t of defs) t.nameSeq = at;
   }
 
   private pendingTail = 0;
@@ -244,7 +259,7 @@ export class Writer {
     } else if (b.run === null || b.run.end !== b.dataStart + b.used) {
       this.newRun(b, b.dataStart + b.used);
     }
-    t.small.push({ block: b, rel: b.used, offset, fp: footprint });
+    addSmall(t, { block: b, rel: b.used, offset, fp: footprint });
     t.smallBytes += footprint;
     b.members!.push(t);
     b.unconsumed++;
