@@ -32,6 +32,8 @@ const TWO_32 = 2 ** 32;
  */
 export const SYNC_MARK_INTERVAL_MS = 250;
 const ZEROS = new Uint8Array(8);
+/** Room reserveMeta() keeps in the meta topic's block for the declarations of a collect. */
+const META_RESERVE = 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 interface ExternalGroup {
@@ -173,6 +175,7 @@ export class Writer {
           step = recordFootprint(len);
           const id = words[i + 2]! >>> 0;
           const name = utf8.decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
+          if (this.newTopics.length === 0) this.reserveMeta();
           this.newTopics.push(store.addTopic(id, name));
           break;
         }
@@ -194,6 +197,20 @@ export class Writer {
 
   /** Topics first seen in the ring during this collect: declared in the same write batch. */
   private newTopics: TopicLog[] = [];
+
+  /**
+   * Makes sure the meta topic's current block has room for a declaration before any record
+   * of the new topics is placed, so the declarations (written at the end of the collect) lie
+   * in a block allocated before the blocks those records open: a crash that keeps only a
+   * prefix of the file then keeps a topic's declaration whenever it keeps any of its records.
+   */
+  private reserveMeta(): void {
+    const meta = this.store.meta;
+    const b = meta.cur;
+    if (b !== null && b.capacity - b.used >= META_RESERVE) return;
+    const { block, header } = this.store.allocateBlock(meta, META_RESERVE);
+    this.pushIov(this.newRun(block, block.start), this.addExt(header), 0, header.length);
+  }
 
   /** Writes the pending topic declarations: one record for all of them (a drain can define thousands). */
   private declareTopics(): void {
