@@ -103,7 +103,7 @@ describe('inspect', () => {
     expect(code).toBe(0);
     expect(doc.dir).toBe(dir);
     expect(doc.live).toBe(false);
-    expect(doc.formatVersion).toBe(1);
+    expect(doc.formatVersion).toBe(2);
     expect(doc.topics.map((t) => t.name)).toEqual(['events', 'orders', 'users']);
     const want = { events: [EVENTS.length, 0], orders: [ORDERS, 5], users: [USERS, 1] } as const;
     for (const t of doc.topics) {
