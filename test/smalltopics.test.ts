@@ -11,7 +11,8 @@ import { FsyncSchedule, Walrus } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
 import { collect, pseudoRandom, ramTempDir, tempDir } from './helpers.js';
 
-const TOPICS = Number(process.env.WALRUS_SMALLTOPICS ?? 100_000);
+/** Enough for the data to span several segments, so that consuming it can delete some. */
+const TOPICS = 100_000;
 /** 8 MiB segments: preallocation (a whole segment, plus the spare) stays small beside the data. */
 const OPTS = { shards: 1, segmentBlocks: 8, fsync: FsyncSchedule.NoFsync } as const;
 const SEGMENT_BYTES = 4096 + 8 * 2 ** 20;
