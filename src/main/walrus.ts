@@ -55,6 +55,9 @@ export interface WalrusStats {
 }
 
 /** Most entries one `batchAppend` takes (and one `batchRead` returns). */
+/** The nameBytes of every recovered topic (see Walrus.open). */
+const NO_NAME_BYTES = Buffer.alloc(0);
+
 export const MAX_BATCH_ENTRIES = 2000;
 /** Most payload bytes one `batchAppend` takes (10 GiB). */
 export const MAX_BATCH_BYTES = 10 * 1024 ** 3;
@@ -175,7 +178,9 @@ export class Walrus {
         tornBytes += ready.tornBytes;
         clean &&= ready.cleanShutdown;
         for (const t of ready.topics) {
-          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard, watchers: null });
+          // Recovered topics are declared already: their name bytes are never framed again
+          // (claimTopicDef runs only for undefined topics), so none is made per topic.
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null });
         }
       }
       wal.nsDir = memory ? null : ns;
