@@ -105,12 +105,12 @@ export function replayShared(
         continue;
       }
     }
-    const words = new Int32Array(scratch.buffer, 0, scratch.length >> 2);
+    const words = new Int32Array(scratch.buffer, 0, scratch.length >>> 2);
     const valid = native.verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
     let pos = 0;
     let stranger: number | null = null;
     while (pos < valid) {
-      const i = pos >> 2;
+      const i = pos >>> 2;
       const id = words[i + (REC_TOPIC >> 2)]! >>> 0;
       const len = words[i + (REC_LEN >> 2)]! >>> 0;
       const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
