@@ -74,10 +74,12 @@ describe('deletion of consumed segments', () => {
         wal.append('slow', pseudoRandom(i + 1000, 150));
       }
       await wal.flush();
-      const count = segments(dir).length;
+      const before = segments(dir);
       while ((await wal.batchRead('fast', 1 << 20)).length > 0);
       await new Promise((r) => setTimeout(r, 200));
-      expect(segments(dir).length).toBe(count);
+      // None deleted (the spare may have been created meanwhile: the worker makes it when idle
+      // once the current segment is half full, which the flush above does not wait for).
+      expect(segments(dir)).toEqual(expect.arrayContaining(before));
       const slow = await collect(wal.iterate('slow'));
       expect(slow.length).toBe(200);
       while ((await wal.batchRead('slow', 1 << 20)).length > 0);

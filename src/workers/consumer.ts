@@ -12,7 +12,7 @@
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../shared/messages.js';
 import type { ReadConsistency } from '../shared/schedule.js';
-import type { TopicLog } from './blocks.js';
+import { type TopicLog, moveCursor } from './blocks.js';
 import { EMPTY_READ, readEntries, type ReadOutput } from './reader.js';
 import type { Writer } from './writer.js';
 
@@ -73,12 +73,12 @@ export class Consumers {
       }
       if (this.consistency.kind === 'strictlyAtOnce') {
         if (failed) throw failed;
-        t.cursor = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
+        moveCursor(t, out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1);
         this.writer.appendCursor(t);
         this.awaiting.push(reply);
         return;
       }
-      t.cursor = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
+      moveCursor(t, out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1);
       if (!failed && t.cursor - t.cursorWritten >= this.consistency.persistEvery) {
         this.writer.appendCursor(t);
         this.unwritten.push(reply);
