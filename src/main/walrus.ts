@@ -55,10 +55,10 @@ export interface WalrusStats {
   shards: ShardStats[];
 }
 
-/** Most entries one `batchAppend` takes (and one `batchRead` returns). */
 /** The nameBytes of every recovered topic (see Walrus.open). */
 const NO_NAME_BYTES = Buffer.alloc(0);
 
+/** Most entries one `batchAppend` takes (and one `batchRead` returns). */
 export const MAX_BATCH_ENTRIES = 2000;
 /**
  * Most payload bytes one `batchAppend` takes: 4 GiB, the most one Buffer or Uint8Array holds
