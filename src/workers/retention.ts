@@ -21,9 +21,10 @@
  * (options.retentionBytes / retentionMs) forces it out: then cursors behind it jump to the
  * first entry still stored, and that is written down like any cursor.
  */
-import { META_TOPIC_ID } from '../shared/layout.js';
+import { META_TOPIC_ID, recordFootprint } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, moveCursor, statedIn } from './blocks.js';
+import { encodeMeta, type MetaRecord } from './meta.js';
 import { fsyncDir, segmentBytes, type Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
@@ -141,16 +142,7 @@ export class Retention {
       restate.add(t);
     }
     if (touched.has(meta)) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
-    if (restate.size > 0 || metaLeft) {
-      const entries: [number, string, number, number][] = [];
-      for (const t of restate) entries.push([t.id, t.name, t.start, t.cursor]);
-      store.snapshotAt = meta.next;
-      const at = this.writer.appendMeta({ k: 'snapshot', s: seg.seq, t: entries });
-      for (const t of restate) {
-        t.cursorWritten = t.cursor;
-        t.nameSeq = t.startSeq = t.cursorSeq = at;
-      }
-    }
+    if (restate.size > 0 || metaLeft) this.writeSnapshot(seg, restate);
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;
     // The mapping goes first: nothing may reach the file's pages after its last sync.
@@ -165,6 +157,41 @@ export class Retention {
     this.deleted++;
     this.debug(`deleted consumed segment ${seg.path}`);
   }
+
+  /**
+   * Writes the snapshot of a deletion of `seg`: the topics of `restate`, with `s` = seg.seq.
+   * A snapshot that does not fit in the current segment opens a new one and seals the current
+   * segment, whose deletion would then restate the topics last stated there, whose snapshot
+   * could seal the next segment in turn: two groups of topics, each restated by the deletion
+   * of the other's segment, made an idle log delete and create segments forever. Such a
+   * snapshot therefore restates every topic (and says so by omitting `s`: every meta block
+   * before it is obsolete), and the deletions of the segments it sealed write nothing.
+   */
+  private writeSnapshot(seg: Segment, restate: Set<TopicLog>): void {
+    const store = this.store;
+    let m: MetaRecord = { k: 'snapshot', s: seg.seq, t: entriesOf(restate) };
+    let payload = encodeMeta(m);
+    let stated: Iterable<TopicLog> = restate;
+    if (store.metaRecordRolls(recordFootprint(payload.length))) {
+      const all: TopicLog[] = [];
+      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push(t);
+      m = { k: 'snapshot', t: entriesOf(all) };
+      payload = encodeMeta(m);
+      stated = all;
+    }
+    store.snapshotAt = store.meta.next;
+    const at = this.writer.appendMeta(m, payload);
+    for (const t of stated) {
+      t.cursorWritten = t.cursor;
+      t.nameSeq = t.startSeq = t.cursorSeq = at;
+    }
+  }
+}
+
+function entriesOf(topics: Iterable<TopicLog>): [number, string, number, number][] {
+  const out: [number, string, number, number][] = [];
+  for (const t of topics) out.push([t.id, t.name, t.start, t.cursor]);
+  return out;
 }
 
 /**

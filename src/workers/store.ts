@@ -96,6 +96,19 @@ export class ShardStore {
   }
 
   /**
+   * Whether a meta record of `footprint` bytes opens a new segment (sealing the current one):
+   * it fits neither in the meta topic's current block nor in a new block of the current
+   * segment. Mirrors allocateBlock and the writer's place().
+   */
+  metaRecordRolls(footprint: number): boolean {
+    const b = this.meta.cur;
+    if (b !== null && b.used + footprint <= b.capacity) return false;
+    const slots = Math.max(1, Math.ceil((BLOCK_HEADER_BYTES + footprint) / this.blockBytes));
+    const seg = this.current;
+    return !seg || seg.nextSlot + slots > seg.slots;
+  }
+
+  /**
    * Allocates a new block for `t` big enough for a record of `footprint` bytes, whose first
    * record will have offset `t.next`. Returns the block and its header bytes, which must be
    * written at `block.start` before (or together with) its first record.

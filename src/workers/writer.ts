@@ -348,10 +348,12 @@ export class Writer {
     this.records++;
   }
 
-  /** Queues a meta record; returns the sequence number of the segment it goes into. */
-  appendMeta(m: MetaRecord): number {
+  /**
+   * Queues a meta record (`payload`: its encoding, when the caller made it already); returns
+   * the sequence number of the segment it goes into.
+   */
+  appendMeta(m: MetaRecord, payload: Uint8Array = encodeMeta(m)): number {
     const meta = this.store.meta;
-    const payload = encodeMeta(m);
     const header = new Uint8Array(RECORD_HEADER_BYTES);
     this.placeFrame(meta, RecordKind.Meta, meta.next, 1, header, this.addExt(header), 0, payload, this.addExt(payload), 0);
     return meta.cur!.segment.seq;
