@@ -169,4 +169,50 @@ describe('shared blocks', () => {
       await wal.close();
     }
   });
+
+  it('a deletion whose unlink failed is finished by recovery, and later small records go to a live segment', async () => {
+    // The first segment holds the only shared block. Consumed, it is deleted: the snapshot
+    // reaches the disk, the unlink fails (injected EIO) and the shard fails. Recovery then
+    // removes the file; the shared chain must not go on in the block it held.
+    const dir = tempDir();
+    const opts = { dir, shards: 1, blockBytes: 4096, segmentBlocks: 4, fsync: FsyncSchedule.NoFsync } as const;
+    process.env.WALRUS_TEST_FAULT = 'file.unlink:1:5';
+    let wal: Walrus;
+    try {
+      wal = await Walrus.open(opts);
+    } finally {
+      delete process.env.WALRUS_TEST_FAULT;
+    }
+    wal.append('a', 'first of a');
+    wal.append('b', 'first of b');
+    for (let i = 0; i < 6; i++) wal.append(i % 2 === 0 ? 'a' : 'b', pseudoRandom(i + 1, 3000));
+    await wal.flush();
+    const first = readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0]!;
+    // The deletion runs once the first segment is consumed (during the reads, or at the
+    // latest in the next turn of the worker's loop: each sync is one).
+    let failure: unknown;
+    try {
+      for (const t of ['a', 'b']) while ((await wal.batchRead(t, 1 << 20)).length > 0);
+      for (let k = 0; k < 100; k++) await wal.sync();
+    } catch (e) {
+      failure = e;
+    }
+    expect(failure).toMatchObject({ code: 'ERR_WALRUS_IO', syscall: 'unlink' });
+    await wal.close().catch(() => undefined);
+    wal = await Walrus.open(opts);
+    try {
+      expect(readdirSync(dir)).not.toContain(first);
+      expect(await wal.appendAndSync('c', 'first of c')).toBe(0);
+      expect(await wal.readNext('a')).toBeNull();
+    } finally {
+      await wal.close();
+    }
+    wal = await Walrus.open(opts);
+    try {
+      expect((await collect(wal.iterate('c'))).map((e) => e.data.toString())).toEqual(['first of c']);
+      expect(await wal.readNext('b')).toBeNull();
+    } finally {
+      await wal.close();
+    }
+  });
 });

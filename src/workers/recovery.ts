@@ -369,8 +369,13 @@ function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: st
     const fd = store.files.release(seg);
     if (fd >= 0) native.close(fd);
     native.unlink(seg.path);
-    for (const t of store.topics.values()) t.blocks = t.blocks.filter((b) => b.segment !== seg);
-    store.shared.blocks = store.shared.blocks.filter((b) => b.segment !== seg);
+    // A chain whose last block was there goes on in a new block (the shared chain's last
+    // block may be one whose records all lie below their topics' starts: no record of it
+    // is live, so the segment is obsolete, but the scan made it the chain's current block).
+    for (const t of [...store.topics.values(), store.shared]) {
+      t.blocks = t.blocks.filter((b) => b.segment !== seg);
+      if (t.cur !== null && t.cur.segment === seg) t.cur = null;
+    }
     removed = true;
     debug(`removed ${seg.path}: every block in it had been consumed and trimmed`);
   }
