@@ -5,6 +5,7 @@
  * model-based test of the public API is test/model.test.ts). Run counts are fixed so that
  * CI time is bounded.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
@@ -278,9 +279,36 @@ describe('names round-trip byte for byte', () => {
         names.forEach((name, k) => expect(decodeMeta(encodeMeta({ k: 'topic', id: k + 1, name }))).toEqual({ k: 'topic', id: k + 1, name }));
         const t = names.map((name, k): [number, string, number, number] => [k + 1, name, k, k]);
         expect(decodeMeta(encodeMeta({ k: 'snapshot', t }))).toEqual({ k: 'snapshot', t });
+        expect(decodeMeta(encodeMeta({ k: 'snapshot', s: 7, t }))).toEqual({ k: 'snapshot', s: 7, t });
+        const pairs = names.map((name, k): [number, string] => [k + 1, name]);
+        expect(decodeMeta(encodeMeta({ k: 'topics', t: pairs }))).toEqual({ k: 'topics', t: pairs });
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('every meta record kind that carries names keeps a leading U+FEFF without msgpackr\'s native string extractor', () => {
+    // msgpackr decodes long strings with a BOM-stripping TextDecoder when its native extractor
+    // is absent (an optional dependency), so names must not be msgpack strings in any record
+    // kind. The extractor is chosen at import: a child process imports without it.
+    const meta = new URL('../dist/workers/meta.js', import.meta.url).href;
+    const script = `
+      const { isDeepStrictEqual } = await import('node:util');
+      const { encodeMeta, decodeMeta } = await import(${JSON.stringify(meta)});
+      const name = '\\ufeff' + 'n'.repeat(100);
+      const records = [
+        { k: 'topic', id: 1, name },
+        { k: 'topics', t: [[1, name], [2, 'x']] },
+        { k: 'snapshot', t: [[1, name, 0, 0]] },
+        { k: 'snapshot', s: 3, t: [[1, name, 0, 0]] },
+      ];
+      process.stdout.write(JSON.stringify(records.map((m) => isDeepStrictEqual(decodeMeta(encodeMeta(m)), m))));
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, MSGPACKR_NATIVE_ACCELERATION_DISABLED: 'true' },
+      encoding: 'utf8',
+    });
+    expect(JSON.parse(out)).toEqual([true, true, true, true]);
   });
 
   it('topics named with arbitrary Unicode under an arbitrary key keep their names and entries across reopen', async () => {

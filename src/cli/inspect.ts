@@ -45,7 +45,7 @@ export interface TopicReport {
   /** Highest offset a sync or close mark recorded as durable. */
   durableMark: number;
   blocks: number;
-  /** Bytes of records (headers, payloads, padding) in the topic's blocks. */
+  /** Bytes of records (headers, payloads, padding) in the topic's blocks and in shared blocks. */
   recordBytes: number;
 }
 
@@ -58,7 +58,7 @@ export interface SegmentReport {
   slots: number;
   usedSlots: number;
   state: 'active' | 'sealed' | 'obsolete' | 'abandoned';
-  /** Blocks per topic (`topic` null: the shard's meta topic). */
+  /** Blocks per topic (`topic` null: the shard's meta topic); shared blocks are not listed (they count in usedSlots). */
   blocks: { topic: string | null; blocks: number }[];
 }
 
@@ -102,7 +102,7 @@ export function buildInspectReport(view: LogView): InspectReport {
         unread: t.complete - t.cursor,
         durableMark: t.marked,
         blocks: t.blocks.length,
-        recordBytes: t.blocks.reduce((n, b) => n + b.used, 0),
+        recordBytes: t.blocks.reduce((n, b) => n + b.used, t.smallBytes),
       });
     }
     for (const [k, seg] of store.segments.entries()) {

@@ -55,6 +55,9 @@ export interface WalrusStats {
   shards: ShardStats[];
 }
 
+/** The nameBytes of every recovered topic (see Walrus.open). */
+const NO_NAME_BYTES = Buffer.alloc(0);
+
 /** Most entries one `batchAppend` takes (and one `batchRead` returns). */
 export const MAX_BATCH_ENTRIES = 2000;
 /**
@@ -186,7 +189,9 @@ export class Walrus {
         // writes through pwritev: stats() says so.
         if (!ready.uring) wal.recovered.uring = 'never';
         for (const t of ready.topics) {
-          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: Buffer.from(t.name, 'utf8'), shard, watchers: null });
+          // Recovered topics are declared already: their name bytes are never framed again
+          // (claimTopicDef runs only for undefined topics), so none is made per topic.
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null });
         }
       }
       wal.nsDir = memory ? null : ns;

@@ -6,8 +6,14 @@
  * drifts from this file. docs/FORMAT.md describes the same layouts in prose.
  */
 
-/** On-disk format version written in every segment header. */
-export const FORMAT_VERSION = 1;
+/**
+ * On-disk format version written in every segment header. Version 2 added shared blocks
+ * (SHARED_TOPIC_ID) and the `s` field of snapshot records; a version 2 reader also reads
+ * version 1 segments (which hold neither) but writes only into version 2 segments.
+ */
+export const FORMAT_VERSION = 2;
+/** Oldest format version this reader accepts. */
+export const MIN_FORMAT_VERSION = 1;
 
 /**
  * Record header: every entry, in the ring and on disk, starts with these 32 bytes, followed by
@@ -47,6 +53,11 @@ export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 
 /** The shard-local topic id reserved for the meta topic. */
 export const META_TOPIC_ID = 0;
+/**
+ * The topic id in the header of a *shared block*: a block holding the first records of many
+ * small topics (each record still names its own topic). Never a real topic's id.
+ */
+export const SHARED_TOPIC_ID = 0xffffffff;
 
 /**
  * Bytes a record occupies (header + payload + padding). Exact for any payload length up to

@@ -46,6 +46,23 @@ export interface Block {
   index: number[];
   /** The run of the write batch being built that ends at this block's end, if any. */
   run: Run | null;
+  /**
+   * Shared blocks only (else null): the topic of each record accepted or written into it, in
+   * order (a topic appears once per record).
+   */
+  members: TopicLog[] | null;
+  /** Shared blocks: records in it at or after their topic's cursor (the block is consumed at 0). */
+  unconsumed: number;
+}
+
+/** A record of a topic that lives in a shared block. */
+export interface SmallRecord {
+  block: Block;
+  /** Position of the record relative to the block's dataStart. */
+  rel: number;
+  offset: number;
+  /** Its footprint in bytes. */
+  fp: number;
 }
 
 /** A contiguous range of a file that one write operation of a batch fills. */
@@ -91,10 +108,75 @@ export interface TopicLog {
   delivered: number;
   /** Where the last read of this topic stopped, so a sequential reader needs no seek. */
   readHint: { offset: number; block: Block; rel: number } | null;
+  /**
+   * The topic's records in shared blocks, by offset (dense). They all come before the
+   * entries of `blocks`: a topic writes into shared blocks only while it has no block of its
+   * own, and at most about `ShardStore.sharedLimit` bytes.
+   */
+  small: SmallRecord[];
+  /** Footprint of `small`. */
+  smallBytes: number;
+  /** The batch being placed goes to shared blocks (decided at its first record). */
+  sharedBatch: boolean;
+  /**
+   * Sequence numbers of the segments holding the last meta record that stated this topic's
+   * name, start and cursor (0: never stated). A deletion of a segment holding meta blocks
+   * restates every topic that has one of these in it.
+   */
+  nameSeq: number;
+  startSeq: number;
+  cursorSeq: number;
 }
 
 export function newTopic(id: number, name: string): TopicLog {
-  return { id, name, blocks: [], cur: null, next: 0, complete: 0, durable: 0, marked: 0, start: 0, cursor: 0, cursorWritten: 0, delivered: 0, readHint: null };
+  return {
+    id,
+    name,
+    blocks: [],
+    cur: null,
+    next: 0,
+    complete: 0,
+    durable: 0,
+    marked: 0,
+    start: 0,
+    cursor: 0,
+    cursorWritten: 0,
+    delivered: 0,
+    readHint: null,
+    small: [],
+    smallBytes: 0,
+    sharedBatch: false,
+    nameSeq: 0,
+    startSeq: 0,
+    cursorSeq: 0,
+  };
+}
+
+/** Appends a shared record to `t.small` (a first one in an array of one: most topics of a log with very many hold one). */
+export function addSmall(t: TopicLog, r: SmallRecord): void {
+  if (t.small.length === 0) t.small = [r];
+  else t.small.push(r);
+}
+
+/**
+ * Moves the read cursor of `t` to `next`, keeping the consumed counts of the shared blocks
+ * that hold its records in step (a shared block is consumed when every record in it is).
+ */
+export function moveCursor(t: TopicLog, next: number): void {
+  const small = t.small;
+  if (small.length > 0 && next !== t.cursor) {
+    const base = small[0]!.offset;
+    const lo = Math.max(0, Math.min(t.cursor, next) - base);
+    const hi = Math.min(small.length, Math.max(t.cursor, next) - base);
+    const delta = next > t.cursor ? -1 : 1;
+    for (let k = lo; k < hi; k++) small[k]!.block.unconsumed += delta;
+  }
+  t.cursor = next;
+}
+
+/** Whether a meta record in segment `seq` or older is the last to state part of `t`'s state. */
+export function statedIn(t: TopicLog, seq: number): boolean {
+  return t.nameSeq <= seq || (t.startSeq > 0 && t.startSeq <= seq) || (t.cursorSeq > 0 && t.cursorSeq <= seq);
 }
 
 /** Records the position of a record about to be appended at relative position `rel`. */

@@ -22,7 +22,7 @@
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../shared/messages.js';
 import type { ReadConsistency } from '../shared/schedule.js';
-import type { TopicLog } from './blocks.js';
+import { type TopicLog, moveCursor } from './blocks.js';
 import { EMPTY_READ, readEntries, type ReadOutput } from './reader.js';
 import type { Writer } from './writer.js';
 
@@ -79,7 +79,7 @@ export class Consumers {
       const strict = this.consistency.kind === 'strictlyAtOnce';
       // atLeastOnce: coming back for more commits everything returned before this read,
       // whatever this read finds.
-      if (t && m.checkpoint && !strict) t.cursor = t.delivered;
+      if (t && m.checkpoint && !strict) moveCursor(t, t.delivered);
       const out: ReadOutput = t ? readEntries(t, t.delivered, m.maxEntries, m.maxBytes) : EMPTY_READ();
       const n = out.entries.length / READ_ENTRY_FIELDS;
       const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries };
@@ -90,7 +90,7 @@ export class Consumers {
       if (strict && failed) throw failed;
       if (n > 0) t.delivered = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
       if (strict) {
-        t.cursor = t.delivered;
+        moveCursor(t, t.delivered);
         this.writer.appendCursor(t);
         this.awaiting.push(reply);
         return;
@@ -113,7 +113,7 @@ export class Consumers {
    */
   commit(t: TopicLog | undefined): void {
     if (!t) return;
-    t.cursor = t.delivered;
+    moveCursor(t, t.delivered);
     if (t.cursor !== t.cursorWritten) this.writer.appendCursor(t);
   }
 

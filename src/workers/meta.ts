@@ -8,6 +8,8 @@ import { Packr } from 'msgpackr';
 export type MetaRecord =
   /** A topic id is bound to a name. */
   | { k: 'topic'; id: number; name: string }
+  /** Format 2: `topic` for many topics in one record, as pairs [id, name]. */
+  | { k: 'topics'; t: [number, string][] }
   /**
    * Sync mark: every listed topic (id 0 = the meta topic itself) was durable up to `next`
    * (exclusive) when the fsync before this record completed.
@@ -17,13 +19,17 @@ export type MetaRecord =
   | { k: 'close'; t: [number, number][] }
   /** The read cursor of topic `id` is at offset `next` (the next entry to deliver). */
   | { k: 'cursor'; id: number; next: number }
+  /** Format 2: `cursor` for many topics in one record, as pairs [id, next]. */
+  | { k: 'cursors'; t: [number, number][] }
   /** Entries of topic `id` before offset `start` were consumed and their files deleted. */
   | { k: 'trim'; id: number; start: number }
   /**
-   * Everything the meta records before this one said, in one record: `t` lists every
-   * topic as [id, name, start, cursor]. Meta blocks that end before it may be deleted.
+   * Restates topics as [id, name, start, cursor]. With `s` (format 2): every topic whose
+   * name, start or cursor was last stated in a segment of sequence <= `s`, so meta blocks in
+   * those segments are obsolete. Without `s` (format 1): every topic, so meta blocks that end
+   * before it are obsolete.
    */
-  | { k: 'snapshot'; t: [number, string, number, number][] };
+  | { k: 'snapshot'; t: [number, string, number, number][]; s?: number };
 
 // Plain maps, no shared record structures: every meta record decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -42,8 +48,12 @@ export function encodeMeta(m: MetaRecord): Uint8Array {
   switch (m.k) {
     case 'topic':
       return packr.pack({ k: m.k, id: m.id, name: utf8Bytes(m.name) });
-    case 'snapshot':
-      return packr.pack({ k: m.k, t: m.t.map(([id, name, start, cursor]) => [id, utf8Bytes(name), start, cursor]) });
+    case 'snapshot': {
+      const t = m.t.map(([id, name, start, cursor]) => [id, utf8Bytes(name), start, cursor]);
+      return packr.pack(m.s === undefined ? { k: m.k, t } : { k: m.k, t, s: m.s });
+    }
+    case 'topics':
+      return packr.pack({ k: m.k, t: m.t.map(([id, name]) => [id, utf8Bytes(name)]) });
     default:
       return packr.pack(m);
   }
@@ -94,8 +104,27 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
         if (name === null || !isId(e[0]) || e[0] <= 0 || !isOffset(e[2]) || !isOffset(e[3])) return 'malformed snapshot record';
         t.push([e[0], name, e[2], e[3]]);
       }
-      return { k: 'snapshot', t };
+      const seq = (m as { s?: unknown }).s;
+      if (seq === undefined) return { k: 'snapshot', t };
+      if (isOffset(seq) && seq > 0) return { k: 'snapshot', t, s: seq };
+      return 'malformed snapshot record';
     }
+    case 'topics': {
+      if (!Array.isArray(m.t)) return 'malformed topics record';
+      const t: [number, string][] = [];
+      for (const x of m.t as unknown[]) {
+        if (!Array.isArray(x) || x.length !== 2) return 'malformed topics record';
+        const name = decodeName(x[1]);
+        if (name === null || !isId(x[0]) || x[0] <= 0) return 'malformed topics record';
+        t.push([x[0], name]);
+      }
+      return { k: 'topics', t };
+    }
+    case 'cursors':
+      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && p[0] > 0 && isOffset(p[1]))) {
+        return { k: 'cursors', t: m.t as [number, number][] };
+      }
+      return 'malformed cursors record';
     case 'sync':
     case 'close':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {

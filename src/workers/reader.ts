@@ -3,7 +3,7 @@
  * in-block index, read sequentially in chunks, verify every record's CRC before returning it.
  */
 import { corruptError } from '../shared/errors.js';
-import { RECORD_HEADER_BYTES, REC_LEN, REC_OFFSET_HI, REC_OFFSET_LO, recordFootprint } from '../shared/layout.js';
+import { RECORD_HEADER_BYTES, REC_LEN, REC_OFFSET_HI, REC_OFFSET_LO, REC_TOPIC, recordFootprint } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { readSegment } from './segments.js';
 import { READ_ENTRY_FIELDS } from '../shared/messages.js';
@@ -26,11 +26,17 @@ export const EMPTY_READ: () => ReadOutput = () => ({ data: [], entries: new Floa
  * `maxBytes` except that the first entry is always included.
  */
 export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBytes: number): ReadOutput {
-  const found: { offset: number; chunk: number; start: number; length: number }[] = [];
+  const found: Found[] = [];
   const chunks: ArrayBuffer[] = [];
   let bytes = 0;
   // Entries before the topic's start were consumed and deleted.
   let offset = Math.max(from, t.start);
+  if (t.small.length > 0 && offset >= t.small[0]!.offset && offset - t.small[0]!.offset < t.small.length) {
+    const r = readSmall(t, offset, maxEntries, maxBytes, found, chunks);
+    offset = r.offset;
+    bytes = r.bytes;
+    if (r.full) return finish(found, chunks, bytes);
+  }
   outer: while (found.length < maxEntries && offset < t.complete) {
     const b = findBlock(t, offset);
     if (!b) break;
@@ -98,6 +104,17 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     }
     if (offset < b.next) break;
   }
+  return finish(found, chunks, bytes);
+}
+
+interface Found {
+  offset: number;
+  chunk: number;
+  start: number;
+  length: number;
+}
+
+function finish(found: Found[], chunks: ArrayBuffer[], bytes: number): ReadOutput {
   let chunkBytes = 0;
   for (const c of chunks) chunkBytes += c.byteLength;
   // Transfer the chunks when the entries fill most of them; otherwise (readNext, the last
@@ -123,6 +140,62 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     entries[e + 3] = f.length;
   }
   return { data: out !== null ? [out.buffer as ArrayBuffer] : chunks, entries };
+}
+
+/** Shared-block records read at most this many bytes at a time. */
+const MAX_SMALL_READ = 256 * 1024;
+
+/**
+ * Reads entries of `t` from its records in shared blocks, from `offset` (one of them): one
+ * read per run of records that lie back to back in one block. Returns where it stopped, the
+ * payload bytes found so far, and whether a limit was reached.
+ */
+function readSmall(
+  t: TopicLog,
+  offset: number,
+  maxEntries: number,
+  maxBytes: number,
+  found: Found[],
+  chunks: ArrayBuffer[],
+): { offset: number; bytes: number; full: boolean } {
+  const small = t.small;
+  let bytes = 0;
+  let k = offset - small[0]!.offset;
+  while (k < small.length && found.length < maxEntries && offset < t.complete) {
+    const first = small[k]!;
+    const b = first.block;
+    let end = k + 1;
+    let length = first.fp;
+    while (end < small.length && end - k < maxEntries - found.length && small[end]!.block === b && small[end]!.rel === first.rel + length && length < MAX_SMALL_READ) {
+      length += small[end]!.fp;
+      end++;
+    }
+    const chunk = readAt(b, first.rel, length);
+    const valid = native.verifyFrames(chunk, 0, length);
+    const dv = new DataView(chunk.buffer, chunk.byteOffset, length);
+    const index = chunks.length;
+    const before = found.length;
+    let p = 0;
+    for (let j = k; j < end; j++) {
+      const r = small[j]!;
+      const len = dv.getUint32(p + REC_LEN, true);
+      const off = dv.getUint32(p + REC_OFFSET_LO, true) + dv.getUint32(p + REC_OFFSET_HI, true) * TWO_32;
+      if (p + r.fp > valid || dv.getUint32(p + REC_TOPIC, true) !== t.id || off !== r.offset || recordFootprint(len) !== r.fp) {
+        throw corruptError(b.segment.path, b.dataStart + r.rel, p + r.fp > valid ? 'record checksum mismatch' : `expected offset ${r.offset} of topic id ${t.id} in a shared block`);
+      }
+      if (off >= t.complete || (found.length > 0 && bytes + len > maxBytes)) {
+        if (found.length > before) chunks.push(chunk.buffer as ArrayBuffer);
+        return { offset: off, bytes, full: true };
+      }
+      found.push({ offset: off, chunk: index, start: p + RECORD_HEADER_BYTES, length: len });
+      bytes += len;
+      offset = off + 1;
+      p += r.fp;
+    }
+    if (found.length > before) chunks.push(chunk.buffer as ArrayBuffer);
+    k = end;
+  }
+  return { offset, bytes, full: found.length >= maxEntries || offset >= t.complete };
 }
 
 /** Throws ERR_WALRUS_CORRUPT at the first of the frames in [0, end) whose checksum fails. */

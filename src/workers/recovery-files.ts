@@ -4,10 +4,10 @@
  */
 import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../shared/errors.js';
-import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES } from '../shared/layout.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, decodeBlockHeader } from './blocks.js';
-import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, segmentBytes, slotPosition } from './segments.js';
+import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, readSegment, segmentBytes, slotPosition } from './segments.js';
 import type { ScanMode } from './recovery.js';
 import type { ShardStore } from './store.js';
 
@@ -72,6 +72,7 @@ export function openSegment(store: ShardStore, f: { seq: number; path: string },
     files: null,
     aheadSync: null,
     aheadEnd: 0,
+    version: h.version,
   };
   store.files.adopt(seg);
   return seg;
@@ -135,6 +136,8 @@ export function probeBlocks(store: ShardStore, seg: Segment, damaged: number[]):
       salt: h.salt,
       index: [],
       run: null,
+      members: h.topicId === SHARED_TOPIC_ID ? [] : null,
+      unconsumed: 0,
     });
     slot += h.slots;
     seg.nextSlot = slot;
@@ -143,3 +146,19 @@ export function probeBlocks(store: ShardStore, seg: Segment, damaged: number[]):
   return out;
 }
 
+/** The block's record area, read whole into `scratch` (grown when too small). */
+export function readBlock(b: Block, scratch: Uint8Array): Uint8Array {
+  const buf = scratch.length >= b.capacity ? scratch : new Uint8Array(b.capacity);
+  const got = readSegment(b.segment, buf.subarray(0, b.capacity), b.dataStart);
+  if (got < b.capacity) buf.fill(0, got, b.capacity);
+  return buf;
+}
+
+/** Bytes from `from` up to the last non-zero byte before `end` (0 if all zero). */
+export function nonZeroExtent(buf: Uint8Array, from: number, end: number): number {
+  let e = end;
+  // Word-wise first: unwritten space is long runs of zeros.
+  while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
+  while (e > from && buf[e - 1] === 0) e--;
+  return e - from;
+}

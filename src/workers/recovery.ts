@@ -23,6 +23,7 @@
  */
 import { type WalrusError, corruptError } from '../shared/errors.js';
 import {
+  FORMAT_VERSION,
   META_TOPIC_ID,
   RECORD_HEADER_BYTES,
   REC_FLAGS,
@@ -35,6 +36,7 @@ import {
   REC_TOPIC,
   RecordKind,
   SEGMENT_DATA_START,
+  SHARED_TOPIC_ID,
   BLOCK_HEADER_BYTES,
   recordFootprint,
   REC_LEN,
@@ -42,9 +44,10 @@ import {
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, indexRecord } from './blocks.js';
 import { harvestMarks } from './marks.js';
-import { checkSegmentSize, openSegment, probeBlocks } from './recovery-files.js';
+import { replayShared } from './shared-chain.js';
+import { checkSegmentSize, nonZeroExtent, openSegment, probeBlocks, readBlock } from './recovery-files.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
-import { type Segment, fsyncDir, listSegments, readSegment, slotPosition } from './segments.js';
+import { type Segment, fsyncDir, listSegments, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
 
 const TWO_32 = 2 ** 32;
@@ -164,7 +167,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
       if (!list) found.set(b.topicId, (list = []));
       list.push(b);
       if (b.seq > store.lastBlockSeq) store.lastBlockSeq = b.seq;
-      if (b.topicId > store.maxTopicId) store.maxTopicId = b.topicId;
+      if (b.topicId > store.maxTopicId && b.topicId !== SHARED_TOPIC_ID) store.maxTopicId = b.topicId;
     }
     // A slot whose header is neither zero nor valid: a torn header write, or damage. Its
     // bytes are torn unless a mark in it (or anywhere) says they were durable.
@@ -182,21 +185,33 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
   }
   for (const list of found.values()) list.sort((a, b) => a.seq - b.seq);
 
-  const names = new Map<number, string>();
   const marks = new Map<number, number>();
-  const cursors = new Map<number, number>();
-  const starts = new Map<number, number>();
+  // What the meta topic states about each topic goes straight into its TopicLog (one
+  // object per topic: a log may hold very many). Until the cursors are clamped below,
+  // `cursorWritten` holds the cursor as last stated. A statement about an id that no record
+  // names is ignored, as the chains of such ids are (torn, below).
+  const named = (id: number, name: string, seq: number): TopicLog => {
+    const t = store.addTopic(id, name);
+    t.name = name;
+    t.nameSeq = seq;
+    return t;
+  };
   let lastMeta: MetaRecord | null = null;
-  /** Offset of the last snapshot record: meta blocks that end before it are restated by it. */
+  /** Offset of the last format-1 snapshot (every topic): meta blocks that end before it are restated. */
   let snapshotAt = -1;
+  /** Offset of the last snapshot of either kind (ShardStore.snapshotAt). */
+  let lastSnapshotAt = -1;
+  /** Highest `s` of the snapshots: meta blocks in segments up to it are restated. */
+  let restatedSeq = 0;
   const meta = store.meta;
   const metaBlocks = found.get(META_TOPIC_ID) ?? [];
   // The meta topic's first blocks go when their segment is deleted, after a snapshot record
   // that restates them: its chain starts at the first meta block still present.
-  const metaStart = metaBlocks.length > 0 ? Math.min(...metaBlocks.map((b) => b.first)) : 0;
+  let metaStart = metaBlocks.length > 0 ? Number.POSITIVE_INFINITY : 0;
+  for (const b of metaBlocks) metaStart = Math.min(metaStart, b.first);
   const chainIo = { repairs, torn, progress };
   const harvest = (buf: Uint8Array, from: number, end: number, salt: number): void => void harvestMarks(buf, from, end, salt, harvested);
-  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, harvest, (payload, file, pos, offset) => {
+  const metaChain = replayChain(meta, metaBlocks, RecordKind.Meta, chainIo, metaStart, harvest, (payload, file, pos, offset, seq) => {
     const m = decodeMeta(payload);
     if (typeof m === 'string') {
       fail(corruptError(file, pos, m));
@@ -205,20 +220,34 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     lastMeta = m;
     switch (m.k) {
       case 'topic':
-        names.set(m.id, m.name);
+        named(m.id, m.name, seq);
+        break;
+      case 'topics':
+        for (const [id, name] of m.t) named(id, name, seq);
         break;
       case 'cursor':
-        cursors.set(m.id, m.next);
+        statedCursor(store.topics.get(m.id), m.next, seq);
         break;
-      case 'trim':
-        starts.set(m.id, Math.max(starts.get(m.id) ?? 0, m.start));
+      case 'cursors':
+        for (const [id, next] of m.t) statedCursor(store.topics.get(id), next, seq);
         break;
+      case 'trim': {
+        const t = store.topics.get(m.id);
+        if (t) {
+          t.start = Math.max(t.start, m.start);
+          t.startSeq = seq;
+        }
+        break;
+      }
       case 'snapshot':
-        snapshotAt = offset;
+        lastSnapshotAt = offset;
+        if (m.s === undefined) snapshotAt = offset;
+        else restatedSeq = Math.max(restatedSeq, m.s);
         for (const [id, name, start, cursor] of m.t) {
-          names.set(id, name);
-          starts.set(id, Math.max(starts.get(id) ?? 0, start));
-          cursors.set(id, cursor);
+          const t = named(id, name, seq);
+          t.start = Math.max(t.start, start);
+          t.cursorWritten = cursor;
+          t.startSeq = t.cursorSeq = seq;
         }
         break;
       default:
@@ -226,26 +255,42 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     }
   });
   meta.start = metaStart;
-  store.snapshotAt = snapshotAt;
-  if (metaStart > 0 && snapshotAt < 0) {
+  store.snapshotAt = lastSnapshotAt;
+  if (metaStart > 0 && lastSnapshotAt < 0) {
     const b = metaBlocks.find((x) => x.first === metaStart)!;
     fail(corruptError(b.segment.path, b.start, `the meta topic starts at offset ${metaStart} but holds no snapshot of what came before`));
   }
   tornBytes += metaChain.tornBytes;
   for (const [id, next] of harvested) marks.set(id, Math.max(marks.get(id) ?? 0, next));
-  checkDurable(meta, 'the meta topic', marks, metaChain.broke ?? firstDamage, store, fail);
+  checkDurable(meta, () => 'the meta topic', marks, metaChain.broke ?? firstDamage, store, fail);
   found.delete(META_TOPIC_ID);
 
   const broken = new Set<number>(metaChain.broke ? [META_TOPIC_ID] : []);
-  for (const [id, name] of names) {
-    const t = store.addTopic(id, name);
-    store.maxTopicId = Math.max(store.maxTopicId, id);
-    t.start = starts.get(id) ?? 0;
-    const chain = replayChain(t, found.get(id) ?? [], RecordKind.Entry, chainIo, t.start, null, null);
+  for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) t.next = t.complete = t.start;
+  // The shared blocks hold the first records of small topics: their own chains continue
+  // where those end.
+  const sharedChain = replayShared(store, found.get(SHARED_TOPIC_ID) ?? [], chainIo);
+  found.delete(SHARED_TOPIC_ID);
+  tornBytes += sharedChain.tornBytes;
+  if (sharedChain.broke) broken.add(SHARED_TOPIC_ID);
+  if (sharedChain.undeclared !== null && marks.has(sharedChain.undeclared)) {
+    const where = metaChain.broke ?? firstDamage ?? sharedChain.broke!;
+    fail(corruptError(where.file, where.pos, `topic id ${sharedChain.undeclared} has durable data but its declaration is lost`));
+  }
+  for (const t of store.topics.values()) {
+    const { id, name } = t;
+    if (id === META_TOPIC_ID) continue;
+    const own = found.get(id);
+    // Most topics of a log with many small ones have no block of their own.
+    if (own === undefined) {
+      if (t.complete < (marks.get(id) ?? 0)) checkDurable(t, () => `topic ${JSON.stringify(name)}`, marks, sharedChain.broke ?? firstDamage, store, fail);
+      continue;
+    }
+    const chain = replayChain(t, own, RecordKind.Entry, chainIo, t.complete, null, null);
     found.delete(id);
     tornBytes += chain.tornBytes;
     if (chain.broke) broken.add(id);
-    checkDurable(t, `topic ${JSON.stringify(name)}`, marks, chain.broke ?? firstDamage, store, fail);
+    checkDurable(t, () => `topic ${JSON.stringify(name)}`, marks, chain.broke ?? sharedChain.broke ?? firstDamage, store, fail);
   }
   // Blocks of topics whose declaration never became durable: written after the last point
   // that reached the disk, so part of the torn tail.
@@ -272,8 +317,8 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     // the torn tail (a cursor written without an fsync, under atLeastOnce, can outrun the
     // data it counted only when both were unsynced).
     if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
-    t.cursor = Math.max(t.start, Math.min(cursors.get(t.id) ?? 0, t.complete));
-    t.cursorWritten = cursors.get(t.id) ?? 0;
+    t.cursor = Math.max(t.start, Math.min(t.cursorWritten, t.complete));
+    for (const r of t.small) if (r.offset >= t.cursor) r.block.unconsumed++;
     // Entries delivered and not committed before the crash are delivered again from here.
     t.delivered = t.cursor;
   }
@@ -294,7 +339,7 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
     t.cur = t.blocks.length > 0 ? t.blocks[t.blocks.length - 1]! : null;
     t.next = t.complete;
   }
-  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt) };
+  return { tornBytes, clean, torn, corrupt, repairs, abandoned, obsolete: obsoleteSegments(store, snapshotAt, restatedSeq) };
 }
 
 /**
@@ -302,11 +347,13 @@ export function scanShard(store: ShardStore, mode: ScanMode, progress?: (bytes: 
  * consumed segments that a crash interrupted after its trim records were made durable. Only a
  * prefix, as the worker deletes: never the last segment.
  */
-function obsoleteSegments(store: ShardStore, snapshotAt: number): Segment[] {
+function obsoleteSegments(store: ShardStore, snapshotAt: number, restatedSeq: number): Segment[] {
   const live = new Set<Block>();
   for (const t of store.topics.values()) {
-    for (const b of t.blocks) if (t.id !== META_TOPIC_ID || b.next > snapshotAt) live.add(b);
+    for (const b of t.blocks) if (t.id !== META_TOPIC_ID || (b.next > snapshotAt && b.segment.seq > restatedSeq)) live.add(b);
   }
+  // A shared block is live while it holds a record at or after its topic's start.
+  for (const b of store.shared.blocks) if (b.members!.length > 0) live.add(b);
   const out: Segment[] = [];
   for (const seg of store.segments.slice(0, -1)) {
     if (seg.blocks.length === 0 || seg.blocks.some((b) => live.has(b))) break;
@@ -324,11 +371,24 @@ function finishDeletions(store: ShardStore, obsolete: Segment[], debug: (msg: st
     const fd = store.files.release(seg);
     if (fd >= 0) native.close(fd);
     native.unlink(seg.path);
-    for (const t of store.topics.values()) t.blocks = t.blocks.filter((b) => b.segment !== seg);
+    // A chain whose last block was there goes on in a new block (the shared chain's last
+    // block may be one whose records all lie below their topics' starts: no record of it
+    // is live, so the segment is obsolete, but the scan made it the chain's current block).
+    for (const t of [...store.topics.values(), store.shared]) {
+      t.blocks = t.blocks.filter((b) => b.segment !== seg);
+      if (t.cur !== null && t.cur.segment === seg) t.cur = null;
+    }
     removed = true;
     debug(`removed ${seg.path}: every block in it had been consumed and trimmed`);
   }
   if (removed) fsyncDir(store.dir);
+}
+
+/** A cursor (or cursors) record's statement about topic `t`, if the topic is named. */
+function statedCursor(t: TopicLog | undefined, next: number, seq: number): void {
+  if (t === undefined) return;
+  t.cursorWritten = next;
+  t.cursorSeq = seq;
 }
 
 /** A record of a batch not yet known to be complete. */
@@ -349,7 +409,7 @@ function replayChain(
   io: { repairs: Repair[]; torn: TornRange[]; progress: ((bytes: number) => void) | undefined },
   start: number,
   harvest: ((buf: Uint8Array, from: number, end: number, salt: number) => void) | null,
-  onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number) => void) | null,
+  onMeta: ((payload: Uint8Array, file: string, pos: number, offset: number, seq: number) => void) | null,
 ): ChainResult {
   let expected = start;
   let complete = start;
@@ -420,7 +480,7 @@ function replayChain(
         remaining >= 1 &&
         (expectRemaining === 0 || remaining === expectRemaining);
       if (!ok) break;
-      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset);
+      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset, b.segment.seq);
       indexRecord(b, offset, pos);
       pending.push({ block: b, rel: pos, offset });
       pos += recordFootprint(len);
@@ -474,25 +534,9 @@ function trimIndex(b: Block): void {
   while (b.index.length > 0 && b.index[b.index.length - 1]! >= b.used) b.index.length -= 2;
 }
 
-function readBlock(b: Block, scratch: Uint8Array): Uint8Array {
-  const buf = scratch.length >= b.capacity ? scratch : new Uint8Array(b.capacity);
-  const got = readSegment(b.segment, buf.subarray(0, b.capacity), b.dataStart);
-  if (got < b.capacity) buf.fill(0, got, b.capacity);
-  return buf;
-}
-
-/** Bytes from `from` up to the last non-zero byte before `end` (0 if all zero). */
-function nonZeroExtent(buf: Uint8Array, from: number, end: number): number {
-  let e = end;
-  // Word-wise first: unwritten space is long runs of zeros.
-  while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
-  while (e > from && buf[e - 1] === 0) e--;
-  return e - from;
-}
-
 function checkDurable(
   t: TopicLog,
-  what: string,
+  what: () => string,
   marks: Map<number, number>,
   broke: BreakPoint | null,
   store: ShardStore,
@@ -502,11 +546,11 @@ function checkDurable(
   if (t.complete >= mark) return;
   const last = t.blocks[t.blocks.length - 1];
   const where = broke ?? (last ? { file: last.segment.path, pos: last.dataStart + last.used } : { file: store.segments[0]?.path ?? store.dir, pos: SEGMENT_DATA_START });
-  fail(corruptError(where.file, where.pos, `${what} recovers ${t.complete} entries but ${mark} had been made durable`));
+  fail(corruptError(where.file, where.pos, `${what()} recovers ${t.complete} entries but ${mark} had been made durable`));
 }
 
 /** New blocks go after every block recovery found, in the last segment if it is compatible. */
 function chooseCurrentSegment(store: ShardStore): void {
   const last = store.segments[store.segments.length - 1];
-  store.current = last && last.blockBytes === store.blockBytes ? last : null;
+  store.current = last && last.blockBytes === store.blockBytes && last.version === FORMAT_VERSION ? last : null;
 }

@@ -2,15 +2,18 @@
  * Deletion of consumed segments. The oldest segment of a shard is deleted as soon as every
  * block in it is consumed: each data block's entries are all behind its topic's cursor and
  * the block is not the one the topic is still writing into. Meta blocks there are restated
- * first by a snapshot record written into the current meta block, unless all of them end
- * before the latest snapshot, which restates them already.
+ * first by a snapshot record written into the current meta block, unless no topic's state is
+ * last stated in them and they all end before the latest snapshot record.
  *
  * Order of operations, so that a crash at any point leaves a log recovery understands:
- * 1. trim records (each touched topic's new first offset) and the snapshot, if any, are
- *    written and fdatasynced with everything else pending;
+ * 1. a snapshot record (each touched topic's new first offset and cursor, and the state of
+ *    every topic last stated in the segment's meta blocks), if one is needed, is written and
+ *    fdatasynced with everything else pending;
  * 2. the file is unlinked and the directory fsynced.
- * A crash between 1 and 2 leaves a file whose blocks all lie below their topics' starts;
- * recovery skips them and finishes the deletion.
+ * A crash between 1 and 2 leaves a file whose blocks all lie below their topics' starts
+ * (its meta blocks restated by the snapshot); recovery skips them and finishes the deletion.
+ * Without a snapshot the file holds only meta records that later ones supersede: recovery
+ * replays it as any segment, and retention deletes it again.
  *
  * Only the oldest segment is ever deleted (a prefix), so a topic's remaining blocks always
  * continue its chain from its new start. The price: a segment holding one unconsumed block
@@ -18,9 +21,10 @@
  * (options.retentionBytes / retentionMs) forces it out: then cursors behind it jump to the
  * first entry still stored, and that is written down like any cursor.
  */
-import { META_TOPIC_ID } from '../shared/layout.js';
+import { META_TOPIC_ID, recordFootprint } from '../shared/layout.js';
 import { native } from '../shared/native.js';
-import type { Block, TopicLog } from './blocks.js';
+import { type Block, type TopicLog, moveCursor, statedIn } from './blocks.js';
+import { encodeMeta, type MetaRecord } from './meta.js';
 import { fsyncDir, segmentBytes, type Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
@@ -76,7 +80,17 @@ export class Retention {
     const store = this.store;
     if (seg === store.current || seg === store.spare) return null;
     const touched = new Set<TopicLog>();
+    const shared: Block[] = [];
     for (const b of seg.blocks) {
+      if (b.members !== null) {
+        // A shared block is consumed when every record in it is behind its topic's cursor.
+        const place = chainPlace(store.shared, b, seg);
+        if (place === 'absent') continue;
+        if (place === 'behind') return null;
+        if (!forced && b.unconsumed > 0) return null;
+        shared.push(b);
+        continue;
+      }
       const t = store.topics.get(b.topicId);
       const where = t ? chainPlace(t, b, seg) : 'absent';
       if (!t || where === 'absent') continue;
@@ -91,6 +105,7 @@ export class Retention {
       if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
       touched.add(t);
     }
+    for (const b of shared) for (const t of b.members!) touched.add(t);
     return touched;
   }
 
@@ -100,33 +115,38 @@ export class Retention {
     // A block being written in the doomed segment is abandoned: the topic's next record (for
     // the meta topic: the trims and snapshot below) opens a block in a live segment.
     for (const t of store.topics.values()) if (t.cur !== null && t.cur.segment === seg) t.cur = null;
-    // Meta blocks that end at or before the latest snapshot record are restated by it already
-    // (recovery drops them too): deleting only those needs no new snapshot. Without this rule
-    // a snapshot bigger than half a segment never ended: each one sealed the segment of the
-    // previous one, which was then deleted by writing the next, forever (thousands of
-    // deletions a second on an idle log).
-    const restate = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
+    const shared = store.shared;
+    if (shared.cur !== null && shared.cur.segment === seg) shared.cur = null;
+    shared.blocks = shared.blocks.filter((b) => b.segment !== seg);
+    // One snapshot record restates every topic the deletion moves forward, and, when the
+    // segment holds meta blocks, every topic whose last statement of name, start or cursor
+    // is in one of them: after the deletion, recovery finds every topic's state in the meta
+    // blocks still present, and the segment's meta blocks are obsolete (snapshot `s`).
+    const restate = new Set<TopicLog>();
+    // No snapshot when it would restate nothing and the segment's meta blocks all end at or
+    // before the latest snapshot record (which then lies in a later segment: the meta chain
+    // that remains still holds a snapshot, as recovery requires once its first blocks are
+    // gone). Writing one anyway made an idle log churn: a record that needs a new meta block
+    // in a new segment seals the previous one, whose deletion restates every topic stated
+    // there, whose snapshot seals the next, forever (thousands of deletions a second).
+    const metaLeft = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
     for (const t of touched) {
       const rest = t.blocks.filter((b) => b.segment !== seg);
       t.blocks = rest;
       if (t.id === META_TOPIC_ID) continue;
-      t.start = rest.length > 0 ? rest[0]!.first : t.complete;
-      this.writer.appendMeta({ k: 'trim', id: t.id, start: t.start });
-      if (t.cursor < t.start) {
-        // Forced out by a retention bound before it was consumed.
-        t.cursor = t.start;
-        this.writer.appendCursor(t);
-      }
+      // Shared records go in write order, so those in the oldest segment come first.
+      let gone = 0;
+      while (gone < t.small.length && t.small[gone]!.block.segment === seg) t.smallBytes -= t.small[gone++]!.fp;
+      if (gone > 0) t.small.splice(0, gone);
+      t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
+      // Forced out by a retention bound before it was consumed: the cursor jumps forward.
+      if (t.cursor < t.start) moveCursor(t, t.start);
       // Never read from a deleted entry (only a forced deletion can overtake `delivered`).
       if (t.delivered < t.start) t.delivered = t.start;
+      restate.add(t);
     }
-    if (restate) {
-      const all: [number, string, number, number][] = [];
-      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push([t.id, t.name, t.start, t.cursor]);
-      store.snapshotAt = meta.next;
-      this.writer.appendMeta({ k: 'snapshot', t: all });
-      for (const t of store.topics.values()) t.cursorWritten = t.cursor;
-    }
+    if (touched.has(meta)) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
+    if (restate.size > 0 || metaLeft) this.writeSnapshot(seg, restate);
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;
     // The mapping goes first: nothing may reach the file's pages after its last sync.
@@ -141,6 +161,41 @@ export class Retention {
     this.deleted++;
     this.debug(`deleted consumed segment ${seg.path}`);
   }
+
+  /**
+   * Writes the snapshot of a deletion of `seg`: the topics of `restate`, with `s` = seg.seq.
+   * A snapshot that does not fit in the current segment opens a new one and seals the current
+   * segment, whose deletion would then restate the topics last stated there, whose snapshot
+   * could seal the next segment in turn: two groups of topics, each restated by the deletion
+   * of the other's segment, made an idle log delete and create segments forever. Such a
+   * snapshot therefore restates every topic (and says so by omitting `s`: every meta block
+   * before it is obsolete), and the deletions of the segments it sealed write nothing.
+   */
+  private writeSnapshot(seg: Segment, restate: Set<TopicLog>): void {
+    const store = this.store;
+    let m: MetaRecord = { k: 'snapshot', s: seg.seq, t: entriesOf(restate) };
+    let payload = encodeMeta(m);
+    let stated: Iterable<TopicLog> = restate;
+    if (store.metaRecordRolls(recordFootprint(payload.length))) {
+      const all: TopicLog[] = [];
+      for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push(t);
+      m = { k: 'snapshot', t: entriesOf(all) };
+      payload = encodeMeta(m);
+      stated = all;
+    }
+    store.snapshotAt = store.meta.next;
+    const at = this.writer.appendMeta(m, payload);
+    for (const t of stated) {
+      t.cursorWritten = t.cursor;
+      t.nameSeq = t.startSeq = t.cursorSeq = at;
+    }
+  }
+}
+
+function entriesOf(topics: Iterable<TopicLog>): [number, string, number, number][] {
+  const out: [number, string, number, number][] = [];
+  for (const t of topics) out.push([t.id, t.name, t.start, t.cursor]);
+  return out;
 }
 
 /**

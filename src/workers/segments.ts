@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { WalrusError, ioError } from '../shared/errors.js';
 import {
   FORMAT_VERSION,
+  MIN_FORMAT_VERSION,
   SEGMENT_DATA_START,
   SEGMENT_HEADER_BYTES,
   SEGMENT_MAGIC,
@@ -56,6 +57,8 @@ export interface Segment {
   /** The background fdatasync that makes `allocated` (up to `aheadEnd`) durable, if one runs. */
   aheadSync: BackgroundSync | null;
   aheadEnd: number;
+  /** Format version in its header: new blocks go only into segments of FORMAT_VERSION. */
+  version: number;
 }
 
 /** `s<shard, 3 digits>-<seq, 20 digits>.seg`: sorts by shard, then by sequence. */
@@ -152,6 +155,7 @@ export function encodeSegmentHeader(shard: number, seq: number, slots: number, b
 }
 
 export interface SegmentHeader {
+  version: number;
   shard: number;
   seq: number;
   slots: number;
@@ -166,12 +170,13 @@ export function decodeSegmentHeader(h: Uint8Array): SegmentHeader | string {
   if (Buffer.from(h.buffer, h.byteOffset, 8).toString('latin1') !== SEGMENT_MAGIC) return 'bad segment magic';
   if (dv.getUint32(SEG_CRC, true) !== native.crc32c(h.subarray(0, SEG_CRC))) return 'segment header checksum mismatch';
   const version = dv.getUint32(SEG_VERSION, true);
-  if (version !== FORMAT_VERSION) return `unsupported format version ${version}`;
+  if (version < MIN_FORMAT_VERSION || version > FORMAT_VERSION) return `unsupported format version ${version}`;
   if (dv.getUint32(SEG_HEADER_BYTES, true) !== SEGMENT_HEADER_BYTES) return 'unexpected segment header size';
   const blockBytes = dv.getUint32(SEG_BLOCK_BYTES, true);
   const slots = dv.getUint32(SEG_SLOTS, true);
   if (blockBytes < 4096 || blockBytes % 4096 !== 0 || slots < 1) return 'invalid segment geometry';
   return {
+    version,
     shard: dv.getUint32(SEG_SHARD, true),
     seq: dv.getUint32(SEG_SEQ_LO, true) + dv.getUint32(SEG_SEQ_HI, true) * TWO_32,
     slots,
@@ -236,7 +241,24 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   if (!memory) fsyncDir(dir);
-  return { seq, path, fd, slots, blockBytes, nextSlot: 0, salt, blocks: [], sealedAt: 0, unsynced: false, allocated: size, durableAllocated: size, files: null, aheadSync: null, aheadEnd: 0 };
+  return {
+    seq,
+    path,
+    fd,
+    slots,
+    blockBytes,
+    nextSlot: 0,
+    salt,
+    blocks: [],
+    sealedAt: 0,
+    unsynced: false,
+    allocated: size,
+    durableAllocated: size,
+    files: null,
+    aheadSync: null,
+    aheadEnd: 0,
+    version: FORMAT_VERSION,
+  };
 }
 
 /**

@@ -2,23 +2,40 @@
  * A shard's files and topics as its worker holds them: segments, the topic chains and block
  * allocation. Recovery builds it; the writer appends to it; the reader looks things up in it.
  */
-import { BLOCK_HEADER_BYTES, META_TOPIC_ID } from '../shared/layout.js';
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID, SHARED_TOPIC_ID } from '../shared/layout.js';
 import { ioError } from '../shared/errors.js';
 import { type IoContext, native } from '../shared/native.js';
 import { type Block, type TopicLog, encodeBlockHeader, newTopic } from './blocks.js';
 import { MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
 import { type Segment, allocate, allocationBoundary, blockSalt, createSegment, nextAllocationBoundary, segmentBytes, slotPosition } from './segments.js';
 
+/** Bounds of ShardStore.sharedLimit. */
+const MIN_SHARED_LIMIT = 1024;
+const MAX_SHARED_LIMIT = 64 * 1024;
+
 export class ShardStore {
   readonly segments: Segment[] = [];
   readonly topics = new Map<number, TopicLog>();
+  /**
+   * The chain of shared blocks: records of many small topics, in write order. Its `next`
+   * counts the records of the chain (block headers carry that count as `first`); it is not
+   * in `topics`.
+   */
+  readonly shared: TopicLog = newTopic(SHARED_TOPIC_ID, '');
+  /**
+   * Bytes of records a topic keeps in shared blocks before it gets blocks of its own: a
+   * sixteenth of a slot (1 KiB to 64 KiB), so a topic that outgrows sharing wastes at most
+   * 16x what it holds on its first own block, and a small topic costs only its bytes.
+   */
+  readonly sharedLimit: number;
   /** The segment blocks are allocated from (the last one), if any. */
   current: Segment | null = null;
   /** A fully created, empty segment ready to become current. */
   spare: Segment | null = null;
   /**
-   * Meta-topic offset of the latest snapshot record (-1: none). Meta blocks ending at or
-   * before it are restated by it: recovery and retention treat them as obsolete.
+   * Meta-topic offset of the latest snapshot record, full or partial (-1: none). Retention
+   * deletes a segment whose meta blocks all end at or before it, and state nothing any topic
+   * still depends on, without writing another: the remaining chain still holds a snapshot.
    */
   snapshotAt = -1;
   lastBlockSeq = 0;
@@ -45,6 +62,16 @@ export class ShardStore {
   ) {
     this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, ''));
     this.files = new SegmentFiles(memory ? Number.POSITIVE_INFINITY : MAX_OPEN_SEGMENTS);
+    this.sharedLimit = Math.min(MAX_SHARED_LIMIT, Math.max(MIN_SHARED_LIMIT, Math.floor(blockBytes / 16)));
+  }
+
+  /**
+   * Whether the batch that `t` is about to start (`n` records, the first of `footprint`
+   * bytes) goes to shared blocks: only while the topic has no block of its own (so its shared
+   * records always come first) and stays within `sharedLimit`. Never the meta topic.
+   */
+  fitsShared(t: TopicLog, footprint: number, n: number): boolean {
+    return t.id !== META_TOPIC_ID && t.blocks.length === 0 && t.smallBytes + footprint * n <= this.sharedLimit;
   }
 
   /** The segment's descriptor (opened if the bound had it closed). */
@@ -66,6 +93,19 @@ export class ShardStore {
     }
     if (id > this.maxTopicId) this.maxTopicId = id;
     return t;
+  }
+
+  /**
+   * Whether a meta record of `footprint` bytes opens a new segment (sealing the current one):
+   * it fits neither in the meta topic's current block nor in a new block of the current
+   * segment. Mirrors allocateBlock and the writer's place().
+   */
+  metaRecordRolls(footprint: number): boolean {
+    const b = this.meta.cur;
+    if (b !== null && b.used + footprint <= b.capacity) return false;
+    const slots = Math.max(1, Math.ceil((BLOCK_HEADER_BYTES + footprint) / this.blockBytes));
+    const seg = this.current;
+    return !seg || seg.nextSlot + slots > seg.slots;
   }
 
   /**
@@ -98,6 +138,8 @@ export class ShardStore {
       salt,
       index: [],
       run: null,
+      members: t === this.shared ? [] : null,
+      unconsumed: 0,
     };
     t.blocks.push(block);
     seg.blocks.push(block);

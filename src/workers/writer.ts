@@ -18,7 +18,7 @@ import {
 } from '../shared/layout.js';
 import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
-import { type Block, type Run, type TopicLog, INDEX_EVERY, indexRecord } from './blocks.js';
+import { type Block, type Run, type TopicLog, INDEX_EVERY, addSmall, indexRecord } from './blocks.js';
 import { encodeMeta, type MetaRecord } from './meta.js';
 import type { Segment } from './segments.js';
 import type { ShardStore } from './store.js';
@@ -33,6 +33,8 @@ const TWO_32 = 2 ** 32;
  */
 export const SYNC_MARK_INTERVAL_MS = 250;
 const ZEROS = new Uint8Array(8);
+/** Room reserveMeta() keeps in the meta topic's block for the declarations of a collect. */
+const META_RESERVE = 1024;
 // ignoreBOM: a topic name starting with U+FEFF keeps it (the default decoder strips it).
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -177,8 +179,8 @@ export class Writer {
           step = recordFootprint(len);
           const id = words[i + 2]! >>> 0;
           const name = utf8.decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
-          store.addTopic(id, name);
-          this.appendMeta({ k: 'topic', id, name });
+          if (this.newTopics.length === 0) this.reserveMeta();
+          this.newTopics.push(store.addTopic(id, name));
           break;
         }
         case RecordKind.Wrap:
@@ -191,9 +193,38 @@ export class Writer {
       consumed += step;
       tail = (tail + step) >>> 0;
     }
+    if (this.newTopics.length > 0) this.declareTopics();
     this.pendingTail = tail;
     this.pendingConsumed = consumed;
     return { consumed, blocked };
+  }
+
+  /** Topics first seen in the ring during this collect: declared in the same write batch. */
+  private newTopics: TopicLog[] = [];
+
+  /**
+   * Makes sure the meta topic's current block has room for a declaration before any record
+   * of the new topics is placed, so the declarations (written at the end of the collect) lie
+   * in a block allocated before the blocks those records open: a crash that keeps only a
+   * prefix of the file then keeps a topic's declaration whenever it keeps any of its records.
+   */
+  private reserveMeta(): void {
+    const meta = this.store.meta;
+    const b = meta.cur;
+    if (b !== null && b.capacity - b.used >= META_RESERVE) return;
+    const { block, header } = this.store.allocateBlock(meta, META_RESERVE);
+    this.pushIov(this.newRun(block, block.start), this.addExt(header), 0, header.length);
+  }
+
+  /** Writes the pending topic declarations: one record for all of them (a drain can define thousands). */
+  private declareTopics(): void {
+    const defs = this.newTopics;
+    this.newTopics = [];
+    const at =
+      defs.length === 1
+        ? this.appendMeta({ k: 'topic', id: defs[0]!.id, name: defs[0]!.name })
+        : this.appendMeta({ k: 'topics', t: defs.map((t) => [t.id, t.name]) });
+    for (const t of defs) t.nameSeq = at;
   }
 
   private pendingTail = 0;
@@ -213,6 +244,10 @@ export class Writer {
     if (offset !== t.next) {
       throw new Error(`walrus-ts internal error: topic ${t.id} expected offset ${t.next}, the ring holds ${offset}`);
     }
+    // The first record of a batch decides where the whole batch goes, so a batch never
+    // straddles a topic's shared records and its own blocks.
+    if (t.next === t.complete) t.sharedBatch = this.store.fitsShared(t, footprint, remaining);
+    if (t.sharedBatch) return this.placeShared(t, footprint, offset, remaining);
     let b = t.cur;
     if (b === null || b.used + footprint > b.capacity) {
       const { block, header } = this.store.allocateBlock(t, footprint);
@@ -229,6 +264,30 @@ export class Writer {
     if (remaining === 1) t.complete = t.next;
     // Every topic touched by a drain passes here at least once (its first record of the
     // drain has no run yet), so this is where it is marked dirty.
+    this.dirtyTopics.add(t);
+    return b;
+  }
+
+  /** `place` for a record that goes to the shard's current shared block. */
+  private placeShared(t: TopicLog, footprint: number, offset: number, remaining: number): Block {
+    const shared = this.store.shared;
+    let b = shared.cur;
+    if (b === null || b.used + footprint > b.capacity) {
+      const { block, header } = this.store.allocateBlock(shared, footprint);
+      b = block;
+      const run = this.newRun(b, b.start);
+      this.pushIov(run, this.addExt(header), 0, header.length);
+    } else if (b.run === null || b.run.end !== b.dataStart + b.used) {
+      this.newRun(b, b.dataStart + b.used);
+    }
+    addSmall(t, { block: b, rel: b.used, offset, fp: footprint });
+    t.smallBytes += footprint;
+    b.members!.push(t);
+    b.unconsumed++;
+    b.used += footprint;
+    b.next = ++shared.next;
+    t.next = offset + 1;
+    if (remaining === 1) t.complete = t.next;
     this.dirtyTopics.add(t);
     return b;
   }
@@ -289,11 +348,15 @@ export class Writer {
     this.records++;
   }
 
-  appendMeta(m: MetaRecord): void {
+  /**
+   * Queues a meta record (`payload`: its encoding, when the caller made it already); returns
+   * the sequence number of the segment it goes into.
+   */
+  appendMeta(m: MetaRecord, payload: Uint8Array = encodeMeta(m)): number {
     const meta = this.store.meta;
-    const payload = encodeMeta(m);
     const header = new Uint8Array(RECORD_HEADER_BYTES);
     this.placeFrame(meta, RecordKind.Meta, meta.next, 1, header, this.addExt(header), 0, payload, this.addExt(payload), 0);
+    return meta.cur!.segment.seq;
   }
 
   private lastMarkAt = 0;
@@ -489,13 +552,23 @@ export class Writer {
 
   /** Queues a cursor record for `t` (written by the next submit). */
   appendCursor(t: TopicLog): void {
-    this.appendMeta({ k: 'cursor', id: t.id, next: t.cursor });
+    t.cursorSeq = this.appendMeta({ k: 'cursor', id: t.id, next: t.cursor });
     t.cursorWritten = t.cursor;
   }
 
   /** Appends the clean-shutdown record listing every topic's end (written by the next submit). */
   appendCloseMark(): void {
-    for (const topic of this.store.topics.values()) if (topic.cursor !== topic.cursorWritten) this.appendCursor(topic);
+    // Every cursor that moved since it was last written, in one record.
+    const moved: TopicLog[] = [];
+    for (const topic of this.store.topics.values()) if (topic.cursor !== topic.cursorWritten) moved.push(topic);
+    if (moved.length === 1) this.appendCursor(moved[0]!);
+    else if (moved.length > 1) {
+      const at = this.appendMeta({ k: 'cursors', t: moved.map((t) => [t.id, t.cursor]) });
+      for (const t of moved) {
+        t.cursorWritten = t.cursor;
+        t.cursorSeq = at;
+      }
+    }
     if (this.pendingMarks.size > 0) this.appendSyncMark();
     const t: [number, number][] = [];
     for (const topic of this.store.topics.values()) if (topic.id !== META_TOPIC_ID) t.push([topic.id, topic.complete]);
