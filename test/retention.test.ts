@@ -120,6 +120,54 @@ describe('deletion of consumed segments', () => {
   });
 });
 
+describe('a consumed current segment', () => {
+  it('is retired and deleted once its data is consumed, when data fills an eighth of it (and 8 slots) or more', async () => {
+    const dir = tempDir();
+    // 64 slots of 4 KiB; 8 topics x 20 records of 1,000 bytes fill about 40 of them, all in
+    // the first segment, which stays current: before, it was never deleted (issue 11, item 7:
+    // 100,000 small topics in a 64 MiB segment never gave the disk back).
+    const opts = { dir, shards: 1, blockBytes: 4096, segmentBlocks: 64, fsync: FsyncSchedule.NoFsync } as const;
+    let wal = await Walrus.open(opts);
+    try {
+      for (let t = 0; t < 8; t++) for (let i = 0; i < 20; i++) wal.append(`t${t}`, pseudoRandom(t * 100 + i + 1, 1000));
+      await wal.flush();
+      const first = segments(dir)[0]!;
+      for (let t = 0; t < 8; t++) expect((await wal.batchRead(`t${t}`, 1 << 20)).length).toBe(20);
+      await waitFor(() => !segments(dir).includes(first), 10_000);
+    } finally {
+      await wal.close();
+    }
+    wal = await Walrus.open(opts);
+    try {
+      for (let t = 0; t < 8; t++) expect(await wal.readNext(`t${t}`)).toBeNull();
+      expect(wal.append('t0', 'next')).toBe(20);
+      expect((await collect(wal.iterate('t0'))).map((e) => e.offset)).toEqual([20]);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('is kept while its data fills less than an eighth of it (a record-at-a-time queue does not make a file per record)', async () => {
+    const dir = tempDir();
+    const opts = { dir, shards: 1, blockBytes: 4096, segmentBlocks: 64, fsync: FsyncSchedule.NoFsync } as const;
+    const wal = await Walrus.open(opts);
+    try {
+      wal.append('q', pseudoRandom(1, 100));
+      await wal.flush();
+      const first = segments(dir)[0]!;
+      expect((await wal.readNext('q'))?.offset).toBe(0);
+      for (let i = 1; i < 50; i++) {
+        wal.append('q', pseudoRandom(i + 1, 100));
+        expect((await wal.readNext('q'))?.offset).toBe(i);
+      }
+      await wal.flush();
+      expect(segments(dir)[0]).toBe(first);
+    } finally {
+      await wal.close();
+    }
+  });
+});
+
 describe('a record bigger than the spare segment', () => {
   // Found by the crash harness once it drew records of several slots: the segment made for
   // such a record was added after the spare, and the spare was taken later, so the segment

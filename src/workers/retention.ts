@@ -29,6 +29,13 @@ import { fsyncDir, segmentBytes, type Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
 
+/**
+ * Fewest slots of consumed data that retire a current segment: segments of fewer slots
+ * roll over soon anyway, and retiring one for every block or two would make a file per
+ * record or two in a queue that consumes as it appends.
+ */
+const RETIRE_MIN_SLOTS = 8;
+
 export class Retention {
   /** Set when a cursor moved or a segment filled up: the oldest segment may be deletable. */
   dirty = true;
@@ -46,7 +53,11 @@ export class Retention {
   run(now: number): boolean {
     if (!this.dirty && !(this.nextAgeDeadline() <= now)) return false;
     const seg = this.store.segments[0];
-    const touched = seg ? this.deletableTopics(seg, this.overBound(seg, now)) : null;
+    let touched = seg ? this.deletableTopics(seg, this.overBound(seg, now)) : null;
+    if (seg && !touched && this.retirable(seg)) {
+      this.store.retireCurrent();
+      touched = this.deletableTopics(seg, false);
+    }
     if (!seg || !touched) {
       this.dirty = false;
       return false;
@@ -63,6 +74,24 @@ export class Retention {
     return seg.sealedAt + this.limits.ms;
   }
 
+  /**
+   * Whether `seg`, the current segment and the oldest, should make way for the next one so
+   * that it can be deleted: every block in it is consumed and data blocks (not meta blocks)
+   * fill at least an eighth of its slots, and at least RETIRE_MIN_SLOTS. Without this, a log whose topics all fit in one
+   * segment (100,000 small topics in the default 64 MiB) never gave back its disk when
+   * consumed. The eighth keeps a queue that appends and consumes a record at a time from
+   * making and deleting a file per record, and an idle log from churning: the snapshot a
+   * deletion writes into the next segment is meta, which never counts, so a retired
+   * segment's successor is not retired again until new data fills an eighth of it.
+   */
+  private retirable(seg: Segment): boolean {
+    if (seg !== this.store.current) return false;
+    let dataSlots = 0;
+    for (const b of seg.blocks) if (b.topicId !== META_TOPIC_ID) dataSlots += b.slots;
+    if (dataSlots < RETIRE_MIN_SLOTS || dataSlots * 8 < seg.slots) return false;
+    return this.deletableTopics(seg, false, true) !== null;
+  }
+
   private overBound(seg: Segment, now: number): boolean {
     if (seg.sealedAt > 0 && now >= seg.sealedAt + this.limits.ms) return true;
     if (!Number.isFinite(this.limits.bytes)) return false;
@@ -75,10 +104,11 @@ export class Retention {
   /**
    * The topics whose chains have blocks in `seg`, if every such block is consumed (the meta
    * topic's count as consumed: a snapshot restates them) or `forced`; null if `seg` must stay.
+   * `evenCurrent`: answer for the current segment too (retirable()).
    */
-  private deletableTopics(seg: Segment, forced: boolean): Set<TopicLog> | null {
+  private deletableTopics(seg: Segment, forced: boolean, evenCurrent = false): Set<TopicLog> | null {
     const store = this.store;
-    if (seg === store.current || seg === store.spare) return null;
+    if ((seg === store.current && !evenCurrent) || seg === store.spare) return null;
     const touched = new Set<TopicLog>();
     const shared: Block[] = [];
     for (const b of seg.blocks) {

@@ -148,6 +148,15 @@ export class ShardStore {
   }
 
   /**
+   * Makes the next segment current although the current one still has room: retention
+   * retires a current segment whose data is all consumed, so that its file can be deleted
+   * (retention.ts). Blocks stay in segment order: the next one is newer.
+   */
+  retireCurrent(): void {
+    this.rollSegment(1);
+  }
+
+  /**
    * Makes a segment with room for `slots` current, from the spare if it is big enough.
    *
    * Invariant: blocks are allocated in segment order (a block's segment is never older than
