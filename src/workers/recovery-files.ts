@@ -4,10 +4,20 @@
  */
 import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../shared/errors.js';
-import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../shared/layout.js';
+import {
+  BLOCK_HEADER_BYTES,
+  REC_FLAGS,
+  REC_KIND,
+  REC_REMAINING,
+  REC_RESERVED,
+  REC_SALT,
+  SEGMENT_DATA_START,
+  SEGMENT_HEADER_BYTES,
+  SHARED_TOPIC_ID,
+} from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, decodeBlockHeader } from './blocks.js';
-import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, readSegment, segmentBytes, slotPosition } from './segments.js';
+import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, readSegment, segmentBytes, segmentState, slotPosition } from './segments.js';
 import type { ScanMode } from './recovery.js';
 import type { ShardStore } from './store.js';
 
@@ -55,25 +65,12 @@ export function openSegment(store: ShardStore, f: { seq: number; path: string },
     }
     return fail(size, `the segment file is ${size} bytes, shorter than its first allocation (${first}): truncated`);
   }
-  const seg: Segment = {
-    seq: h.seq,
-    path: f.path,
-    fd,
-    slots: h.slots,
-    blockBytes: h.blockBytes,
-    nextSlot: 0,
-    salt: h.salt,
-    blocks: [],
-    sealedAt: statSync(f.path).mtimeMs,
-    unsynced: false,
-    allocated: size,
-    // Recovery fdatasyncs every segment before the shard writes (recover()).
-    durableAllocated: size,
-    files: null,
-    aheadSync: null,
-    aheadEnd: 0,
-    version: h.version,
-  };
+  // Recovery fdatasyncs every segment before the shard writes (recover()).
+  const seg: Segment = segmentState(
+    { seq: h.seq, path: f.path, fd, slots: h.slots, blockBytes: h.blockBytes, salt: h.salt, version: h.version },
+    statSync(f.path).mtimeMs,
+    size,
+  );
   store.files.adopt(seg);
   return seg;
 }
@@ -161,4 +158,21 @@ export function nonZeroExtent(buf: Uint8Array, from: number, end: number): numbe
   while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
   while (e > from && buf[e - 1] === 0) e--;
   return e - from;
+}
+
+/**
+ * Whether the record header at `pos` of a block read into `scratch` (`words`: its Int32
+ * view) is a well-formed frame of `kind` under the block's `salt`: flags and reserved bytes
+ * zero, a batch position of at least 1. Which topic and offset it must carry is the chain's
+ * rule (a topic's own chain, or the shared chain), checked by the caller.
+ */
+export function framedAt(scratch: Uint8Array, words: Int32Array, pos: number, kind: number, salt: number): boolean {
+  const i = pos >>> 2;
+  return (
+    scratch[pos + REC_KIND] === kind &&
+    scratch[pos + REC_FLAGS] === 0 &&
+    (scratch[pos + REC_RESERVED]! | scratch[pos + REC_RESERVED + 1]!) === 0 &&
+    (words[i + (REC_SALT >> 2)]! >>> 0) === salt &&
+    (words[i + (REC_REMAINING >> 2)]! >>> 0) >= 1
+  );
 }

@@ -26,13 +26,9 @@ import {
   FORMAT_VERSION,
   META_TOPIC_ID,
   RECORD_HEADER_BYTES,
-  REC_FLAGS,
-  REC_KIND,
   REC_OFFSET_HI,
   REC_OFFSET_LO,
   REC_REMAINING,
-  REC_RESERVED,
-  REC_SALT,
   REC_TOPIC,
   RecordKind,
   SEGMENT_DATA_START,
@@ -45,7 +41,7 @@ import { native } from '../shared/native.js';
 import { type Block, type TopicLog, indexRecord } from './blocks.js';
 import { harvestMarks } from './marks.js';
 import { replayShared } from './shared-chain.js';
-import { checkSegmentSize, nonZeroExtent, openSegment, probeBlocks, readBlock } from './recovery-files.js';
+import { checkSegmentSize, framedAt, nonZeroExtent, openSegment, probeBlocks, readBlock } from './recovery-files.js';
 import { decodeMeta, type MetaRecord } from './meta.js';
 import { type Segment, fsyncDir, listSegments, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
@@ -471,13 +467,9 @@ function replayChain(
       const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
       const remaining = words[i + (REC_REMAINING >> 2)]! >>> 0;
       const ok =
+        framedAt(scratch, words, pos, kind, b.salt) &&
         (words[i + (REC_TOPIC >> 2)]! >>> 0) === t.id &&
-        scratch[pos + REC_KIND] === kind &&
-        scratch[pos + REC_FLAGS] === 0 &&
-        (scratch[pos + REC_RESERVED]! | scratch[pos + REC_RESERVED + 1]!) === 0 &&
-        (words[i + (REC_SALT >> 2)]! >>> 0) === b.salt &&
         offset === expected &&
-        remaining >= 1 &&
         (expectRemaining === 0 || remaining === expectRemaining);
       if (!ok) break;
       if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset, b.segment.seq);

@@ -241,23 +241,30 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     throw ioError(err, `creating segment ${path} failed`, path);
   }
   if (!memory) fsyncDir(dir);
+  return segmentState({ seq, path, fd, slots, blockBytes, salt, version: FORMAT_VERSION }, 0, size);
+}
+
+/**
+ * The in-memory state of a segment file that holds no block yet: `sealedAt` 0 while it may
+ * still take blocks, `size` bytes allocated and durable (creation and recovery fdatasync
+ * before any block is written).
+ */
+export function segmentState(
+  id: { seq: number; path: string; fd: number; slots: number; blockBytes: number; salt: number; version: number },
+  sealedAt: number,
+  size: number,
+): Segment {
   return {
-    seq,
-    path,
-    fd,
-    slots,
-    blockBytes,
+    ...id,
     nextSlot: 0,
-    salt,
     blocks: [],
-    sealedAt: 0,
+    sealedAt,
     unsynced: false,
     allocated: size,
     durableAllocated: size,
     files: null,
     aheadSync: null,
     aheadEnd: 0,
-    version: FORMAT_VERSION,
   };
 }
 

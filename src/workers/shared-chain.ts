@@ -11,21 +11,17 @@
 import {
   BLOCK_HEADER_BYTES,
   META_TOPIC_ID,
-  REC_FLAGS,
-  REC_KIND,
   REC_LEN,
   REC_OFFSET_HI,
   REC_OFFSET_LO,
   REC_REMAINING,
-  REC_RESERVED,
-  REC_SALT,
   REC_TOPIC,
   RecordKind,
   recordFootprint,
 } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, addSmall } from './blocks.js';
-import { nonZeroExtent, readBlock } from './recovery-files.js';
+import { framedAt, nonZeroExtent, readBlock } from './recovery-files.js';
 import type { Repair, TornRange } from './recovery.js';
 import type { ShardStore } from './store.js';
 
@@ -116,13 +112,7 @@ export function replayShared(
       const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
       const remaining = words[i + (REC_REMAINING >> 2)]! >>> 0;
       const t = id === META_TOPIC_ID ? undefined : store.topics.get(id);
-      const framed =
-        scratch[pos + REC_KIND] === RecordKind.Entry &&
-        scratch[pos + REC_FLAGS] === 0 &&
-        (scratch[pos + REC_RESERVED]! | scratch[pos + REC_RESERVED + 1]!) === 0 &&
-        (words[i + (REC_SALT >> 2)]! >>> 0) === b.salt &&
-        remaining >= 1;
-      if (!framed) break;
+      if (!framedAt(scratch, words, pos, RecordKind.Entry, b.salt)) break;
       if (t === undefined) {
         // Written after its topic's declaration, in the same write batch or a later one: if
         // the declaration did not reach the disk, neither did an fsync after this record.
