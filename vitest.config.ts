@@ -15,7 +15,6 @@ const DISK_BACKEND_FILES = [
   'test/faults.test.ts',
   'test/recovery.test.ts',
   'test/retention.test.ts',
-  'test/scale.test.ts',
 ];
 
 export default defineConfig({

@@ -164,6 +164,28 @@ describe('a consumed current segment', () => {
     }
   });
 
+  it('counts the meta records its consumption wrote: data and cursor records freeing an eighth of it retire it', async () => {
+    // 600 one-byte records (about 6 slots of data, under the 8 that data alone needs) read one
+    // at a time: each read writes a cursor record, together about as many bytes again. The
+    // snapshot that replaces them is one entry. Before, only data blocks counted and the file
+    // stayed: 100,000 small topics consumed with readNext kept their whole segment, half of
+    // it topic declarations and cursor records.
+    const dir = tempDir();
+    const opts = { dir, shards: 1, blockBytes: 4096, segmentBlocks: 64, fsync: FsyncSchedule.NoFsync } as const;
+    const wal = await Walrus.open(opts);
+    try {
+      for (let i = 0; i < 600; i++) wal.append('q', 'x');
+      await wal.flush();
+      const first = segments(dir)[0]!;
+      for (let i = 0; i < 600; i++) expect((await wal.readNext('q'))?.offset).toBe(i);
+      await waitFor(() => !segments(dir).includes(first), 10_000);
+      // The successor holds the snapshot and is not retired in turn.
+      await roundsUntilQuiet(dir, async () => expect(await wal.readNext('q')).toBeNull());
+    } finally {
+      await wal.close();
+    }
+  });
+
   it('is kept while its data fills less than an eighth of it (a record-at-a-time queue does not make a file per record)', async () => {
     const dir = tempDir();
     const opts = { dir, shards: 1, blockBytes: 4096, segmentBlocks: 64, fsync: FsyncSchedule.NoFsync } as const;

@@ -56,6 +56,16 @@ function readReply(m: FromWorker): ReadReply {
   return { data: m.data, entries: m.entries };
 }
 
+/**
+ * Young-generation cap of a shard worker's V8 heap. V8's default lets each isolate keep up
+ * to 48 MiB of short-lived garbage (three 16 MiB semispaces) resident, and a shard worker
+ * that has served 50,000 reads keeps most of it: 100,000 topics on 2 shards measured
+ * +386 MiB RSS after consuming them all by default, +294 MiB with 8 (each worker's heap 60
+ * instead of 107 MiB). Append and batchRead throughput did not change measurably
+ * (tmp benchmark of 1M 128-byte appends over 64 topics, 3 runs each, within noise).
+ */
+const WORKER_YOUNG_GENERATION_MB = 8;
+
 export class ShardClient {
   readonly producer: RingProducer;
   private readonly worker: Worker;
@@ -86,7 +96,14 @@ export class ShardClient {
     const init: ShardInit = { ...initWithoutPort, failPort: channel.port2 };
     this.producer = new RingProducer(init.ring, backpressureMs);
     this.externalLimit = Math.max(64 * 1024 * 1024, 4 * this.producer.v.size);
-    const options = { workerData: init, transferList: [channel.port2], execArgv: workerExecArgv(process.execArgv), stdout: false, stderr: false };
+    const options = {
+      workerData: init,
+      transferList: [channel.port2],
+      execArgv: workerExecArgv(process.execArgv),
+      stdout: false,
+      stderr: false,
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
+    };
     try {
       this.worker = new Worker(WORKER_URL, options);
     } catch (err) {

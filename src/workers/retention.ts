@@ -21,7 +21,7 @@
  * (options.retentionBytes / retentionMs) forces it out: then cursors behind it jump to the
  * first entry still stored, and that is written down like any cursor.
  */
-import { META_TOPIC_ID, recordFootprint } from '../shared/layout.js';
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, moveCursor, statedIn } from './blocks.js';
 import { encodeMeta, type MetaRecord } from './meta.js';
@@ -30,9 +30,9 @@ import type { ShardStore } from './store.js';
 import type { Writer } from './writer.js';
 
 /**
- * Fewest slots of consumed data that retire a current segment: segments of fewer slots
- * roll over soon anyway, and retiring one for every block or two would make a file per
- * record or two in a queue that consumes as it appends.
+ * Fewest slots a retirement must free: segments of fewer slots roll over soon anyway, and
+ * retiring one for every block or two would make a file per record or two in a queue that
+ * consumes as it appends.
  */
 const RETIRE_MIN_SLOTS = 8;
 
@@ -76,19 +76,23 @@ export class Retention {
 
   /**
    * Whether `seg`, the current segment and the oldest, should make way for the next one so
-   * that it can be deleted: every block in it is consumed and data blocks (not meta blocks)
-   * fill at least an eighth of its slots, and at least RETIRE_MIN_SLOTS. Without this, a log whose topics all fit in one
-   * segment (100,000 small topics in the default 64 MiB) never gave back its disk when
-   * consumed. The eighth keeps a queue that appends and consumes a record at a time from
-   * making and deleting a file per record, and an idle log from churning: the snapshot a
-   * deletion writes into the next segment is meta, which never counts, so a retired
-   * segment's successor is not retired again until new data fills an eighth of it.
+   * that it can be deleted: every block in it is consumed, and the slots it uses, less those
+   * the snapshot of its deletion may take in the next segment (every topic of the shard
+   * restated, at most), are at least an eighth of its slots and at least RETIRE_MIN_SLOTS.
+   * Without this, a log whose topics all fit in one segment (100,000 small topics in the
+   * default 64 MiB) never gave back its disk when consumed. Meta blocks count, less the
+   * snapshot: 100,000 topics consumed one read each leave as many bytes of topic
+   * declarations and cursor records as of data, and the snapshot that replaces them is a
+   * fraction of that. The eighth keeps a queue that appends and consumes a record at a time
+   * from making and deleting a file per record, and subtracting the snapshot keeps an idle log
+   * from churning: a retired segment's successor holds the snapshot and is not retired again
+   * until new records fill an eighth of it besides.
    */
   private retirable(seg: Segment): boolean {
     if (seg !== this.store.current) return false;
-    let dataSlots = 0;
-    for (const b of seg.blocks) if (b.topicId !== META_TOPIC_ID) dataSlots += b.slots;
-    if (dataSlots < RETIRE_MIN_SLOTS || dataSlots * 8 < seg.slots) return false;
+    const snapshotSlots = Math.ceil((BLOCK_HEADER_BYTES + recordFootprint(this.store.restateBytes)) / seg.blockBytes);
+    const frees = seg.nextSlot - snapshotSlots;
+    if (frees < RETIRE_MIN_SLOTS || frees * 8 < seg.slots) return false;
     return this.deletableTopics(seg, false, true) !== null;
   }
 

@@ -13,6 +13,12 @@ import { type Segment, allocate, allocationBoundary, blockSalt, createSegment, n
 const MIN_SHARED_LIMIT = 1024;
 const MAX_SHARED_LIMIT = 64 * 1024;
 
+/**
+ * Most bytes a snapshot entry takes besides its name: msgpack array header (1), topic id
+ * (up to 5), bin header (up to 5), start and cursor (up to 9 each).
+ */
+const SNAPSHOT_ENTRY_OVERHEAD = 29;
+
 export class ShardStore {
   readonly segments: Segment[] = [];
   readonly topics = new Map<number, TopicLog>();
@@ -80,6 +86,13 @@ export class ShardStore {
   }
 
 
+  /**
+   * Upper bound of the payload of a snapshot record that restates every topic of the shard:
+   * each topic's name bytes plus SNAPSHOT_ENTRY_OVERHEAD (retention weighs what a deletion
+   * writes against what it frees).
+   */
+  restateBytes = 16;
+
   get meta(): TopicLog {
     return this.topics.get(META_TOPIC_ID)!;
   }
@@ -90,6 +103,7 @@ export class ShardStore {
     if (!t) {
       t = newTopic(id, name);
       this.topics.set(id, t);
+      this.restateBytes += Buffer.byteLength(name, 'utf8') + SNAPSHOT_ENTRY_OVERHEAD;
     }
     if (id > this.maxTopicId) this.maxTopicId = id;
     return t;
