@@ -7,7 +7,8 @@
 import { Readable, Writable } from 'node:stream';
 import { invalidArgType, invalidArgValue, outOfRange } from '../shared/errors.js';
 import type { TypedEntry, TypedTopic } from './typed.js';
-import { MAX_BATCH_ENTRIES, type Entry, type Walrus } from './walrus.js';
+import { MAX_BATCH_ENTRIES } from './limits.js';
+import type { Entry } from './types.js';
 
 /** Options of {@link Walrus.createWriteStream}. */
 export interface WriteStreamOptions {
@@ -48,6 +49,13 @@ export interface ReadStreamOptions {
   maxBytes?: number;
   /** Aborting it destroys the stream with an AbortError. */
   signal?: AbortSignal;
+}
+
+/** What the write stream needs from its instance (a Walrus): appends, sync and drain. */
+export interface AppendTarget {
+  batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number;
+  sync(): Promise<void>;
+  drain(): Promise<void>;
 }
 
 /** What the read stream needs from its instance: the next checkpointed batch, waiting when caught up. */
@@ -96,7 +104,7 @@ class WalWriteStream extends Writable {
   backpressureWaits = 0;
 
   constructor(
-    private readonly wal: Walrus,
+    private readonly wal: AppendTarget,
     private readonly append: (chunks: unknown[]) => number,
     private readonly durable: boolean,
     highWaterMark: number,
@@ -137,7 +145,7 @@ class WalWriteStream extends Writable {
   }
 }
 
-export function createWriteStream(wal: Walrus, topic: string, typed: () => TypedTopic, options: unknown): Writable & { backpressureWaits: number } {
+export function createWriteStream(wal: AppendTarget, topic: string, typed: () => TypedTopic, options: unknown): Writable & { backpressureWaits: number } {
   const o = checkOptions(options);
   const m = mode(o);
   if (o.sync !== undefined && typeof o.sync !== 'boolean') throw invalidArgType('options.sync', 'of type boolean', o.sync);

@@ -12,7 +12,8 @@
 import { Packr } from 'msgpackr';
 import { WalrusError, invalidArgType } from '../shared/errors.js';
 import type { StructureStore } from './structures.js';
-import { MAX_BATCH_ENTRIES, type Entry, type SubscribeOptions, type Walrus } from './walrus.js';
+import { MAX_BATCH_ENTRIES } from './limits.js';
+import type { Entry, SubscribeOptions } from './types.js';
 
 /** First byte of every typed record. */
 export const TYPED_TAG = 0xc1;
@@ -93,6 +94,21 @@ export interface Codec {
 }
 
 /**
+ * The byte API that a typed view calls: its instance's (a Walrus), declared here so that
+ * this module does not import walrus.ts, which imports it.
+ * @internal
+ */
+export interface ByteLog {
+  append(topic: string, data: Uint8Array | string): number;
+  batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number;
+  appendAndSync(topic: string, data: Uint8Array | string): Promise<number>;
+  readNext(topic: string, checkpoint?: boolean): Promise<Entry | null>;
+  batchRead(topic: string, maxBytes: number, checkpoint?: boolean): Promise<Entry[]>;
+  iterate(topic: string, from?: number): AsyncIterableIterator<Entry>;
+  subscribe(topic: string, options?: SubscribeOptions): AsyncIterableIterator<Entry>;
+}
+
+/**
  * A typed view of one topic, from {@link Walrus.typed}: the same calls as the byte API, with
  * values instead of payloads. Values are encoded with msgpackr (`moreTypes`): plain objects,
  * arrays, strings, numbers, booleans, null, `Date`, `Map`, `Set`, `Error`, `RegExp`, typed
@@ -108,7 +124,7 @@ export interface Codec {
 export class TypedTopic<T = unknown> {
   /** @internal */
   constructor(
-    private readonly wal: Walrus,
+    private readonly wal: ByteLog,
     /** The topic this view reads and writes. */
     readonly topic: string,
     private readonly codec: Codec,

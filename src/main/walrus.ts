@@ -1,11 +1,11 @@
 /** The public Walrus class. */
-import { constants as bufferConstants } from 'node:buffer';
 import { availableParallelism } from 'node:os';
 import { native } from '../shared/native.js';
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
 import { RECORD_HEADER_BYTES, recordFootprint } from '../shared/layout.js';
 import { createRing } from '../shared/ring.js';
 import { encodeTopic, topicHash } from '../shared/topic.js';
+import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, READ_CHUNK_BYTES } from './limits.js';
 import { lockNamespace, namespaceDir } from './namespace.js';
 import { type Backend, type ResolvedOptions, type WalrusOptions, resolveOptions } from './options.js';
 import type { ProducerTopic } from './producer.js';
@@ -20,16 +20,7 @@ import { FileStructures, MemoryStructures } from './structures.js';
 import { TypedTopic, ValueCodec } from './typed.js';
 import type { Readable, Writable } from 'node:stream';
 import { type ReadStreamOptions, type WriteStreamOptions, createReadStream, createWriteStream } from './streams.js';
-
-/** An entry as reads return it. */
-export interface Entry {
-  /** The topic it belongs to. */
-  topic: string;
-  /** Its offset in the topic: 0, 1, 2, ... in append order. */
-  offset: number;
-  /** Its payload (strings were stored as UTF-8). */
-  data: Buffer;
-}
+import type { Entry, SubscribeOptions } from './types.js';
 
 /** Counters of one shard, in {@link WalrusStats.shards}. */
 export interface ShardStats {
@@ -58,28 +49,12 @@ export interface WalrusStats {
 /** The nameBytes of every recovered topic (see Walrus.open). */
 const NO_NAME_BYTES = Buffer.alloc(0);
 
-/** Most entries one `batchAppend` takes (and one `batchRead` returns). */
-export const MAX_BATCH_ENTRIES = 2000;
-/**
- * Most payload bytes one `batchAppend` takes: 4 GiB, the most one Buffer or Uint8Array holds
- * on Node 20 (`buffer.constants.MAX_LENGTH`), or less where Node allows less. A batch too big
- * for the ring is copied into one buffer that travels beside it, so that is its real bound;
- * the 10 GiB once documented could not be reached (a 4-10 GiB batch failed with a RangeError).
- */
-export const MAX_BATCH_BYTES = Math.min(2 ** 32, bufferConstants.MAX_LENGTH);
-const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /** What a memory log's segments are named under in messages (they have no path). */
 const MEMORY_LABEL = '(memory)';
 
 interface Topic extends ProducerTopic, Watchable {
   name: string;
   shard: ShardClient;
-}
-
-/** Options of {@link Walrus.subscribe}. */
-export interface SubscribeOptions {
-  /** Aborting it makes the iterator reject with an AbortError. */
-  signal?: AbortSignal;
 }
 
 /** Entry `k` of a read reply: its data is a view of the transferred buffer, not a copy. */
@@ -210,7 +185,7 @@ export class Walrus {
     if (t !== undefined) return t;
     const nameBytes = encodeTopic(topic);
     const shard = this.shards[topicHash(nameBytes) % this.shards.length]!;
-    const created: Topic = { id: shard.nextTopicId++, name: topic, next: 0, defined: false, nameBytes, shard, watchers: null };
+    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, defined: false, nameBytes, shard, watchers: null };
     this.topicMap.set(topic, created);
     return created;
   }
@@ -404,9 +379,6 @@ export class Walrus {
     }
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
     const n = r.entries.length / READ_ENTRY_FIELDS;
-    // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
-    // the cursor record of) what the read before it returned: sync() must cover it.
-    if (checkpoint && this.opts.consistency.kind !== 'strictlyAtOnce') t.shard.cursorsUnsynced = true;
     const out = new Array<Entry>(n);
     for (let k = 0; k < n; k++) out[k] = entryOf(t.name, r, k);
     return out;
@@ -426,24 +398,37 @@ export class Walrus {
     return this.tail(this.topicFor(topic), signal);
   }
 
+  /** subscribe's iterator: the live tail, one entry at a time. */
   private async *tail(t: Topic, signal: AbortSignal | undefined): AsyncIterableIterator<Entry> {
+    for (;;) {
+      const batch = await this.nextBatch(t, 1, Number.MAX_SAFE_INTEGER, true, signal);
+      if (batch === null) return;
+      yield batch[0]!;
+    }
+  }
+
+  /**
+   * The live tail of `t`, for subscribe (tail) and read streams: the next checkpointing read
+   * of up to `maxEntries` entries and `maxBytes` from its cursor, waiting for appends while
+   * it finds none (or, when not `live`, null). Null once the instance closes; rejects with an
+   * AbortError once `signal` aborts, before anything more is read.
+   */
+  private async nextBatch(t: Topic, maxEntries: number, maxBytes: number, live: boolean, signal: AbortSignal | undefined): Promise<Entry[] | null> {
     const closed = this.closedSignal();
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
-      if (this.closing) return;
+      if (this.closing) return null;
       // Entries appended after this point wake the wait below, even if the read misses them.
       const seen = t.next;
-      let e: Entry | null;
+      let entries: Entry[];
       try {
-        e = await this.readNext(t.name, true);
+        entries = await this.consume(t.name, Math.min(maxEntries, MAX_BATCH_ENTRIES), maxBytes, true);
       } catch (err) {
-        if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return;
+        if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return null;
         throw err;
       }
-      if (e !== null) {
-        yield e;
-        continue;
-      }
+      if (entries.length > 0) return entries;
+      if (!live) return null;
       await waitForAppend(t, seen, closed, signal);
     }
   }
@@ -524,25 +509,6 @@ export class Walrus {
     return createReadStream({ next: (n, maxBytes, live, signal) => this.nextBatch(t, n, maxBytes, live, signal) }, () => this.typed(topic), options);
   }
 
-  /** The read streams' source: like tail(), a batch at a time; null once the instance closes. */
-  private async nextBatch(t: Topic, maxEntries: number, maxBytes: number, live: boolean, signal: AbortSignal): Promise<Entry[] | null> {
-    const closed = this.closedSignal();
-    for (;;) {
-      if (this.closing) return null;
-      const seen = t.next;
-      let entries: Entry[];
-      try {
-        entries = await this.consume(t.name, Math.min(maxEntries, MAX_BATCH_ENTRIES), maxBytes, true);
-      } catch (err) {
-        if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return null;
-        throw err;
-      }
-      if (entries.length > 0) return entries;
-      if (!live) return null;
-      await waitForAppend(t, seen, closed, signal);
-    }
-  }
-
   /** Every topic that has at least one entry. */
   topics(): string[] {
     this.checkOpen();
@@ -591,9 +557,7 @@ export class Walrus {
    */
   private flushBeforeExit(): void {
     if (this.closing) return;
-    for (const s of this.shards) {
-      if (s.producer.inUse() > 0 && !s.failure) void s.waitWritten().catch(() => {});
-    }
+    for (const s of this.shards) s.writeSoon();
   }
 
   /**
@@ -604,6 +568,6 @@ export class Walrus {
    * stopped only after them. Bounded per shard (see writeAllSync).
    */
   private writeBeforeExit(): void {
-    for (const s of this.shards) if (s.producer.inUse() > 0) s.writeAllSync();
+    for (const s of this.shards) s.writeAllSync();
   }
 }

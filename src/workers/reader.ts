@@ -11,6 +11,12 @@ import { type Block, type TopicLog, findBlock, seekInBlock } from './blocks.js';
 
 const TWO_32 = 2 ** 32;
 const MIN_CHUNK = 16 * 1024;
+/**
+ * Margin on the estimate of how many bytes a read returns (entries wanted times the block's
+ * average record size): records a little larger than the average still fit the first read,
+ * instead of costing a second one for the last few.
+ */
+const READ_ESTIMATE_MARGIN = 1.1;
 
 export interface ReadOutput {
   /** The chunks read: transferred to the main thread as they are. */
@@ -47,7 +53,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     // Read about what the call can return (from the block's average record size), not the
     // rest of the block: every byte read is also checksummed.
     const avg = b.used / Math.max(1, b.next - b.first);
-    const need = Math.min(maxBytes + RECORD_HEADER_BYTES * 2, (maxEntries - found.length + (offset - at)) * avg * 1.1);
+    const need = Math.min(maxBytes + RECORD_HEADER_BYTES * 2, (maxEntries - found.length + (offset - at)) * avg * READ_ESTIMATE_MARGIN);
     let want = Math.min(b.used - rel, Math.max(MIN_CHUNK, Math.ceil(need / 8) * 8));
     while (rel < b.used) {
       // A fresh buffer per read: the payloads returned are views of it, transferred whole.

@@ -39,8 +39,6 @@ const RETIRE_MIN_SLOTS = 8;
 export class Retention {
   /** Set when a cursor moved or a segment filled up: the oldest segment may be deletable. */
   dirty = true;
-  /** Segments deleted since open (stats). */
-  deleted = 0;
 
   constructor(
     private readonly store: ShardStore,
@@ -192,7 +190,6 @@ export class Retention {
     // The unlinked file's blocks are freed by this last close: off the worker's loop.
     if (fd >= 0) native.closeInBackground(fd);
     store.segments.shift();
-    this.deleted++;
     this.debug(`deleted consumed segment ${seg.path}`);
   }
 

@@ -323,13 +323,21 @@ function testPowerLoss(): void {
 }
 
 /**
+ * Submission slots of the worker's io_uring: one submission round carries at most this many
+ * writes and fsyncs, and a batch that needs more goes in further rounds, in order
+ * (RunUring, native/write_batch.cc), so the value bounds a round, not a batch. 256 has been
+ * the depth since the engine's first version; no other depth has been measured.
+ */
+const URING_QUEUE_DEPTH = 256;
+
+/**
  * The io_uring context, or null (the pwritev path) when the kernel will not give this thread
  * a ring now: io_uring_setup needs a descriptor and locked memory, so under a low
  * `ulimit -n` (EMFILE, ENFILE) or `ulimit -l` (ENOMEM) the log still opens, on pwritev.
  */
 function uringContext(): IoContext | null {
   try {
-    return new native.IoContext(init.ring, true, 256);
+    return new native.IoContext(init.ring, true, URING_QUEUE_DEPTH);
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code !== 'EMFILE' && code !== 'ENFILE' && code !== 'ENOMEM' && code !== 'EAGAIN' && code !== 'EPERM') throw err;

@@ -1,0 +1,153 @@
+/**
+ * Appends as the ring sees them: every append (one entry, a batch, or entries too large for
+ * the ring) goes through one framing sequence, `frame`: declare the topic if it is new,
+ * claim and write the records, forget every claim if anything throws, publish, and only
+ * then advance the topic. The worker side of the shard (its messages, failure and close) is
+ * ShardClient's (shard.ts).
+ */
+import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../shared/layout.js';
+import type { ToWorker } from '../shared/messages.js';
+import { RingBig, RingSlot, addBig } from '../shared/ring.js';
+import { RingProducer, backpressureError, type ProducerTopic } from './producer.js';
+
+/**
+ * Least bound on beside-the-ring payload bytes in flight (the bound is the larger of this
+ * and four rings): appends wait past it, so a fast producer of large entries cannot grow
+ * memory without bound, while a small ring (four of which would hold less than one large
+ * entry) still lets several large entries be in flight at once.
+ */
+const MIN_EXTERNAL_LIMIT_BYTES = 64 * 1024 * 1024;
+
+/** What the appender needs from its shard's worker client. */
+export interface AppenderShard {
+  readonly index: number;
+  /** The shard's failure, once the ring's State says it failed. */
+  failureNow(): Error;
+  /** Posts a message (an External record's payloads) to the worker. */
+  post(msg: ToWorker, transfer: ArrayBuffer[]): void;
+}
+
+export class Appender {
+  readonly producer: RingProducer;
+  /** External payload bytes allowed in flight before appends wait. */
+  private readonly externalLimit: number;
+
+  constructor(
+    ring: SharedArrayBuffer,
+    backpressureMs: number,
+    private readonly shard: AppenderShard,
+  ) {
+    this.producer = new RingProducer(ring, backpressureMs);
+    this.externalLimit = Math.max(MIN_EXTERNAL_LIMIT_BYTES, 4 * this.producer.v.size);
+  }
+
+  /** Appends one entry whose payload length has been validated; the shard is writable. */
+  appendOne(t: ProducerTopic, data: Uint8Array | string, len: number): number {
+    const p = this.producer;
+    if (recordFootprint(len) > p.externalThreshold) return this.appendExternal(t, [data], [len]);
+    p.begin();
+    return this.frame(t, 1, (first) => this.record(t, first, 1, data, len));
+  }
+
+  /** Appends a validated, non-empty batch atomically; returns the first offset. */
+  appendBatch(t: ProducerTopic, entries: readonly (Uint8Array | string)[], lens: number[], ringBytes: number): number {
+    const p = this.producer;
+    if (ringBytes > p.externalThreshold) return this.appendExternal(t, entries, lens);
+    p.begin();
+    const n = entries.length;
+    // One frame, so one publish, for the whole batch: the worker never sees part of it.
+    return this.frame(t, n, (first) => {
+      for (let i = 0; i < n; i++) this.record(t, first + i, n - i, entries[i]!, lens[i]!);
+    });
+  }
+
+  /**
+   * Entries too large for the ring travel beside it: their payloads are copied into one
+   * transferable buffer posted to the worker, and a header-only External record holds their
+   * place (and their order) in the ring.
+   */
+  private appendExternal(t: ProducerTopic, entries: readonly (Uint8Array | string)[], lens: number[]): number {
+    const p = this.producer;
+    let total = 0;
+    for (const len of lens) total += len;
+    // Begun here, not in frame: the wait for external room shares the claims' deadline.
+    p.begin();
+    // Bound the memory of payloads in flight; a single group larger than the bound may go
+    // alone, otherwise it could never be written.
+    if (p.externalBytes() + total > this.externalLimit && !p.waitForExternal(Math.max(0, this.externalLimit - total))) {
+      throw this.pressure();
+    }
+    // The payloads are copied before anything is claimed: an allocation or copy that throws
+    // leaves nothing behind in the ring.
+    const data = new Uint8Array(total);
+    let at = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (typeof e === 'string') Buffer.from(data.buffer, at, lens[i]!).write(e, 0, lens[i]!, 'utf8');
+      else data.set(e, at);
+      at += lens[i]!;
+    }
+    return this.frame(t, entries.length, (first) => {
+      const pos = this.claim(RECORD_HEADER_BYTES);
+      const logicalPos = p.position - RECORD_HEADER_BYTES;
+      p.writeHeader(pos, RECORD_HEADER_BYTES, 0, t.id, RecordKind.External, first, entries.length);
+      // The payload is posted before the marker is published, and messages arrive in order,
+      // so the worker has it by the time it reaches the marker (or soon after).
+      this.shard.post({ type: 'external', pos: logicalPos, payload: data, lengths: Float64Array.from(lens) }, [data.buffer]);
+      addBig(p.v.big, RingBig.ExternalBytes, total);
+    });
+  }
+
+  /**
+   * The one framing sequence of an append of `n` entries to `t`, in an operation already
+   * begun (producer.begin): claims the topic's TopicDef record if it is new, then runs
+   * `write(first)`, which claims (this.claim) and writes the entries' records. Whatever
+   * throws in between (backpressure, or an exception from the caller's data while it is
+   * copied), every claim since the last publish is forgotten: the ring and the topic's
+   * offsets are as before the call. Claimed bytes are never published half-framed (that once
+   * left kind 0 records in the ring, issue 11 item 3). Returns the first entry's offset.
+   */
+  private frame(t: ProducerTopic, n: number, write: (first: number) => void): number {
+    const p = this.producer;
+    const first = t.next;
+    try {
+      if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
+      write(first);
+    } catch (err) {
+      p.revert();
+      throw err;
+    }
+    p.publish();
+    t.defined = true;
+    t.next = first + n;
+    return first;
+  }
+
+  /** Claims and writes the Entry record of entry `offset` of `t`, `remaining` from its batch's end. */
+  private record(t: ProducerTopic, offset: number, remaining: number, data: Uint8Array | string, len: number): void {
+    const fp = recordFootprint(len);
+    const pos = this.claim(fp);
+    this.producer.writeHeader(pos, fp, len, t.id, RecordKind.Entry, offset, remaining);
+    if (len > 0) this.producer.writePayload(pos, data, len);
+  }
+
+  /** Claims `footprint` bytes of the ring, or throws why it could not (see pressure). */
+  private claim(footprint: number): number {
+    const pos = this.producer.claim(footprint);
+    if (pos < 0) throw this.pressure();
+    return pos;
+  }
+
+  /** Why a claim gave up: the shard's failure, or backpressure. */
+  private pressure(): Error {
+    const p = this.producer;
+    if (Atomics.load(p.v.ctl, RingSlot.State) !== 0) return this.shard.failureNow();
+    return backpressureError(this.shard.index, p.backpressureMs, p.stalled);
+  }
+
+  /** Whether the ring is at most half full and external payloads are at most half their bound. */
+  hasRoom(): boolean {
+    const p = this.producer;
+    return p.inUse() <= p.v.size / 2 && p.externalBytes() <= this.externalLimit / 2;
+  }
+}
