@@ -22,6 +22,12 @@ export default defineConfig({
     // Each test file runs in its own child process: workers, file descriptors and locks of one
     // area never leak into another, and crash tests can kill their own children freely.
     pool: 'forks',
+    // The test build of the addon (build/Release/walrus_test.node, `npm run build:test-addon`):
+    // the package's imports map gives it to a process run with this condition, and the shard
+    // workers inherit it. Only that build has the fault and power-loss seams. Children a test
+    // spawns get the flag where they need the seams (test/fixtures/test-addon.mjs); the
+    // others load the shipped build.
+    execArgv: ['--conditions=walrus-test'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     setupFiles: ['test/setup-backend.ts'],

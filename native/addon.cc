@@ -31,6 +31,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIoContext(env, exports);
   exports.Set("uringSupported", Napi::Function::New(env, UringSupportedJs, "uringSupported"));
   exports.Set("layout", Layout(env));
+#ifdef WALRUS_TEST_SEAMS
+  InitTestSeams(env, exports);
+#endif
   return exports;
 }
 

@@ -21,20 +21,17 @@
 #include "args.h"
 #include "bindings.h"
 #include "errors.h"
-#include "powerloss.h"
+#include "seams.h"
 #include "sysio.h"
 
 namespace walrus {
 namespace {
 
-// The thread's fault plan for file operations (tests only; see FaultPlan in sysio.h): every
-// function below gets it as its data pointer, so each addon instance (thread) has its own.
-FaultPlan* Plan(const Napi::CallbackInfo& info) { return static_cast<FaultPlan*>(info.Data()); }
-
-// Throws the planned errno when this call of `kind` is the one the plan fails.
-void Injected(const Napi::CallbackInfo& info, FaultPlan::Kind kind, const char* syscall) {
-  const int rc = FaultCall(Plan(info), kind);
-  if (rc < 0) ThrowErrno(info.Env(), -rc, syscall);
+// Test build only: throws the errno the thread's file fault plan injects into this call of
+// `op` (seams.h). Nothing in the shipped build.
+inline void Injected(Napi::Env env, seam::FileOp op, const char* syscall) {
+  const int rc = seam::FileFault(op);
+  if (rc < 0) ThrowErrno(env, -rc, syscall);
 }
 
 Napi::Value Open(const Napi::CallbackInfo& info) {
@@ -42,7 +39,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   const std::string path = PathArg(env, info[0], "path");
   const int flags = static_cast<int>(IndexArg(env, info[1], INT_MAX, "flags"));
   const mode_t mode = static_cast<mode_t>(IndexArg(env, info[2], 07777, "mode"));
-  Injected(info, FaultPlan::Kind::kOpen, "open");
+  Injected(env, seam::FileOp::kOpen, "open");
   int fd;
   do fd = sys_open(path.c_str(), flags, mode); while (fd == -EINTR);
   if (fd < 0) ThrowErrno(env, -fd, "open");
@@ -111,7 +108,7 @@ Napi::Value DatasyncInBackground(const Napi::CallbackInfo& info) {
       int fd;
       do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW); while (fd < 0 && errno == EINTR);
       if (fd < 0) return finish(state, errno);
-      // Not through the power-loss journal (tests): the journal then never credits this sync,
+      // Not through the power-loss journal (test build): it then never credits this sync,
       // so a simulated power cut rolls the step back unless a foreground sync covered it,
       // which keeps the simulation as strict as if this sync had not happened.
       int rc;
@@ -150,7 +147,7 @@ Napi::Value Pread(const Napi::CallbackInfo& info) {
   const int fd = FdArg(env, info[0], "fd");
   const Bytes buf = Uint8ArrayArg(env, info[1], "buf");
   const uint64_t position = IndexArg(env, info[2], kMaxSafeInteger, "position");
-  Injected(info, FaultPlan::Kind::kRead, "pread");
+  Injected(env, seam::FileOp::kPread, "pread");
   const int64_t rc = ReadAll(fd, buf.data, buf.length, position);
   if (rc < 0) ThrowErrno(env, static_cast<int>(-rc), "pread");
   return Napi::Number::New(env, static_cast<double>(rc));
@@ -177,7 +174,7 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
   if (total > kMaxSafeInteger - position) {
     ThrowRange(env, "position + total length exceeds 2^53 - 1");
   }
-  Injected(info, FaultPlan::Kind::kFileWrite, "pwritev");
+  Injected(env, seam::FileOp::kPwritev, "pwritev");
   uint64_t written = 0;
   const int rc = WriteAll(fd, iov.data(), iov.size(), position, &written);
   if (rc < 0) ThrowErrno(env, -rc, "pwritev");
@@ -186,14 +183,14 @@ Napi::Value Pwritev(const Napi::CallbackInfo& info) {
 
 void Fdatasync(const Napi::CallbackInfo& info) {
   const int fd = FdArg(info.Env(), info[0], "fd");
-  Injected(info, FaultPlan::Kind::kFileDataSync, "fdatasync");
+  Injected(info.Env(), seam::FileOp::kFdatasync, "fdatasync");
   const int rc = DataSync(fd);
   if (rc < 0) ThrowErrno(info.Env(), -rc, "fdatasync");
 }
 
 void Fsync(const Napi::CallbackInfo& info) {
   const int fd = FdArg(info.Env(), info[0], "fd");
-  Injected(info, FaultPlan::Kind::kFileSync, "fsync");
+  Injected(info.Env(), seam::FileOp::kFsync, "fsync");
   const int rc = FullSync(fd);
   if (rc < 0) ThrowErrno(info.Env(), -rc, "fsync");
 }
@@ -203,7 +200,7 @@ void Fallocate(const Napi::CallbackInfo& info) {
   const int fd = FdArg(env, info[0], "fd");
   const uint64_t offset = IndexArg(env, info[1], kMaxSafeInteger, "offset");
   const uint64_t length = IndexArg(env, info[2], kMaxSafeInteger - offset, "length");
-  Injected(info, FaultPlan::Kind::kFallocate, "fallocate");
+  Injected(env, seam::FileOp::kFallocate, "fallocate");
   int rc;
   do rc = sys_fallocate(fd, offset, length); while (rc == -EINTR);
   if (rc < 0) ThrowErrno(env, -rc, "fallocate");
@@ -213,7 +210,7 @@ void Ftruncate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = FdArg(env, info[0], "fd");
   const uint64_t length = IndexArg(env, info[1], kMaxSafeInteger, "length");
-  Injected(info, FaultPlan::Kind::kFtruncate, "ftruncate");
+  Injected(env, seam::FileOp::kFtruncate, "ftruncate");
   int rc;
   do rc = sys_ftruncate(fd, length); while (rc == -EINTR);
   if (rc < 0) ThrowErrno(env, -rc, "ftruncate");
@@ -230,7 +227,7 @@ void Rename(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string from = PathArg(env, info[0], "from");
   const std::string to = PathArg(env, info[1], "to");
-  Injected(info, FaultPlan::Kind::kRename, "rename");
+  Injected(env, seam::FileOp::kRename, "rename");
   const int rc = sys_rename(from.c_str(), to.c_str());
   if (rc < 0) ThrowErrno(env, -rc, "rename");
 }
@@ -238,7 +235,7 @@ void Rename(const Napi::CallbackInfo& info) {
 void Unlink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string path = PathArg(env, info[0], "path");
-  Injected(info, FaultPlan::Kind::kUnlink, "unlink");
+  Injected(env, seam::FileOp::kUnlink, "unlink");
   const int rc = sys_unlink(path.c_str());
   if (rc < 0) ThrowErrno(env, -rc, "unlink");
 }
@@ -275,46 +272,6 @@ Napi::Value SetAffinity(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// testPowerLoss(journalDir, sectorBytes, skipSync): turns on the power-loss journal for the
-// whole process (tests only; powerloss.h). The shard worker calls it when
-// WALRUS_TEST_POWERLOSS is set. Arguments are checked by the caller.
-void TestPowerLoss(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const std::string dir = PathArg(env, info[0], "journalDir");
-  const uint64_t sector = IndexArg(env, info[1], 4096, "sectorBytes");
-  const int rc = powerloss::Enable(dir, static_cast<uint32_t>(sector), info[2].ToBoolean().Value());
-  if (rc < 0) ThrowErrno(env, -rc, "open");
-}
-
-// injectFileFault(kind, nth, errno): the test seam for file operations (see FaultPlan).
-void InjectFileFault(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  static const struct {
-    const char* name;
-    FaultPlan::Kind kind;
-  } kKinds[] = {
-      {"open", FaultPlan::Kind::kOpen},           {"pwritev", FaultPlan::Kind::kFileWrite},
-      {"fdatasync", FaultPlan::Kind::kFileDataSync}, {"fsync", FaultPlan::Kind::kFileSync},
-      {"fallocate", FaultPlan::Kind::kFallocate}, {"ftruncate", FaultPlan::Kind::kFtruncate},
-      {"rename", FaultPlan::Kind::kRename},       {"unlink", FaultPlan::Kind::kUnlink},
-      {"pread", FaultPlan::Kind::kRead},
-  };
-  const char* const usage =
-      "kind must be one of 'open', 'pwritev', 'fdatasync', 'fsync', 'fallocate', 'ftruncate', "
-      "'rename', 'unlink', 'pread'";
-  if (!info[0].IsString()) ThrowType(env, usage);
-  const std::string name = info[0].As<Napi::String>().Utf8Value();
-  const FaultPlan::Kind* kind = nullptr;
-  for (const auto& k : kKinds) {
-    if (name == k.name) kind = &k.kind;
-  }
-  if (kind == nullptr) ThrowType(env, usage);
-  const uint64_t nth = IndexArg(env, info[1], kMaxSafeInteger, "nth");
-  const uint64_t err = IndexArg(env, info[2], 4095, "errno");
-  if (nth > 0 && err == 0) ThrowRange(env, "errno must be an integer from 1 to 4095, got 0");
-  SetFault(Plan(info), *kind, nth, static_cast<int>(err), false);
-}
-
 Napi::Object Constants(Napi::Env env) {
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("O_RDONLY", O_RDONLY);
@@ -331,28 +288,23 @@ Napi::Object Constants(Napi::Env env) {
 }  // namespace
 
 void InitFileOps(Napi::Env env, Napi::Object exports) {
-  // One plan per addon instance, freed with the exports object.
-  FaultPlan* plan = new FaultPlan();
-  exports.AddFinalizer([](Napi::Env, FaultPlan* p) { delete p; }, plan);
-  exports.Set("open", Napi::Function::New(env, Open, "open", plan));
-  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate", plan));
-  exports.Set("close", Napi::Function::New(env, Close, "close", plan));
-  exports.Set("closeInBackground", Napi::Function::New(env, CloseInBackground, "closeInBackground", plan));
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("memfdCreate", Napi::Function::New(env, MemfdCreate, "memfdCreate"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("closeInBackground", Napi::Function::New(env, CloseInBackground, "closeInBackground"));
   exports.Set("datasyncInBackground", Napi::Function::New(env, DatasyncInBackground, "datasyncInBackground"));
   exports.Set("backgroundSyncResult", Napi::Function::New(env, BackgroundSyncResult, "backgroundSyncResult"));
-  exports.Set("pread", Napi::Function::New(env, Pread, "pread", plan));
-  exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev", plan));
-  exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync", plan));
-  exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync", plan));
-  exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate", plan));
-  exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate", plan));
-  exports.Set("fstatSize", Napi::Function::New(env, FstatSize, "fstatSize", plan));
-  exports.Set("rename", Napi::Function::New(env, Rename, "rename", plan));
-  exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink", plan));
-  exports.Set("flock", Napi::Function::New(env, Flock, "flock", plan));
-  exports.Set("setAffinity", Napi::Function::New(env, SetAffinity, "setAffinity", plan));
-  exports.Set("testPowerLoss", Napi::Function::New(env, TestPowerLoss, "testPowerLoss", plan));
-  exports.Set("injectFileFault", Napi::Function::New(env, InjectFileFault, "injectFileFault", plan));
+  exports.Set("pread", Napi::Function::New(env, Pread, "pread"));
+  exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev"));
+  exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync"));
+  exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
+  exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
+  exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
+  exports.Set("fstatSize", Napi::Function::New(env, FstatSize, "fstatSize"));
+  exports.Set("rename", Napi::Function::New(env, Rename, "rename"));
+  exports.Set("unlink", Napi::Function::New(env, Unlink, "unlink"));
+  exports.Set("flock", Napi::Function::New(env, Flock, "flock"));
+  exports.Set("setAffinity", Napi::Function::New(env, SetAffinity, "setAffinity"));
   exports.Set("constants", Constants(env));
 }
 

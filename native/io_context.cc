@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "layout.h"
 #include "mapped_files.h"
+#include "seams.h"
 #include "uring.h"
 #include "write_batch.h"
 
@@ -36,7 +37,9 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
                         InstanceMethod<&IoContext::WriteBatchJs>("writeBatch"),
                         InstanceAccessor<&IoContext::GetMapped>("mapped"),
                         InstanceAccessor<&IoContext::GetMappedBytes>("mappedBytes"),
+#ifdef WALRUS_TEST_SEAMS
                         InstanceMethod<&IoContext::InjectFaultJs>("injectFault"),
+#endif
                         InstanceMethod<&IoContext::MapJs>("map"),
                         InstanceMethod<&IoContext::UnmapJs>("unmap"),
                         InstanceMethod<&IoContext::ReadMappedJs>("readMapped"),
@@ -75,7 +78,9 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
   Napi::Value ReadMappedJs(const Napi::CallbackInfo& info);
   void WriteBatchJs(const Napi::CallbackInfo& info);
   void CloseJs(const Napi::CallbackInfo& info);
+#ifdef WALRUS_TEST_SEAMS
   void InjectFaultJs(const Napi::CallbackInfo& info);
+#endif
   void BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, const Bytes& iovs);
   void Release();
 
@@ -91,7 +96,7 @@ class IoContext : public Napi::ObjectWrap<IoContext> {
   Ring ring_;
   WriteBatch batch_;
   UringScratch scratch_;
-  FaultPlan fault_;  // tests only: see injectFault
+  seam::ContextFaults faults_;  // test build only: see injectFault (empty otherwise)
   MappedFiles maps_;
   std::vector<napi_value> ext_values_;
   std::vector<Bytes> ext_;
@@ -281,33 +286,25 @@ void IoContext::WriteBatchJs(const Napi::CallbackInfo& info) {
     if (!problem.empty()) ThrowRange(env, "writeBatch on a mapped IoContext: " + problem);
   }
   IoFailure failure;
-  const bool ok = mapped_  ? maps_.Run(batch_, &failure, &fault_)
-                  : uring_ ? RunUring(ring_, batch_, scratch_, &failure, &fault_)
-                           : RunPwritev(batch_, &failure, &fault_);
+  bool ok;
+  {
+    seam::BatchScope faults(&faults_);
+    ok = mapped_  ? maps_.Run(batch_, &failure)
+         : uring_ ? RunUring(ring_, batch_, scratch_, &failure)
+                  : RunPwritev(batch_, &failure);
+  }
   if (!ok) ThrowErrno(env, failure.err, failure.syscall);
 }
 
-// injectFault(kind: 'write' | 'fsync' | 'map', nth, errno, short): the test seam (see
-// FaultPlan). On a mapped context 'fsync' counts msync calls and 'map' mmap calls.
+#ifdef WALRUS_TEST_SEAMS
+// injectFault(kind: 'write' | 'fsync' | 'map', nth, errno, short): test build only (the
+// arguments are read in native/test/seams.cc; the plan is seam::ContextFaults).
 void IoContext::InjectFaultJs(const Napi::CallbackInfo& info) {
   CheckTag(info);
-  Napi::Env env = info.Env();
-  if (busy_) throw Napi::Error::New(env, "injectFault called during writeBatch");
-  if (!info[0].IsString()) ThrowType(env, "kind must be 'write', 'fsync' or 'map'");
-  const std::string kind = info[0].As<Napi::String>().Utf8Value();
-  if (kind != "write" && kind != "fsync" && kind != "map") {
-    ThrowType(env, "kind must be 'write', 'fsync' or 'map'");
-  }
-  const uint64_t nth = IndexArg(env, info[1], kMaxSafeInteger, "nth");
-  const uint64_t err = IndexArg(env, info[2], 4095, "errno");
-  if (nth > 0 && err == 0) ThrowRange(env, "errno must be an integer from 1 to 4095, got 0");
-  if (!info[3].IsBoolean()) ThrowType(env, "short must be a boolean");
-  const FaultPlan::Kind plan_kind = kind == "write"   ? FaultPlan::Kind::kWrite
-                                    : kind == "fsync" ? FaultPlan::Kind::kSync
-                                                      : FaultPlan::Kind::kMap;
-  SetFault(&fault_, plan_kind, nth,
-           static_cast<int>(err), info[3].As<Napi::Boolean>().Value());
+  if (busy_) throw Napi::Error::New(info.Env(), "injectFault called during writeBatch");
+  InjectContextFault(info, &faults_);
 }
+#endif
 
 void IoContext::BuildBatch(Napi::Env env, const Bytes& ops, uint64_t op_count, const Bytes& iovs) {
   const double* const op = reinterpret_cast<const double*>(ops.data);

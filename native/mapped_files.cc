@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "seams.h"
+
 namespace walrus {
 namespace {
 
@@ -97,7 +99,7 @@ std::string MappedFiles::Check(const WriteBatch& batch) const {
 }
 
 MappedFiles::Window* MappedFiles::WindowFor(int fd, uint64_t pos, uint64_t want,
-                                            IoFailure* failure, FaultPlan* plan) {
+                                            IoFailure* failure) {
   for (Window& w : windows_) {
     if (w.fd == fd && pos >= w.lo && pos < w.lo + w.len) {
       w.used = ++clock_;
@@ -140,7 +142,8 @@ MappedFiles::Window* MappedFiles::WindowFor(int fd, uint64_t pos, uint64_t want,
     }
   }
   void* base = nullptr;
-  rc = FaultMmap(plan, fd, lo, static_cast<size_t>(hi - lo), &base);
+  rc = seam::BatchFault(seam::BatchOp::kMap);
+  if (rc == 0) rc = sys_mmap_shared(fd, lo, static_cast<size_t>(hi - lo), &base);
   if (rc < 0) {
     *failure = IoFailure{-rc, "mmap"};
     return nullptr;
@@ -149,7 +152,7 @@ MappedFiles::Window* MappedFiles::WindowFor(int fd, uint64_t pos, uint64_t want,
   return &windows_.back();
 }
 
-bool MappedFiles::SyncFile(int fd, IoFailure* failure, FaultPlan* plan) {
+bool MappedFiles::SyncFile(int fd, IoFailure* failure) {
   File& f = files_.find(fd)->second;
   Window* only = nullptr;
   size_t dirty = 0;
@@ -167,8 +170,10 @@ bool MappedFiles::SyncFile(int fd, IoFailure* failure, FaultPlan* plan) {
     // as one fdatasync on the fd path.
     const uint64_t page = PageSize();
     const uint64_t from = only->dirty_lo / page * page;
-    do rc = FaultMsync(plan, only->base + from, static_cast<size_t>(only->dirty_hi - from));
-    while (rc == -EINTR);
+    do {
+      rc = seam::BatchFault(seam::BatchOp::kSync);
+      if (rc == 0) rc = sys_msync(only->base + from, static_cast<size_t>(only->dirty_hi - from));
+    } while (rc == -EINTR);
     if (rc < 0) {
       // Fail-stop: the range stays dirty, but the shard never syncs again after a failure.
       *failure = IoFailure{-rc, "msync"};
@@ -177,7 +182,7 @@ bool MappedFiles::SyncFile(int fd, IoFailure* failure, FaultPlan* plan) {
   } else {
     // Pages written through windows since unmapped (or several windows): fdatasync writes
     // every dirty page of the file, mapped or not, and commits what msync would.
-    rc = DataSync(fd, plan);
+    rc = DataSync(fd);
     if (rc < 0) {
       *failure = IoFailure{-rc, "fdatasync"};
       return false;
@@ -190,7 +195,7 @@ bool MappedFiles::SyncFile(int fd, IoFailure* failure, FaultPlan* plan) {
   return true;
 }
 
-bool MappedFiles::Run(const WriteBatch& batch, IoFailure* failure, FaultPlan* plan) {
+bool MappedFiles::Run(const WriteBatch& batch, IoFailure* failure) {
   for (const WritePiece& p : batch.pieces) {
     uint64_t pos = p.position;
     uint64_t left = p.bytes;
@@ -199,7 +204,7 @@ bool MappedFiles::Run(const WriteBatch& batch, IoFailure* failure, FaultPlan* pl
       const uint8_t* from = static_cast<const uint8_t*>(v.iov_base);
       uint64_t n = v.iov_len;
       while (n > 0) {
-        Window* w = WindowFor(p.fd, pos, left, failure, plan);
+        Window* w = WindowFor(p.fd, pos, left, failure);
         if (w == nullptr) return false;
         const uint64_t room = w->lo + w->len - pos;
         const uint64_t take = n < room ? n : room;
@@ -219,7 +224,7 @@ bool MappedFiles::Run(const WriteBatch& batch, IoFailure* failure, FaultPlan* pl
     }
   }
   for (int fd : batch.sync_fds) {
-    if (!SyncFile(fd, failure, plan)) return false;
+    if (!SyncFile(fd, failure)) return false;
   }
   return true;
 }

@@ -61,9 +61,9 @@ class MappedFiles {
   // file's length), or an empty string. Run must only be given batches that pass this check.
   std::string Check(const WriteBatch& batch) const;
   // Copies every piece into its windows, then makes each sync fd durable (msync of its one
-  // dirty window, else fdatasync). Returns true, or false with *failure set. Every msync,
-  // fdatasync and mmap passes through `plan` (tests only).
-  bool Run(const WriteBatch& batch, IoFailure* failure, FaultPlan* plan);
+  // dirty window, else fdatasync). Returns true, or false with *failure set. In the test
+  // build every msync, fdatasync and mmap passes through the running batch's fault plan.
+  bool Run(const WriteBatch& batch, IoFailure* failure);
   size_t count() const { return files_.size(); }
   // Bytes mapped now (the sum of the live windows' lengths).
   uint64_t mapped_bytes() const;
@@ -85,10 +85,10 @@ class MappedFiles {
   };
   // The window holding `pos` of fd (mapped if need be, `want` bytes from pos wanted), or null
   // with *failure set.
-  Window* WindowFor(int fd, uint64_t pos, uint64_t want, IoFailure* failure, FaultPlan* plan);
+  Window* WindowFor(int fd, uint64_t pos, uint64_t want, IoFailure* failure);
   // Unmaps windows_[i] (a dirty one leaves its file other_dirty); munmap's result.
   int Drop(size_t i);
-  bool SyncFile(int fd, IoFailure* failure, FaultPlan* plan);
+  bool SyncFile(int fd, IoFailure* failure);
 
   std::unordered_map<int, File> files_;
   std::vector<Window> windows_;

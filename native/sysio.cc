@@ -9,9 +9,9 @@
 
 #include <cerrno>
 #include <climits>
-#include <vector>
+#include <cstdio>
 
-#include "powerloss.h"
+#include "seams.h"
 
 namespace walrus {
 namespace {
@@ -20,15 +20,11 @@ inline ssize_t Result(ssize_t rc) { return rc < 0 ? -errno : rc; }
 
 }  // namespace
 
-// Every call that changes a file or a directory tells the power-loss journal (tests only;
-// powerloss.h) before it happens, and every sync after it succeeded.
+// Every call that changes a file or a directory tells the power-loss journal (test build
+// only; seams.h) before it happens, and every sync after it succeeded.
 
 ssize_t sys_pwritev(int fd, const struct iovec* iov, int count, uint64_t position) {
-  if (powerloss::Active()) {
-    uint64_t total = 0;
-    for (int i = 0; i < count; i++) total += iov[i].iov_len;
-    powerloss::BeforeWrite(fd, position, total);
-  }
+  seam::BeforeWritev(fd, iov, count, position);
   return Result(::pwritev(fd, iov, count, static_cast<off_t>(position)));
 }
 
@@ -37,47 +33,45 @@ ssize_t sys_pread(int fd, void* buffer, size_t length, uint64_t position) {
 }
 
 int sys_fdatasync(int fd) {
-  if (powerloss::SkipSync()) return 0;
+  if (seam::SkipSync()) return 0;
   const int rc = static_cast<int>(Result(::fdatasync(fd)));
-  if (rc == 0 && powerloss::Active()) powerloss::Synced(fd);
+  if (rc == 0) seam::Synced(fd);
   return rc;
 }
 
 int sys_fsync(int fd) {
-  if (powerloss::SkipSync()) return 0;
+  if (seam::SkipSync()) return 0;
   const int rc = static_cast<int>(Result(::fsync(fd)));
-  if (rc == 0 && powerloss::Active()) powerloss::Synced(fd);
+  if (rc == 0) seam::Synced(fd);
   return rc;
 }
 
 int sys_open(const char* path, int flags, mode_t mode) {
-  bool creates = false;
-  if (powerloss::Active() && (flags & O_CREAT) != 0) {
-    struct stat st;
-    creates = (flags & O_EXCL) != 0 || ::lstat(path, &st) < 0;
-  }
+  const bool creates = seam::WillCreate(path, flags);
   const int fd = static_cast<int>(Result(::open(path, flags, mode)));
-  if (fd >= 0 && creates) powerloss::Created(fd);
+  if (fd >= 0 && creates) seam::Created(fd);
   return fd;
 }
 
 int sys_unlink(const char* path) {
-  if (powerloss::Active()) return powerloss::Unlink(path);
+  int rc;
+  if (seam::Unlink(path, &rc)) return rc;
   return static_cast<int>(Result(::unlink(path)));
 }
 
 int sys_rename(const char* from, const char* to) {
-  if (powerloss::Active()) return powerloss::Rename(from, to);
+  int rc;
+  if (seam::Rename(from, to, &rc)) return rc;
   return static_cast<int>(Result(::rename(from, to)));
 }
 
 int sys_ftruncate(int fd, uint64_t length) {
-  if (powerloss::Active()) powerloss::BeforeResize(fd, length);
+  seam::BeforeResize(fd, length);
   return static_cast<int>(Result(::ftruncate(fd, static_cast<off_t>(length))));
 }
 
 int sys_fallocate(int fd, uint64_t offset, uint64_t length) {
-  if (powerloss::Active()) powerloss::BeforeResize(fd, offset + length);
+  seam::BeforeResize(fd, offset + length);
   return static_cast<int>(
       Result(::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(length))));
 }
@@ -117,83 +111,6 @@ int64_t sys_fstat_size(int fd) {
   return static_cast<int64_t>(st.st_size);
 }
 
-void SetFault(FaultPlan* plan, FaultPlan::Kind kind, uint64_t nth, int err, bool short_write) {
-  *plan = FaultPlan{};
-  if (nth == 0) return;
-  plan->kind = kind;
-  plan->nth = nth;
-  plan->err = err;
-  plan->short_write = short_write && kind == FaultPlan::Kind::kWrite;
-}
-
-namespace {
-
-// Counts one operation of `kind`; true when it is the one the plan fails.
-bool FaultHits(FaultPlan* plan, FaultPlan::Kind kind) {
-  if (plan == nullptr || plan->nth == 0 || plan->kind != kind) return false;
-  return ++plan->seen == plan->nth;
-}
-
-}  // namespace
-
-ssize_t FaultPwritev(FaultPlan* plan, int fd, const struct iovec* iov, int count,
-                     uint64_t position) {
-  if (plan != nullptr && plan->fail_next_write) {
-    plan->fail_next_write = false;
-    return -plan->err;
-  }
-  if (!FaultHits(plan, FaultPlan::Kind::kWrite)) return sys_pwritev(fd, iov, count, position);
-  if (!plan->short_write) return -plan->err;
-  // Really write the first half of the request, so the file holds a torn write.
-  uint64_t total = 0;
-  for (int i = 0; i < count; i++) total += iov[i].iov_len;
-  uint64_t left = total / 2;
-  if (left == 0) return -plan->err;
-  std::vector<struct iovec> half;
-  for (int i = 0; i < count && left > 0; i++) {
-    const uint64_t take = iov[i].iov_len < left ? iov[i].iov_len : left;
-    half.push_back(iovec{iov[i].iov_base, static_cast<size_t>(take)});
-    left -= take;
-  }
-  plan->fail_next_write = true;
-  return sys_pwritev(fd, half.data(), static_cast<int>(half.size()), position);
-}
-
-int FaultFdatasync(FaultPlan* plan, int fd) {
-  if (FaultHits(plan, FaultPlan::Kind::kSync)) return -plan->err;
-  return sys_fdatasync(fd);
-}
-
-int FaultMsync(FaultPlan* plan, void* address, size_t length) {
-  if (FaultHits(plan, FaultPlan::Kind::kSync)) return -plan->err;
-  return sys_msync(address, length);
-}
-
-int FaultMmap(FaultPlan* plan, int fd, uint64_t offset, size_t length, void** out) {
-  if (FaultHits(plan, FaultPlan::Kind::kMap)) return -plan->err;
-  return sys_mmap_shared(fd, offset, length, out);
-}
-
-void FaultCompletion(FaultPlan* plan, bool is_write, uint64_t bytes, int32_t* res) {
-  if (!FaultHits(plan, is_write ? FaultPlan::Kind::kWrite : FaultPlan::Kind::kSync)) return;
-  if (!plan->short_write) {
-    *res = -plan->err;
-    return;
-  }
-  // Reported short: the rest is finished with pwritev, which the plan then fails.
-  const int32_t half = static_cast<int32_t>(bytes / 2);
-  if (half == 0 || *res < 0) {
-    *res = -plan->err;
-    return;
-  }
-  if (*res > half) *res = half;
-  plan->fail_next_write = true;
-}
-
-int FaultCall(FaultPlan* plan, FaultPlan::Kind kind) {
-  return FaultHits(plan, kind) ? -plan->err : 0;
-}
-
 size_t SkipBytes(struct iovec* iov, size_t count, uint64_t skip) {
   size_t i = 0;
   while (i < count && skip >= iov[i].iov_len) {
@@ -210,13 +127,15 @@ size_t SkipBytes(struct iovec* iov, size_t count, uint64_t skip) {
   return i;
 }
 
-int WriteAll(int fd, struct iovec* iov, size_t count, uint64_t position, uint64_t* written,
-             FaultPlan* plan) {
+int WriteAll(int fd, struct iovec* iov, size_t count, uint64_t position, uint64_t* written) {
   *written = 0;
   size_t first = SkipBytes(iov, count, 0);
   while (first < count) {
     const size_t batch = count - first < IOV_MAX ? count - first : IOV_MAX;
-    const ssize_t rc = FaultPwritev(plan, fd, iov + first, static_cast<int>(batch), position);
+    ssize_t rc;
+    if (!seam::InterceptWrite(fd, iov + first, static_cast<int>(batch), position, &rc)) {
+      rc = sys_pwritev(fd, iov + first, static_cast<int>(batch), position);
+    }
     if (rc == -EINTR) continue;
     if (rc < 0) return static_cast<int>(rc);
     // A regular file never accepts zero bytes of a non-empty request without an error;
@@ -241,9 +160,12 @@ int64_t ReadAll(int fd, uint8_t* buffer, size_t length, uint64_t position) {
   return static_cast<int64_t>(done);
 }
 
-int DataSync(int fd, FaultPlan* plan) {
+int DataSync(int fd) {
   int rc;
-  do rc = FaultFdatasync(plan, fd); while (rc == -EINTR);
+  do {
+    rc = seam::BatchFault(seam::BatchOp::kSync);
+    if (rc == 0) rc = sys_fdatasync(fd);
+  } while (rc == -EINTR);
   return rc;
 }
 

@@ -4,7 +4,7 @@
 #include <cerrno>
 #include <climits>
 
-#include "powerloss.h"
+#include "seams.h"
 #include "sysio.h"
 
 namespace walrus {
@@ -61,9 +61,8 @@ void BuildChains(const WriteBatch& batch, UringScratch& s) {
 // the kernel reads (iovec arrays, buffers) is released while in flight. Returns 0, or -errno
 // of io_uring_enter; after such a failure the ring is closed if requests could not be
 // reaped, because their completions would otherwise be mistaken for a later round's. Each
-// completion passes through the fault plan (tests only) as it is reaped.
-int SubmitAndReap(Ring& ring, unsigned count, const WriteBatch& batch, UringScratch& s,
-                  FaultPlan* plan) {
+// completion passes through the fault plan (test build only) as it is reaped.
+int SubmitAndReap(Ring& ring, unsigned count, const WriteBatch& batch, UringScratch& s) {
   s.results.assign(count, kNoResult);
   unsigned submitted = 0;
   unsigned reaped = 0;
@@ -95,8 +94,7 @@ int SubmitAndReap(Ring& ring, unsigned count, const WriteBatch& batch, UringScra
     while (ring.PopCqe(&user_data, &res)) {
       if (user_data < count && s.results[user_data] == kNoResult) {
         const Slot& slot = s.slots[user_data];
-        FaultCompletion(plan, slot.is_write, slot.is_write ? batch.pieces[slot.piece].bytes : 0,
-                        &res);
+        seam::Completion(slot.is_write, slot.is_write ? batch.pieces[slot.piece].bytes : 0, &res);
         s.results[user_data] = res;
         reaped++;
       }
@@ -109,7 +107,7 @@ int SubmitAndReap(Ring& ring, unsigned count, const WriteBatch& batch, UringScra
 // writes that were short, cancelled by a broken link or interrupted are finished with
 // pwritev, and their fds fdatasync'd again, because a fdatasync in the same chain either was
 // cancelled or may have run before the rest of the data was written.
-bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure, FaultPlan* plan) {
+bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure) {
   const size_t count = s.slots.size();
   s.redo.assign(count, kNothingToRedo);
   s.resync.clear();
@@ -141,8 +139,7 @@ bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure, FaultPl
     struct iovec* iov = &batch.iov[piece.first_iov];
     SkipBytes(iov, piece.iov_count, s.redo[i]);
     uint64_t written = 0;
-    const int rc =
-        WriteAll(piece.fd, iov, piece.iov_count, piece.position + s.redo[i], &written, plan);
+    const int rc = WriteAll(piece.fd, iov, piece.iov_count, piece.position + s.redo[i], &written);
     if (rc < 0) {
       *failure = IoFailure{-rc, "pwritev"};
       return false;
@@ -152,7 +149,7 @@ bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure, FaultPl
   std::sort(s.resync.begin(), s.resync.end());
   s.resync.erase(std::unique(s.resync.begin(), s.resync.end()), s.resync.end());
   for (int fd : s.resync) {
-    const int rc = DataSync(fd, plan);
+    const int rc = DataSync(fd);
     if (rc < 0) {
       *failure = IoFailure{-rc, "fdatasync"};
       return false;
@@ -163,18 +160,18 @@ bool FinishRound(WriteBatch& batch, UringScratch& s, IoFailure* failure, FaultPl
 
 }  // namespace
 
-bool RunPwritev(WriteBatch& batch, IoFailure* failure, FaultPlan* plan) {
+bool RunPwritev(WriteBatch& batch, IoFailure* failure) {
   for (const WritePiece& piece : batch.pieces) {
     uint64_t written = 0;
     const int rc = WriteAll(piece.fd, &batch.iov[piece.first_iov], piece.iov_count,
-                            piece.position, &written, plan);
+                            piece.position, &written);
     if (rc < 0) {
       *failure = IoFailure{-rc, "pwritev"};
       return false;
     }
   }
   for (int fd : batch.sync_fds) {
-    const int rc = DataSync(fd, plan);
+    const int rc = DataSync(fd);
     if (rc < 0) {
       *failure = IoFailure{-rc, "fdatasync"};
       return false;
@@ -187,8 +184,7 @@ bool RunPwritev(WriteBatch& batch, IoFailure* failure, FaultPlan* plan) {
 // fdatasync starts only after all of that fd's writes succeeded in full; a chain that does
 // not fit is cut, and its rest continues in the next round, which starts only after this one
 // has completed, preserving the order. Chains of different fds run concurrently.
-bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure,
-              FaultPlan* plan) {
+bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure) {
   if (!ring.IsOpen()) {
     *failure = IoFailure{EBADF, "io_uring_enter"};
     return false;
@@ -206,9 +202,9 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
       while (next < chain.end && s.slots.size() < capacity) {
         const uint32_t index = s.order[next++];
         const WritePiece& piece = batch.pieces[index];
-        // Tests only: the power-loss journal takes the pre-images before the kernel sees the
-        // write (a no-op unless enabled).
-        if (powerloss::Active()) powerloss::BeforeWrite(piece.fd, piece.position, piece.bytes);
+        // Test build only: the power-loss journal takes the pre-images before the kernel sees
+        // the write (a no-op unless enabled).
+        seam::BeforeWrite(piece.fd, piece.position, piece.bytes);
         last = ring.NextSqe();
         last->opcode = IORING_OP_WRITEV;
         last->flags = IOSQE_IO_LINK;
@@ -222,8 +218,9 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
       bool done = next == chain.end && !chain.sync;
       if (next == chain.end && chain.sync && s.slots.size() < capacity) {
         last = ring.NextSqe();
-        // The power-loss negative control (tests only) skips every sync: a NOP completes 0.
-        last->opcode = powerloss::SkipSync() ? IORING_OP_NOP : IORING_OP_FSYNC;
+        // The power-loss negative control (test build only) skips every sync: a NOP
+        // completes 0.
+        last->opcode = seam::SkipSync() ? IORING_OP_NOP : IORING_OP_FSYNC;
         last->fd = chain.fd;
         last->fsync_flags = IORING_FSYNC_DATASYNC;
         last->user_data = s.slots.size();
@@ -235,19 +232,19 @@ bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& s, IoFailure* failure
       if (!done) break;
       if (++c < s.chains.size()) next = s.chains[c].begin;
     }
-    const int rc = SubmitAndReap(ring, static_cast<unsigned>(s.slots.size()), batch, s, plan);
+    const int rc = SubmitAndReap(ring, static_cast<unsigned>(s.slots.size()), batch, s);
     if (rc < 0) {
       *failure = IoFailure{-rc, "io_uring_enter"};
       return false;
     }
-    // A file is durable (for the power-loss journal, tests only) once its FSYNC completed
-    // with 0: its linked writes had then all completed in full.
-    if (powerloss::Active() && !powerloss::SkipSync()) {
+    // A file is durable (for the power-loss journal, test build only) once its FSYNC
+    // completed with 0: its linked writes had then all completed in full.
+    if (seam::kEnabled && !seam::SkipSync()) {
       for (size_t i = 0; i < s.slots.size(); i++) {
-        if (!s.slots[i].is_write && s.results[i] == 0) powerloss::Synced(s.slots[i].fd);
+        if (!s.slots[i].is_write && s.results[i] == 0) seam::Synced(s.slots[i].fd);
       }
     }
-    if (!FinishRound(batch, s, failure, plan)) return false;
+    if (!FinishRound(batch, s, failure)) return false;
   }
   return true;
 }

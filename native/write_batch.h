@@ -64,10 +64,10 @@ struct UringScratch {
 };
 
 // Both return true on success, or false with *failure set. The batch's iovecs may be modified.
-// Every write and fdatasync passes through `plan` (tests only; null for none).
-bool RunPwritev(WriteBatch& batch, IoFailure* failure, FaultPlan* plan = nullptr);
-bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& scratch, IoFailure* failure,
-              FaultPlan* plan = nullptr);
+// In the test build every write and fdatasync passes through the fault plan of the running
+// batch (seams.h).
+bool RunPwritev(WriteBatch& batch, IoFailure* failure);
+bool RunUring(Ring& ring, WriteBatch& batch, UringScratch& scratch, IoFailure* failure);
 
 }  // namespace walrus
 

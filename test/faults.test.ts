@@ -139,24 +139,24 @@ describe.skipIf(MMAP)('IoContext.injectFault (the addon seam; mapped contexts: t
           return e as IoFailure;
         }
       };
-      context.injectFault('write', 2, EIO, false);
+      context.injectFault!('write', 2, EIO, false);
       expect(io(() => write(0, true))).toBeNull();
       expect(io(() => write(1000, false))).toMatchObject({ code: 'EIO', errno: EIO, syscall: path === 'io_uring' ? 'writev' : 'pwritev' });
       expect(io(() => write(1000, true))).toBeNull(); // one fault per plan
-      context.injectFault('fsync', 1, ENOSPC, false);
+      context.injectFault!('fsync', 1, ENOSPC, false);
       expect(io(() => write(2000, false))).toBeNull(); // writes are not counted by an fsync plan
       expect(io(() => write(2000, true))).toMatchObject({ code: 'ENOSPC', errno: ENOSPC, syscall: 'fdatasync' });
-      context.injectFault('write', 1, EIO, true);
+      context.injectFault!('write', 1, EIO, true);
       expect(io(() => write(4000, false))).toMatchObject({ code: 'EIO', errno: EIO, syscall: 'pwritev' });
       // pwritev wrote half for real; io_uring wrote it all but reported half. Either way the
       // first half is on disk.
       expect(native.fstatSize(fd)).toBe(path === 'io_uring' ? 5000 : 4500);
-      context.injectFault('write', 1, EIO, false);
-      context.injectFault('write', 0, 0, false); // cleared
+      context.injectFault!('write', 1, EIO, false);
+      context.injectFault!('write', 0, 0, false); // cleared
       expect(io(() => write(5000, true))).toBeNull();
-      expect(() => context.injectFault('read' as 'write', 1, EIO, false)).toThrow(TypeError);
-      expect(() => context.injectFault('write', 1, 0, false)).toThrow(RangeError);
-      expect(() => context.injectFault('write', -1, EIO, false)).toThrow(RangeError);
+      expect(() => context.injectFault!('read' as 'write', 1, EIO, false)).toThrow(TypeError);
+      expect(() => context.injectFault!('write', 1, 0, false)).toThrow(RangeError);
+      expect(() => context.injectFault!('write', -1, EIO, false)).toThrow(RangeError);
     } finally {
       context.close();
       native.close(fd);

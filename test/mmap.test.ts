@@ -102,7 +102,7 @@ describe('the mapped IoContext (addon)', () => {
       }
       // The first file's early windows were unmapped while dirty: its sync is an fdatasync
       // (seen through the fault seam), which covers the pages of every window it had.
-      s.context.injectFault('fsync', 1, EIO, false);
+      s.context.injectFault!('fsync', 1, EIO, false);
       expect(failure(() => s.context.writeBatch(new Float64Array(0), 0, new Float64Array(0), [], new Int32Array([s.fd]), 1))).toMatchObject({
         code: 'EIO',
         syscall: 'fdatasync',
@@ -135,16 +135,16 @@ describe('the mapped IoContext (addon)', () => {
   it('routes msync and mmap through the fault seam; write plans never fire (there is no write call)', () => {
     const s = setup(0);
     try {
-      s.context.injectFault('write', 1, EIO, false);
+      s.context.injectFault!('write', 1, EIO, false);
       s.context.map(s.fd, 1 << 16);
       expect(failure(() => s.write(0, 0, 1000, true))).toBeNull();
-      s.context.injectFault('fsync', 2, ENOSPC, false);
+      s.context.injectFault!('fsync', 2, ENOSPC, false);
       expect(failure(() => s.write(1000, 0, 1000, true))).toBeNull();
       expect(failure(() => s.write(2000, 0, 1000, false))).toBeNull(); // copies are not counted
       expect(failure(() => s.write(3000, 0, 1000, true))).toMatchObject({ code: 'ENOSPC', errno: ENOSPC, syscall: 'msync' });
       s.context.unmap(s.fd);
       expect(s.context.mappedBytes).toBe(0);
-      s.context.injectFault('map', 1, EIO, false);
+      s.context.injectFault!('map', 1, EIO, false);
       // map() maps nothing: the window a write needs is mapped by that write, which fails.
       s.context.map(s.fd, 1 << 16);
       expect(failure(() => s.write(0, 0, 10, false))).toMatchObject({ code: 'EIO', errno: EIO, syscall: 'mmap' });

@@ -1,6 +1,7 @@
 /**
- * Simulated power loss (docs/DURABILITY.md, "Simulated power loss"): the addon's power-loss
- * journal (WALRUS_TEST_POWERLOSS, native/powerloss.cc) and the power cut that applies it
+ * Simulated power loss (docs/DURABILITY.md, "Simulated power loss"): the test addon's
+ * power-loss journal (WALRUS_TEST_POWERLOSS, native/test/powerloss.cc; every child here runs
+ * with TEST_ADDON_FLAG, which loads that build) and the power cut that applies it
  * (test/fixtures/powerloss.mjs), first on hand-made files through both I/O paths, then under
  * the crash-cycle harness, then the negative control that proves the harness sees a missing
  * fsync.
@@ -14,6 +15,7 @@ import { Walrus, ReadConsistency } from '../dist/index.js';
 import { runCrashCycles, violations } from './fixtures/crash-harness.mjs';
 import { genPayload } from './fixtures/payload.mjs';
 import { applyPowerLoss, readJournal } from './fixtures/powerloss.mjs';
+import { TEST_ADDON_FLAG } from './fixtures/test-addon.mjs';
 import { tempDir } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/powerloss-child.mjs', import.meta.url));
@@ -26,7 +28,7 @@ async function cut(path: 'pwritev' | 'uring', mode: 'dropAll' | 'keepAll' | 'ran
   const data = join(base, 'data');
   mkdirSync(journal);
   mkdirSync(data);
-  const child = spawn(process.execPath, [CHILD, journal, String(sector), data, path, ...(nosync ? ['nosync'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [TEST_ADDON_FLAG, CHILD, journal, String(sector), data, path, ...(nosync ? ['nosync'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -111,7 +113,7 @@ describe('sync() after atLeastOnce reads', () => {
     for (let i = 0; i < 200; i++) setup.append('q', genPayload('q', i, 1));
     await setup.close();
     const config = { dir, seed: 3, gen: 2, shards: 1, fsync: 'noFsync', ioUring, ringBytes: 65536, blockBytes: 1 << 20, segmentBlocks: 64, instances: [{ key: '', consistency: 4, topics, produce: [], consume: [0], next: [200], paceMs: 0, readMax: 0 }] };
-    const child = spawn(process.execPath, [HARNESS_CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
+    const child = spawn(process.execPath, [TEST_ADDON_FLAG, HARNESS_CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
     let out = '';
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => {
@@ -158,7 +160,7 @@ describe('sync() after an empty atLeastOnce read', () => {
       await wal.sync();
       process.stdout.write('synced\\n');
       setInterval(() => {}, 1000);`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
+    const child = spawn(process.execPath, [TEST_ADDON_FLAG, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     await new Promise<void>((resolve, reject) => {
@@ -189,12 +191,12 @@ describe('a new namespace directory', () => {
     const dir = join(base, 'a', 'b');
     const code = `
       import { createRequire } from 'node:module';
-      const native = createRequire(${JSON.stringify(import.meta.url)})('../build/Release/walrus.node');
-      native.testPowerLoss(${JSON.stringify(journal)}, 4096, false);
+      const native = createRequire(${JSON.stringify(import.meta.url)})('#walrus-addon');
+      native.testSeams.powerLoss(${JSON.stringify(journal)}, 4096, false);
       const { Walrus } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
       const wal = await Walrus.open({ dir: ${JSON.stringify(dir)}, key: 'k', shards: 1 });
       await wal.close();`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [TEST_ADDON_FLAG, '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const status = await new Promise((r) => child.on('exit', r));

@@ -13,6 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { WalrusError, ioError } from '../shared/errors.js';
 import { native } from '../shared/native.js';
+import { fsyncDir } from '../workers/segments.js';
 
 const SAFE = /^[A-Za-z0-9_-]$/;
 const MAX_NAME = 200;
@@ -39,7 +40,7 @@ export function namespaceDir(dir: string, key: string): string {
     const first = mkdirSync(ns, { recursive: true, mode: 0o700 });
     if (first !== undefined) {
       for (let d = ns; ; d = dirname(d)) {
-        fsyncDirectory(dirname(d));
+        fsyncDir(dirname(d));
         if (d === first || dirname(d) === d) break;
       }
     }
@@ -47,16 +48,6 @@ export function namespaceDir(dir: string, key: string): string {
     throw ioError(err, 'creating the data directory failed', ns);
   }
   return ns;
-}
-
-function fsyncDirectory(path: string): void {
-  const { O_RDONLY, O_DIRECTORY, O_CLOEXEC } = native.constants;
-  const fd = native.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-  try {
-    native.fsync(fd);
-  } finally {
-    native.close(fd);
-  }
 }
 
 export const LOCK_FILE = 'walrus.lock';

@@ -63,8 +63,8 @@ export interface IoContext {
   /** Releases the io_uring instance and every mapping. Idempotent. */
   close(): void;
   /**
-   * For tests only (fault injection; the worker applies `WALRUS_TEST_FAULT`, see
-   * docs/DURABILITY.md): makes the `nth` (1-based, counted from this call) write or fdatasync
+   * Test build only (`walrus_test.node`, see {@link NativeBinding.testSeams}); undefined in
+   * the shipped addon. Makes the `nth` (1-based, counted from this call) write or fdatasync
    * performed by this context's writeBatch fail with `errno`. A write is one pwritev call or
    * one io_uring WRITEV completion, an fsync one fdatasync call or FSYNC completion; io_uring
    * completions are rewritten as they are reaped, so the normal handling of failed, short
@@ -73,7 +73,7 @@ export interface IoContext {
    * complete it, fails with `errno`. `nth = 0` clears the plan. On a mapped context no write
    * call exists (writes are copies), 'fsync' counts msync calls and 'map' counts mmap calls.
    */
-  injectFault(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
+  injectFault?(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
 }
 
 /** A background fdatasync started by `datasyncInBackground` (an opaque addon handle). */
@@ -81,9 +81,41 @@ export interface BackgroundSync {
   readonly __backgroundSync: unique symbol;
 }
 
-/** The file operations the test seam can fail (`injectFileFault`). */
-export const FILE_FAULT_KINDS = ['open', 'pwritev', 'fdatasync', 'fsync', 'fallocate', 'ftruncate', 'rename', 'unlink', 'pread'] as const;
-export type FileFaultKind = (typeof FILE_FAULT_KINDS)[number];
+/** The file operations a test fault can fail (`TestSeams.fileFault`). */
+export type FileFaultKind = 'open' | 'pwritev' | 'fdatasync' | 'fsync' | 'fallocate' | 'ftruncate' | 'rename' | 'unlink' | 'pread';
+
+/**
+ * The fault and power-loss seams of the test build of the addon (docs/DURABILITY.md). Only
+ * `build/Release/walrus_test.node` has them: it is built by `npm run build:test-addon` (never
+ * by `npm install`) and loaded in place of `walrus.node` by a process run with
+ * `--conditions=walrus-test`. The shipped addon has no such code, so the variables below
+ * mean nothing to it.
+ */
+export interface TestSeams {
+  /**
+   * A shard worker calls it before recovery touches a file, with its `process.env`: reads
+   * `WALRUS_TEST_FAULT` and `WALRUS_TEST_POWERLOSS` (a TypeError when either is malformed),
+   * turns on the power-loss journal, and applies a file fault to the calling thread. Returns
+   * what it did, for the worker's debug log.
+   */
+  beforeRecovery(env: NodeJS.ProcessEnv): string[];
+  /** Applies a context fault of `WALRUS_TEST_FAULT` in `env` to each of `contexts` (injectFault). */
+  onContexts(env: NodeJS.ProcessEnv, contexts: IoContext[]): string[];
+  /**
+   * Simulated power loss: from now on, for the whole process, the addon journals in
+   * `journalDir` the pre-image of every sector (`sectorBytes`: 512 or 4096) each write dirties
+   * for the first time since its file's last sync, every file and directory sync, and every
+   * directory entry created, removed or renamed. With `skipSync`, fdatasync and fsync report
+   * success without syncing (the negative control).
+   */
+  powerLoss(journalDir: string, sectorBytes: number, skipSync: boolean): void;
+  /**
+   * Makes the `nth` (1-based, counted from this call) call of that file operation in this
+   * thread fail with `errno` before it reaches the kernel. One plan per thread; `nth = 0`
+   * clears it.
+   */
+  fileFault(kind: FileFaultKind, nth: number, errno: number): void;
+}
 
 export interface NativeBinding {
   /** CRC32C (Castagnoli) of `data`, continuing from `seed` (a previous result; default 0). */
@@ -156,24 +188,8 @@ export interface NativeBinding {
   unlink(path: string): void;
   /** flock(fd, LOCK_EX|LOCK_NB or LOCK_SH|LOCK_NB); false when another holder has it. */
   flock(fd: number, exclusive: boolean): boolean;
-  /**
-   * For tests only (fault injection; the worker applies `WALRUS_TEST_FAULT=file.<kind>:...`,
-   * see docs/DURABILITY.md): makes the `nth` (1-based, counted from this call) call of that
-   * file operation in this thread fail with `errno` before it reaches the kernel. One plan
-   * per thread; `nth = 0` clears it.
-   */
-  injectFileFault(kind: FileFaultKind, nth: number, errno: number): void;
   /** Pins the calling thread to `cpu`; false where the kernel refuses. */
   setAffinity(cpu: number): boolean;
-  /**
-   * For tests only (simulated power loss; the worker applies `WALRUS_TEST_POWERLOSS`, see
-   * docs/DURABILITY.md): from now on, for the whole process, the addon journals in
-   * `journalDir` the pre-image of every sector (`sectorBytes`: 512 or 4096) each write dirties
-   * for the first time since its file's last sync, every file and directory sync, and every
-   * directory entry created, removed or renamed. With `skipSync`, fdatasync and fsync report
-   * success without syncing (the negative control).
-   */
-  testPowerLoss(journalDir: string, sectorBytes: number, skipSync: boolean): void;
   /** True when io_uring_setup works here and supports what writeBatch needs. */
   uringSupported(): boolean;
   /** `mapped`: the mmap backend's context (useUring must then be false). */
@@ -182,9 +198,16 @@ export interface NativeBinding {
   constants: Readonly<Record<'O_RDONLY' | 'O_RDWR' | 'O_CREAT' | 'O_EXCL' | 'O_CLOEXEC' | 'O_NOFOLLOW' | 'O_DIRECTORY', number>>;
   /** The layout constants the addon was compiled with (see NATIVE_LAYOUT). */
   layout: Readonly<Record<string, number>>;
+  /** Test build only: the fault and power-loss seams. Undefined in the shipped addon. */
+  readonly testSeams?: TestSeams;
 }
 
 const requireNative = createRequire(import.meta.url);
 
-/** The addon, loaded once per thread (Node loads a context-aware addon per isolate). */
-export const native: NativeBinding = requireNative('../../build/Release/walrus.node') as NativeBinding;
+/**
+ * The addon, loaded once per thread (Node loads a context-aware addon per isolate). The
+ * package's `imports` map resolves `#walrus-addon` to `build/Release/walrus.node`, or, in a
+ * process run with `--conditions=walrus-test` (the test suite; worker threads inherit it), to
+ * the test build `walrus_test.node` (see {@link TestSeams}).
+ */
+export const native: NativeBinding = requireNative('#walrus-addon') as NativeBinding;

@@ -7,7 +7,7 @@ import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_thread
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
 import type { FromWorker, ShardInit, ToWorker } from '../shared/messages.js';
 import { readTransfer, unreachable } from '../shared/messages.js';
-import { FILE_FAULT_KINDS, type FileFaultKind, type IoContext, type NativeBinding, native } from '../shared/native.js';
+import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/layout.js';
 import { Consumers } from './consumer.js';
@@ -286,42 +286,6 @@ class ShardWorker {
   }
 }
 
-/** A fault of the test seam: on the write contexts, or on this thread's file operations. */
-type TestFault = { on: 'context'; args: Parameters<IoContext['injectFault']> } | { on: 'file'; args: Parameters<NativeBinding['injectFileFault']> };
-
-/**
- * The test seam WALRUS_TEST_FAULT="<write|fsync|map>:<nth>:<errno>[:short]" or
- * "file.<kind>:<nth>:<errno>" (docs/DURABILITY.md): a context fault is applied to each
- * IoContext right after it is created, a file fault before recovery starts (so recovery's
- * own file operations count). Not a user feature.
- */
-function testFault(): TestFault | null {
-  const spec = process.env.WALRUS_TEST_FAULT;
-  if (spec === undefined || spec === '') return null;
-  const m = /^(write|fsync|map|file\.([a-z]+)):([1-9]\d*):([1-9]\d*)(:short)?$/.exec(spec);
-  const fileKind = m?.[2] as FileFaultKind | undefined;
-  if (!m || (m[5] !== undefined && m[1] !== 'write') || (fileKind !== undefined && !FILE_FAULT_KINDS.includes(fileKind))) {
-    throw new TypeError(
-      `WALRUS_TEST_FAULT must be "<write|fsync|map>:<nth>:<errno>[:short]" (short for write only) or "file.<${FILE_FAULT_KINDS.join('|')}>:<nth>:<errno>", got ${JSON.stringify(spec)}`,
-    );
-  }
-  if (fileKind !== undefined) return { on: 'file', args: [fileKind, Number(m[3]), Number(m[4])] };
-  return { on: 'context', args: [m[1] as 'write' | 'fsync' | 'map', Number(m[3]), Number(m[4]), m[5] !== undefined] };
-}
-
-/**
- * The test seam WALRUS_TEST_POWERLOSS="<journal dir>:<512|4096>[:nosync]" (docs/DURABILITY.md):
- * turns on the addon's power-loss journal before recovery touches a file. Not a user feature.
- */
-function testPowerLoss(): void {
-  const spec = process.env.WALRUS_TEST_POWERLOSS;
-  if (spec === undefined || spec === '') return;
-  const m = /^(.+):(512|4096)(:nosync)?$/.exec(spec);
-  if (!m) throw new TypeError(`WALRUS_TEST_POWERLOSS must be "<journal dir>:<512|4096>[:nosync]", got ${JSON.stringify(spec)}`);
-  native.testPowerLoss(m[1]!, Number(m[2]), m[3] !== undefined);
-  debug(`power-loss journal in ${m[1]}, ${m[2]}-byte sectors${m[3] ? ', fsyncs skipped' : ''}`);
-}
-
 /**
  * Submission slots of the worker's io_uring: one submission round carries at most this many
  * writes and fsyncs, and a batch that needs more goes in further rounds, in order
@@ -351,12 +315,10 @@ function start(): void {
   const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots, init.memory);
   let shard: ShardWorker;
   try {
-    const fault = testFault();
-    testPowerLoss();
-    if (fault?.on === 'file') {
-      native.injectFileFault(...fault.args);
-      debug(`test fault injected: ${process.env.WALRUS_TEST_FAULT}`);
-    }
+    // Test build of the addon only (the shipped one has no testSeams): sets up the fault and
+    // power-loss seams this worker's environment asks for, before recovery touches a file;
+    // a context fault goes on the write contexts once they exist (docs/DURABILITY.md).
+    for (const note of native.testSeams?.beforeRecovery(process.env) ?? []) debug(note);
     const result = recover(store, debug);
     // mmap backend: one mapped context does every write (copies) and sync (msync); the
     // segments are mapped once recovery has left them durable.
@@ -364,11 +326,7 @@ function start(): void {
     if (mapped) checkMmapFileSystem(init.dir);
     const plain = new native.IoContext(init.ring, false, 1, mapped);
     const uring = mapped || init.uring === 'never' ? null : uringContext();
-    if (fault?.on === 'context') {
-      plain.injectFault(...fault.args);
-      uring?.injectFault(...fault.args);
-      debug(`test fault injected: ${process.env.WALRUS_TEST_FAULT}`);
-    }
+    for (const note of native.testSeams?.onContexts(process.env, uring ? [plain, uring] : [plain]) ?? []) debug(note);
     if (mapped) store.useMappings(plain);
     const writer = new Writer(ring, store, plain, uring, init.uring === 'always');
     // A cursor that recovery pulled back is recorded durably before anything else happens.

@@ -1,7 +1,7 @@
-// Simulated power loss, for tests only: part of the system-call seam (sysio.cc calls it; it
-// does nothing until Enable). While enabled for the process, every change the seam makes to
-// a file or a directory is described in a side journal *before* it happens, and every
-// successful fdatasync/fsync is recorded *after* it returns:
+// Simulated power loss, test build only: behind the system-call seam (../seams.h; the hooks
+// in seams.cc call it; it does nothing until Enable). While enabled for the process, every
+// change the seam makes to a file or a directory is described in a side journal *before* it
+// happens, and every successful fdatasync/fsync is recorded *after* it returns:
 //
 //   - the pre-image of each sector (512 B or 4 KiB) a write dirties for the first time since
 //     that file's last sync, the file's size before its first change since that sync, and the
@@ -17,8 +17,8 @@
 //
 // With skip_sync (the negative control) fdatasync/fsync return success without reaching the
 // kernel and record nothing, so nothing is ever durable in the journal's eyes.
-#ifndef WALRUS_POWERLOSS_H_
-#define WALRUS_POWERLOSS_H_
+#ifndef WALRUS_TEST_POWERLOSS_H_
+#define WALRUS_TEST_POWERLOSS_H_
 
 #include <sys/types.h>
 
@@ -52,4 +52,4 @@ int Rename(const char* from, const char* to);
 }  // namespace powerloss
 }  // namespace walrus
 
-#endif  // WALRUS_POWERLOSS_H_
+#endif  // WALRUS_TEST_POWERLOSS_H_
