@@ -50,6 +50,17 @@ export function workerExecArgv(argv: readonly string[]): string[] {
   return out;
 }
 
+/** The `--conditions` / `-C` flags of `argv`, each with its value. */
+export function conditionFlags(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if ((a === '--conditions' || a === '-C') && i + 1 < argv.length) out.push(a, argv[++i]!);
+    else if (a.startsWith('--conditions=') || (a.startsWith('-C') && a.length > 2)) out.push(a);
+  }
+  return out;
+}
+
 function readReply(m: FromWorker): ReadReply {
   if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a read`);
   return { data: m.data, entries: m.entries };
@@ -86,9 +97,11 @@ function spawnWorker(init: ShardInit): Worker {
   } catch (err) {
     // Some host flags are per process and refused for a worker (`node --expose-gc` on Node
     // 20: ERR_WORKER_INVALID_EXEC_ARGV); Node does not say which, so the shard workers then
-    // start with none rather than not at all.
+    // start with only the resolution conditions (`--conditions`, `-C`: they choose which
+    // build of the addon `#walrus-addon` names, and a worker must load the one its process
+    // loaded) rather than not at all.
     if ((err as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw err;
-    return new Worker(WORKER_URL, { ...options, execArgv: [] });
+    return new Worker(WORKER_URL, { ...options, execArgv: conditionFlags(options.execArgv) });
   }
 }
 
