@@ -64,26 +64,33 @@ describe.each(SEMANTIC_BACKENDS)('readNext and batchRead (%s backend)', (backend
     }
   });
 
-  it('StrictlyAtOnce: 64 concurrent consumers get distinct entries and share fsyncs', async () => {
+  // How many of 64 concurrent reads reach the worker before it serves the first depends on
+  // scheduling (a bound on the total, fewer than 160 fsyncs for 640 reads, failed under load
+  // with 168). What the design guarantees whatever the scheduling: the worker answers every
+  // read it holds with the next fsync, and each read it has received is held by the time
+  // that fsync starts, so once a round's last read is posted at most two fsyncs complete
+  // before all 64 are answered: the one that may be under way, and one for everything
+  // received since. A worker that fsyncs per read needs one per read it had not reached
+  // when the round was posted. Nothing else fsyncs here (NoFsync, no retention at this size).
+  it('StrictlyAtOnce: 64 concurrent consumers get distinct entries; once posted, their reads share at most two fsyncs', async () => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, fsync: FsyncSchedule.NoFsync });
     try {
       for (let i = 0; i < 640; i++) wal.append('jobs', `job ${i}`);
       await wal.sync();
       const before = fsyncs(wal);
       const seen: number[] = [];
-      await Promise.all(
-        Array.from({ length: 64 }, async () => {
-          for (;;) {
-            const e = await wal.readNext('jobs');
-            if (!e) return;
-            seen.push(e.offset);
-          }
-        }),
-      );
+      const after: number[] = [];
+      for (let round = 0; round < 10; round++) {
+        // readNext posts its request before it returns the promise.
+        const reads = Array.from({ length: 64 }, () => wal.readNext('jobs'));
+        const posted = fsyncs(wal);
+        for (const e of await Promise.all(reads)) seen.push(e!.offset);
+        after.push(fsyncs(wal) - posted);
+      }
       expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 640 }, (_, i) => i));
-      const used = fsyncs(wal) - before;
-      expect(used).toBeGreaterThan(0);
-      expect(used).toBeLessThan(640 / 4);
+      expect(fsyncs(wal) - before).toBeGreaterThanOrEqual(10);
+      expect(after.filter((n) => n > 2)).toEqual([]);
+      expect(await Promise.all(Array.from({ length: 64 }, () => wal.readNext('jobs')))).toEqual(Array(64).fill(null));
     } finally {
       await wal.close();
     }
