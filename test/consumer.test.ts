@@ -1,8 +1,8 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
-import { SEMANTIC_BACKENDS, pseudoRandom, tempDir } from './helpers.js';
+import { SEMANTIC_BACKENDS, pseudoRandom, readersCaughtUp, tempDir } from './helpers.js';
 
 const fsyncs = (wal: Walrus): number => wal.stats().shards.reduce((a, s) => a + s.fsyncs, 0);
 
@@ -160,16 +160,26 @@ describe.each(SEMANTIC_BACKENDS)('readNext and batchRead (%s backend)', (backend
 });
 
 describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
-  it('yields what is there, then waits for new appends without polling', async () => {
+  // The wait is on this thread, so its clock can be faked: an hour of it passes without the
+  // iterator settling (the subscriber's own timers are fake from the start; messages from
+  // the worker and setImmediate stay real).
+  it('yields what is there, then waits for new appends, however long, until one comes', async () => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1 });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
     try {
       wal.append('live', 'a');
       const it = wal.subscribe('live');
       expect((await it.next()).value.data.toString()).toBe('a');
       const pending = it.next();
       let settled = false;
-      void pending.then(() => (settled = true));
-      await new Promise((r) => setTimeout(r, 50));
+      pending.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      await readersCaughtUp(wal, 'live');
+      expect(settled).toBe(false);
+      vi.advanceTimersByTime(3_600_000);
+      await readersCaughtUp(wal, 'live');
       expect(settled).toBe(false);
       wal.batchAppend('live', ['b', 'c']);
       expect((await pending).value.data.toString()).toBe('b');
@@ -177,6 +187,7 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
       // Consumption went through the cursor.
       expect(await wal.readNext('live')).toBeNull();
     } finally {
+      vi.useRealTimers();
       await wal.close();
     }
   });
@@ -185,10 +196,12 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1 });
     const ac = new AbortController();
     const aborted = wal.subscribe('a', { signal: ac.signal }).next();
-    setTimeout(() => ac.abort(), 20);
+    await readersCaughtUp(wal, 'a');
+    ac.abort();
     await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
     const ending = wal.subscribe('a').next();
-    setTimeout(() => void wal.close(), 20);
+    await readersCaughtUp(wal, 'a');
+    void wal.close();
     expect(await ending).toEqual({ done: true, value: undefined });
     expect(() => wal.subscribe('a')).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
   });
@@ -197,7 +210,8 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 2 });
     try {
       const first = wal.subscribe('later').next();
-      setTimeout(() => wal.append('later', pseudoRandom(1, 100)), 20);
+      await readersCaughtUp(wal, 'later');
+      wal.append('later', pseudoRandom(1, 100));
       expect(Buffer.compare((await first).value.data, pseudoRandom(1, 100))).toBe(0);
     } finally {
       await wal.close();
