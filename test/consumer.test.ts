@@ -1,8 +1,8 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
-import { SEMANTIC_BACKENDS, pseudoRandom, tempDir } from './helpers.js';
+import { SEMANTIC_BACKENDS, pseudoRandom, readersCaughtUp, tempDir } from './helpers.js';
 
 const fsyncs = (wal: Walrus): number => wal.stats().shards.reduce((a, s) => a + s.fsyncs, 0);
 
@@ -64,26 +64,33 @@ describe.each(SEMANTIC_BACKENDS)('readNext and batchRead (%s backend)', (backend
     }
   });
 
-  it('StrictlyAtOnce: 64 concurrent consumers get distinct entries and share fsyncs', async () => {
+  // How many of 64 concurrent reads reach the worker before it serves the first depends on
+  // scheduling (a bound on the total, fewer than 160 fsyncs for 640 reads, failed under load
+  // with 168). What the design guarantees whatever the scheduling: the worker answers every
+  // read it holds with the next fsync, and each read it has received is held by the time
+  // that fsync starts, so once a round's last read is posted at most two fsyncs complete
+  // before all 64 are answered: the one that may be under way, and one for everything
+  // received since. A worker that fsyncs per read needs one per read it had not reached
+  // when the round was posted. Nothing else fsyncs here (NoFsync, no retention at this size).
+  it('StrictlyAtOnce: 64 concurrent consumers get distinct entries; once posted, their reads share at most two fsyncs', async () => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, fsync: FsyncSchedule.NoFsync });
     try {
       for (let i = 0; i < 640; i++) wal.append('jobs', `job ${i}`);
       await wal.sync();
       const before = fsyncs(wal);
       const seen: number[] = [];
-      await Promise.all(
-        Array.from({ length: 64 }, async () => {
-          for (;;) {
-            const e = await wal.readNext('jobs');
-            if (!e) return;
-            seen.push(e.offset);
-          }
-        }),
-      );
+      const after: number[] = [];
+      for (let round = 0; round < 10; round++) {
+        // readNext posts its request before it returns the promise.
+        const reads = Array.from({ length: 64 }, () => wal.readNext('jobs'));
+        const posted = fsyncs(wal);
+        for (const e of await Promise.all(reads)) seen.push(e!.offset);
+        after.push(fsyncs(wal) - posted);
+      }
       expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 640 }, (_, i) => i));
-      const used = fsyncs(wal) - before;
-      expect(used).toBeGreaterThan(0);
-      expect(used).toBeLessThan(640 / 4);
+      expect(fsyncs(wal) - before).toBeGreaterThanOrEqual(10);
+      expect(after.filter((n) => n > 2)).toEqual([]);
+      expect(await Promise.all(Array.from({ length: 64 }, () => wal.readNext('jobs')))).toEqual(Array(64).fill(null));
     } finally {
       await wal.close();
     }
@@ -153,16 +160,26 @@ describe.each(SEMANTIC_BACKENDS)('readNext and batchRead (%s backend)', (backend
 });
 
 describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
-  it('yields what is there, then waits for new appends without polling', async () => {
+  // The wait is on this thread, so its clock can be faked: an hour of it passes without the
+  // iterator settling (the subscriber's own timers are fake from the start; messages from
+  // the worker and setImmediate stay real).
+  it('yields what is there, then waits for new appends, however long, until one comes', async () => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1 });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
     try {
       wal.append('live', 'a');
       const it = wal.subscribe('live');
       expect((await it.next()).value.data.toString()).toBe('a');
       const pending = it.next();
       let settled = false;
-      void pending.then(() => (settled = true));
-      await new Promise((r) => setTimeout(r, 50));
+      pending.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      await readersCaughtUp(wal, 'live');
+      expect(settled).toBe(false);
+      vi.advanceTimersByTime(3_600_000);
+      await readersCaughtUp(wal, 'live');
       expect(settled).toBe(false);
       wal.batchAppend('live', ['b', 'c']);
       expect((await pending).value.data.toString()).toBe('b');
@@ -170,6 +187,7 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
       // Consumption went through the cursor.
       expect(await wal.readNext('live')).toBeNull();
     } finally {
+      vi.useRealTimers();
       await wal.close();
     }
   });
@@ -178,10 +196,12 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1 });
     const ac = new AbortController();
     const aborted = wal.subscribe('a', { signal: ac.signal }).next();
-    setTimeout(() => ac.abort(), 20);
+    await readersCaughtUp(wal, 'a');
+    ac.abort();
     await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
     const ending = wal.subscribe('a').next();
-    setTimeout(() => void wal.close(), 20);
+    await readersCaughtUp(wal, 'a');
+    void wal.close();
     expect(await ending).toEqual({ done: true, value: undefined });
     expect(() => wal.subscribe('a')).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
   });
@@ -190,7 +210,8 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
     const wal = await Walrus.open({ backend, dir: tempDir(), shards: 2 });
     try {
       const first = wal.subscribe('later').next();
-      setTimeout(() => wal.append('later', pseudoRandom(1, 100)), 20);
+      await readersCaughtUp(wal, 'later');
+      wal.append('later', pseudoRandom(1, 100));
       expect(Buffer.compare((await first).value.data, pseudoRandom(1, 100))).toBe(0);
     } finally {
       await wal.close();

@@ -32,27 +32,45 @@ describe.each(paths)('fsync schedules and group commit (%s)', (io) => {
     }
   });
 
-  it('group commit: 256 concurrent appendAndSync share far fewer fdatasyncs', async () => {
+  // How many fdatasyncs the worker manages while the 256 calls are still being made depends
+  // on scheduling, so a bound on the total (it was at most 16) is one a loaded machine can
+  // break. What the design guarantees whatever the scheduling: once the last call has stored
+  // its SyncRequest, the worker needs at most two more: the one it may be in the middle of,
+  // and one covering everything published (one segment file here; the counter counts a sync
+  // per file). A worker that syncs each record (or each drain of a few) needs one per record
+  // it had not reached when the calls ended.
+  it('group commit: once 256 concurrent appendAndSync are issued, at most two fdatasyncs answer them all', async () => {
     const wal = await open(tempDir(), FsyncSchedule.NoFsync);
     try {
       const before = fsyncs(wal);
-      const offsets = await Promise.all(Array.from({ length: 256 }, (_, i) => wal.appendAndSync('gc', `entry ${i}`)));
+      // appendAndSync appends and stores its SyncRequest before it returns its promise.
+      const calls = Array.from({ length: 256 }, (_, i) => wal.appendAndSync('gc', `entry ${i}`));
+      const issued = fsyncs(wal);
+      const offsets = await Promise.all(calls);
       expect(offsets).toEqual(Array.from({ length: 256 }, (_, i) => i));
-      const used = fsyncs(wal) - before;
-      expect(used).toBeGreaterThanOrEqual(1);
-      expect(used).toBeLessThanOrEqual(16);
+      expect(fsyncs(wal) - before).toBeGreaterThanOrEqual(1);
+      expect(fsyncs(wal) - issued).toBeLessThanOrEqual(2);
     } finally {
       await wal.close();
     }
   });
 
-  it('NoFsync never fsyncs on its own; sync() forces one promptly', async () => {
+  // A read is answered after the worker has written everything published before it (and
+  // finished those write batches, fdatasync included if the schedule asked for one): the
+  // answer of each iterate below proves that the writes of the appends before it are done,
+  // so no wait is needed to see that none of them carried an fsync.
+  it('NoFsync: the worker writes without fsyncing, over several rounds of work; sync() forces one', async () => {
     const wal = await open(tempDir(), FsyncSchedule.NoFsync);
     try {
       const before = fsyncs(wal);
-      for (let i = 0; i < 100; i++) wal.append('n', `x${i}`);
-      await new Promise((r) => setTimeout(r, 300));
-      expect(fsyncs(wal)).toBe(before);
+      const written = (): number => wal.stats().shards.reduce((a, s) => a + s.recordsWritten, 0);
+      const records = written();
+      for (let round = 1; round <= 3; round++) {
+        for (let i = 0; i < 100; i++) wal.append('n', `x${i}`);
+        expect((await collect(wal.iterate('n'))).length).toBe(100 * round);
+        expect(written() - records).toBeGreaterThanOrEqual(100 * round);
+        expect(fsyncs(wal)).toBe(before);
+      }
       await wal.sync();
       expect(fsyncs(wal)).toBeGreaterThan(before);
     } finally {
@@ -77,7 +95,9 @@ describe.each(paths)('fsync schedules and group commit (%s)', (io) => {
   it('milliseconds(n) fsyncs about n ms after an append, not before', async () => {
     const wal = await open(tempDir(), FsyncSchedule.milliseconds(150));
     try {
-      await new Promise((r) => setTimeout(r, 50));
+      // A time schedule is checked against the clock: the worker stamps its first unsynced
+      // write no earlier than t0, so the fsync it owes cannot be observed before t0 + 150.
+      // (No settling wait is needed first: nothing an open does counts as an fsync.)
       const before = fsyncs(wal);
       const t0 = Date.now();
       wal.append('m', 'x');

@@ -27,6 +27,21 @@ export function ramTempDir(prefix = 'walrus-test-'): string {
   return tempDir(prefix, existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
 }
 
+/**
+ * Resolves once the shard of `topic` has answered every read this thread posted to it before
+ * the call that finds nothing (a caught-up subscriber's or live read stream's), and the work
+ * those answers started here has run: such a reader is then waiting for an append. Proved by
+ * order, not by a delay: one event-loop turn first lets reads posted from promise
+ * continuations go out; then a peek (it moves no cursor) is answered after them, because a
+ * shard worker answers reads that hold nothing back in the order it receives them, and Node
+ * runs the microtasks one message starts before it delivers the next. (A StrictlyAtOnce read
+ * that returns entries is answered after its fsync, possibly after a later peek.)
+ */
+export async function readersCaughtUp(wal: { readNext(topic: string, checkpoint: boolean): Promise<unknown> }, topic: string): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  await wal.readNext(topic, false);
+}
+
 /** Collects an async iterator into an array. */
 export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule, type Entry, type TypedEntry } from '../dist/index.js';
 import { createWriteStream } from '../dist/main/streams.js';
-import { SEMANTIC_BACKENDS, collect, pseudoRandom, tempDir } from './helpers.js';
+import { SEMANTIC_BACKENDS, collect, pseudoRandom, readersCaughtUp, tempDir } from './helpers.js';
 
 const texts = async (wal: Walrus, topic: string): Promise<string[]> => (await collect(wal.iterate(topic))).map((e) => e.data.toString());
 
@@ -50,13 +50,27 @@ describe.each(SEMANTIC_BACKENDS)('Node streams (%s backend)', (backend) => {
       stream.on('end', resolve);
       stream.on('error', reject);
     });
+    const delivered = (n: number): Promise<void> =>
+      new Promise((resolve) => {
+        const check = (): void => {
+          if (seen.length < n) return;
+          stream.off('data', check);
+          resolve();
+        };
+        stream.on('data', check);
+        check();
+      });
     wal.append('live', 'a');
-    await new Promise((r) => setTimeout(r, 30));
+    // (A stream that ended instead of waiting fails the last check, not a timeout.)
+    await Promise.race([delivered(1), ended]);
+    // Caught up and waiting: 'b' and 'c' come after the stream found nothing more.
+    await readersCaughtUp(wal, 'live');
     wal.batchAppend('live', ['b', 'c']);
-    await new Promise((r) => setTimeout(r, 30));
-    expect(seen).toEqual(['a', 'b', 'c']);
+    await Promise.race([delivered(3), ended]);
     await wal.close();
     await ended;
+    // Nothing more, nothing twice: the stream has ended.
+    expect(seen).toEqual(['a', 'b', 'c']);
   });
 
   it('honours backpressure with a tiny ring: write() returns false, drain follows, nothing lost or duplicated', async () => {
@@ -104,11 +118,14 @@ describe.each(SEMANTIC_BACKENDS)('Node streams (%s backend)', (backend) => {
       // Destroyed while waiting for appends: it stops at once, with no pending read left.
       const waiting = wal.createReadStream('d');
       waiting.resume();
-      await new Promise((r) => setTimeout(r, 20));
+      await readersCaughtUp(wal, 'd');
       const closed = new Promise((r) => waiting.once('close', r));
       waiting.destroy();
       await closed;
       wal.append('d', 'after');
+      // A read the stream left waiting would wake on this append and take the entry before
+      // the readNext below: let what the append woke run first.
+      await new Promise((r) => setImmediate(r));
       expect((await wal.readNext('d'))?.data.toString()).toBe('after');
     } finally {
       await wal.close();
@@ -120,8 +137,10 @@ describe.each(SEMANTIC_BACKENDS)('Node streams (%s backend)', (backend) => {
     try {
       const ac = new AbortController();
       const rs = wal.createReadStream('a', { signal: ac.signal });
-      setTimeout(() => ac.abort(), 20);
-      await expect(collect(rs as AsyncIterable<Entry>)).rejects.toMatchObject({ name: 'AbortError' });
+      const all = collect(rs as AsyncIterable<Entry>);
+      await readersCaughtUp(wal, 'a');
+      ac.abort();
+      await expect(all).rejects.toMatchObject({ name: 'AbortError' });
     } finally {
       await wal.close();
     }

@@ -72,7 +72,13 @@ export function enableFdBackend(): void {
   backendDefault.value = 'fd';
 }
 
-/** Makes `'mmap'` the default backend of later `Walrus.open` calls. */
+/**
+ * Selects the `'mmap'` backend as the default of later `Walrus.open` calls: those whose
+ * options name no `backend` (an explicit `backend` still wins). That is all it does; it
+ * turns nothing off: instances already open keep their backend and `'fd'` stays available
+ * by name. The default is a setting of the loaded module (one per thread that imports
+ * walrus-ts), not of an instance, and holds until {@link enableFdBackend} selects `'fd'`.
+ */
 export function disableFdBackend(): void {
   backendDefault.value = 'mmap';
 }
