@@ -4,17 +4,8 @@
  */
 import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../shared/errors.js';
-import {
-  BLOCK_HEADER_BYTES,
-  REC_FLAGS,
-  REC_KIND,
-  REC_REMAINING,
-  REC_RESERVED,
-  REC_SALT,
-  SEGMENT_DATA_START,
-  SEGMENT_HEADER_BYTES,
-  SHARED_TOPIC_ID,
-} from '../shared/layout.js';
+import { frameKind, frameRemaining, frameReservedClear, frameSalt } from '../shared/format/frame.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, decodeBlockHeader } from './blocks.js';
 import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, readSegment, segmentBytes, segmentState, slotPosition } from './segments.js';
@@ -161,18 +152,11 @@ export function nonZeroExtent(buf: Uint8Array, from: number, end: number): numbe
 }
 
 /**
- * Whether the record header at `pos` of a block read into `scratch` (`words`: its Int32
- * view) is a well-formed frame of `kind` under the block's `salt`: flags and reserved bytes
- * zero, a batch position of at least 1. Which topic and offset it must carry is the chain's
- * rule (a topic's own chain, or the shared chain), checked by the caller.
+ * Whether the record header at `pos` of a block's frames (`words`, frameWords) is a
+ * well-formed frame of `kind` under the block's `salt`: flags and reserved bytes zero, a batch
+ * position of at least 1. Which topic and offset it must carry is the chain's rule (a topic's
+ * own chain, or the shared chain), checked by the caller.
  */
-export function framedAt(scratch: Uint8Array, words: Int32Array, pos: number, kind: number, salt: number): boolean {
-  const i = pos >>> 2;
-  return (
-    scratch[pos + REC_KIND] === kind &&
-    scratch[pos + REC_FLAGS] === 0 &&
-    (scratch[pos + REC_RESERVED]! | scratch[pos + REC_RESERVED + 1]!) === 0 &&
-    (words[i + (REC_SALT >> 2)]! >>> 0) === salt &&
-    (words[i + (REC_REMAINING >> 2)]! >>> 0) >= 1
-  );
+export function framedAt(words: Int32Array, pos: number, kind: number, salt: number): boolean {
+  return frameKind(words, pos) === kind && frameReservedClear(words, pos) && frameSalt(words, pos) === salt && frameRemaining(words, pos) >= 1;
 }

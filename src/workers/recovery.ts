@@ -22,21 +22,8 @@
  * read-only and collects corruption instead of throwing at the first one.
  */
 import { type WalrusError, corruptError } from '../shared/errors.js';
-import {
-  FORMAT_VERSION,
-  META_TOPIC_ID,
-  RECORD_HEADER_BYTES,
-  REC_OFFSET_HI,
-  REC_OFFSET_LO,
-  REC_REMAINING,
-  REC_TOPIC,
-  RecordKind,
-  SEGMENT_DATA_START,
-  SHARED_TOPIC_ID,
-  BLOCK_HEADER_BYTES,
-  recordFootprint,
-  REC_LEN,
-} from '../shared/layout.js';
+import { frameLength, frameOffset, framePayload, frameRemaining, frameTopic, frameWords, recordFootprint, verifyFrames } from '../shared/format/frame.js';
+import { FORMAT_VERSION, META_TOPIC_ID, RecordKind, SEGMENT_DATA_START, SHARED_TOPIC_ID, BLOCK_HEADER_BYTES } from '../shared/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog, indexRecord } from './blocks.js';
 import { harvestMarks } from './marks.js';
@@ -45,8 +32,6 @@ import { checkSegmentSize, framedAt, nonZeroExtent, openSegment, probeBlocks, re
 import { decodeMeta, type MetaRecord } from './meta.js';
 import { type Segment, fsyncDir, listSegments, slotPosition } from './segments.js';
 import type { ShardStore } from './store.js';
-
-const TWO_32 = 2 ** 32;
 
 export interface RecoveryResult {
   tornBytes: number;
@@ -458,21 +443,20 @@ function replayChain(
     }
     // Unsigned shifts: a block holding a record near the 2 GiB limit is longer than 2^31
     // bytes, where `>> 2` turns negative (issue 11, item 2); blocks stay below 2^32 bytes.
-    const words = new Int32Array(scratch.buffer, 0, scratch.length >>> 2);
-    const valid = native.verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
+    const words = frameWords(scratch);
+    const valid = verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
     let pos = 0;
     while (pos < valid) {
-      const i = pos >>> 2;
-      const len = words[i + (REC_LEN >> 2)]! >>> 0;
-      const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
-      const remaining = words[i + (REC_REMAINING >> 2)]! >>> 0;
+      const len = frameLength(words, pos);
+      const offset = frameOffset(words, pos);
+      const remaining = frameRemaining(words, pos);
       const ok =
-        framedAt(scratch, words, pos, kind, b.salt) &&
-        (words[i + (REC_TOPIC >> 2)]! >>> 0) === t.id &&
+        framedAt(words, pos, kind, b.salt) &&
+        frameTopic(words, pos) === t.id &&
         offset === expected &&
         (expectRemaining === 0 || remaining === expectRemaining);
       if (!ok) break;
-      if (onMeta) onMeta(scratch.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len), b.segment.path, b.dataStart + pos, offset, b.segment.seq);
+      if (onMeta) onMeta(framePayload(scratch, pos, len), b.segment.path, b.dataStart + pos, offset, b.segment.seq);
       indexRecord(b, offset, pos);
       pending.push({ block: b, rel: pos, offset });
       pos += recordFootprint(len);

@@ -8,24 +8,12 @@
  * It runs after the meta topic (which names the topics and gives their starts) and before
  * the topics' own chains, which continue where their shared records end.
  */
-import {
-  BLOCK_HEADER_BYTES,
-  META_TOPIC_ID,
-  REC_LEN,
-  REC_OFFSET_HI,
-  REC_OFFSET_LO,
-  REC_REMAINING,
-  REC_TOPIC,
-  RecordKind,
-  recordFootprint,
-} from '../shared/layout.js';
-import { native } from '../shared/native.js';
+import { frameLength, frameOffset, frameRemaining, frameTopic, frameWords, recordFootprint, verifyFrames } from '../shared/format/frame.js';
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID, RecordKind } from '../shared/layout.js';
 import { type Block, type TopicLog, addSmall } from './blocks.js';
 import { framedAt, nonZeroExtent, readBlock } from './recovery-files.js';
 import type { Repair, TornRange } from './recovery.js';
 import type { ShardStore } from './store.js';
-
-const TWO_32 = 2 ** 32;
 
 export interface SharedChainResult {
   tornBytes: number;
@@ -101,18 +89,17 @@ export function replayShared(
         continue;
       }
     }
-    const words = new Int32Array(scratch.buffer, 0, scratch.length >>> 2);
-    const valid = native.verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
+    const words = frameWords(scratch);
+    const valid = verifyFrames(scratch.subarray(0, b.capacity), 0, b.capacity);
     let pos = 0;
     let stranger: number | null = null;
     while (pos < valid) {
-      const i = pos >>> 2;
-      const id = words[i + (REC_TOPIC >> 2)]! >>> 0;
-      const len = words[i + (REC_LEN >> 2)]! >>> 0;
-      const offset = (words[i + (REC_OFFSET_LO >> 2)]! >>> 0) + (words[i + (REC_OFFSET_HI >> 2)]! >>> 0) * TWO_32;
-      const remaining = words[i + (REC_REMAINING >> 2)]! >>> 0;
+      const id = frameTopic(words, pos);
+      const len = frameLength(words, pos);
+      const offset = frameOffset(words, pos);
+      const remaining = frameRemaining(words, pos);
       const t = id === META_TOPIC_ID ? undefined : store.topics.get(id);
-      if (!framedAt(scratch, words, pos, RecordKind.Entry, b.salt)) break;
+      if (!framedAt(words, pos, RecordKind.Entry, b.salt)) break;
       if (t === undefined) {
         // Written after its topic's declaration, in the same write batch or a later one: if
         // the declaration did not reach the disk, neither did an fsync after this record.
