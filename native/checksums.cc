@@ -113,9 +113,10 @@ Napi::Value VerifyFramesJs(const Napi::CallbackInfo& info) {
 // `salt` into each and seals its CRC. Walking and checksumming in one sequential pass lets
 // the hardware prefetcher bring each next header in with the payload before it. Returns the
 // bytes taken. out[0] = frames taken, out[1] = offset after the last frame whose `remaining`
-// is 1 (-1 if none), out[2] = `remaining` of the last frame, out[3] = index pairs written
-// from out[4]: (offset, position relative to start) of every frame whose offset is
-// indexBase plus a multiple of indexEvery. Stops early when out has no room for a pair.
+// is 1 (-1 if none), out[2] = index pairs written from out[RUN_OUT_FIELDS]: (offset, position
+// relative to start) of every frame whose offset is indexBase plus a multiple of indexEvery.
+// Stops early when out has no room for a pair. The salt and CRC it stores are what
+// sealFrame in src/shared/format/frame.ts stores (test/frame.test.ts).
 Napi::Value SealRunJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const Bytes buf = Uint8ArrayArg(env, info[0], "buf");
@@ -128,14 +129,17 @@ Napi::Value SealRunJs(const Napi::CallbackInfo& info) {
   const Bytes outBytes = TypedArrayArg(env, info[7], napi_float64_array, "out");
   const uint64_t indexBase = IndexArg(env, info[8], offset, "indexBase");
   const uint64_t indexEvery = IndexArg(env, info[9], UINT32_MAX, "indexEvery");
-  if (outBytes.length < 4 || indexEvery == 0) ThrowRange(env, "out needs 4 elements and indexEvery must be > 0");
+  constexpr uint64_t kOutFields = WALRUS_RUN_OUT_FIELDS;
+  static_assert(kOutFields >= 3, "out[0..2] are the counts");
+  if (outBytes.length < kOutFields || indexEvery == 0) {
+    ThrowRange(env, "out needs " + std::to_string(kOutFields) + " elements and indexEvery must be > 0");
+  }
   double* const out = reinterpret_cast<double*>(outBytes.data);
-  const uint64_t maxPairs = (outBytes.length - 4) / 2;
+  const uint64_t maxPairs = (outBytes.length - kOutFields) / 2;
   uint64_t at = start;
   uint64_t frames = 0;
   uint64_t pairs = 0;
   double completeNext = -1;
-  uint32_t lastRemaining = 0;
   // Invariant: start <= at <= limit <= buf.length.
   while (limit - at >= kHeaderBytes) {
     uint8_t* const frame = buf.data + at;
@@ -149,8 +153,8 @@ Napi::Value SealRunJs(const Napi::CallbackInfo& info) {
     if (footprint > limit - at || footprint > room - (at - start)) break;
     if ((off - indexBase) % indexEvery == 0) {
       if (pairs == maxPairs) break;
-      out[4 + 2 * pairs] = static_cast<double>(off);
-      out[5 + 2 * pairs] = static_cast<double>(at - start);
+      out[kOutFields + 2 * pairs] = static_cast<double>(off);
+      out[kOutFields + 2 * pairs + 1] = static_cast<double>(at - start);
       pairs++;
     }
     const uint32_t remaining = LoadLe32Once(frame + WALRUS_REC_REMAINING);
@@ -158,14 +162,12 @@ Napi::Value SealRunJs(const Napi::CallbackInfo& info) {
     StoreLe32(frame + WALRUS_REC_CRC, FrameCrc(frame, len));
     frames++;
     offset++;
-    lastRemaining = remaining;
     if (remaining == 1) completeNext = static_cast<double>(offset);
     at += footprint;
   }
   out[0] = static_cast<double>(frames);
   out[1] = completeNext;
-  out[2] = lastRemaining;
-  out[3] = static_cast<double>(pairs);
+  out[2] = static_cast<double>(pairs);
   return Napi::Number::New(env, static_cast<double>(at - start));
 }
 

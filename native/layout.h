@@ -20,6 +20,7 @@
 #define WALRUS_WRITE_OP_FIELDS     4
 #define WALRUS_IOV_FIELDS          3
 #define WALRUS_IOV_SOURCE_RING     (-1)
+#define WALRUS_RUN_OUT_FIELDS      3
 
 // X(NAME) for every constant above, in the same order (the addon exports them all).
 #define WALRUS_LAYOUT_CONSTANTS(X) \
@@ -39,6 +40,7 @@
   X(RING_CONTROL_BYTES) \
   X(WRITE_OP_FIELDS) \
   X(IOV_FIELDS) \
-  X(IOV_SOURCE_RING)
+  X(IOV_SOURCE_RING) \
+  X(RUN_OUT_FIELDS)
 
 #endif  // WALRUS_LAYOUT_H_

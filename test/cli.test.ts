@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { FsyncSchedule, Walrus } from '../dist/index.js';
 import { lockForReading } from '../dist/cli/log.js';
-import { recover, scanShard } from '../dist/workers/recovery.js';
+import { recover, scanShard } from '../dist/workers/recovery/index.js';
 import { ShardStore } from '../dist/workers/store.js';
 import { Progress } from '../dist/cli/output.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';

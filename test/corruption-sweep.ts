@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { ShardStore } from '../dist/workers/store.js';
-import { recover } from '../dist/workers/recovery.js';
+import { recover } from '../dist/workers/recovery/index.js';
 import { readEntries } from '../dist/workers/reader.js';
 import { decodeBlockHeader } from '../dist/workers/blocks.js';
 import { pseudoRandom } from './helpers.js';

@@ -20,6 +20,7 @@ import {
   RECORD_CRC_START,
   RECORD_HEADER_BYTES,
   RING_CONTROL_BYTES,
+  RUN_OUT_FIELDS,
   WRITE_OP_FIELDS,
   recordFootprint,
 } from '../dist/shared/layout.js';
@@ -763,12 +764,12 @@ describe('sealRun', () => {
       [5, 12, 1, 0],
       [6, 0, 1, 9],
     ]);
-    const out = new Float64Array(4 + 20);
+    const out = new Float64Array(RUN_OUT_FIELDS + 20);
     const taken = native.sealRun(buf, 0, buf.length, 5, 10, 0xabcdef01, 1 << 20, out, 0, 2);
     expect(taken).toBe(at[3]);
-    expect([...out.subarray(0, 4)]).toEqual([3, 13, 1, 2]);
+    expect([...out.subarray(0, RUN_OUT_FIELDS)]).toEqual([3, 13, 2]);
     // Offsets 10 and 12 are multiples of 2 from indexBase 0: their positions are reported.
-    expect([...out.subarray(4, 8)]).toEqual([10, at[0], 12, at[2]]);
+    expect([...out.subarray(RUN_OUT_FIELDS, RUN_OUT_FIELDS + 4)]).toEqual([10, at[0], 12, at[2]]);
     const dv = new DataView(buf.buffer);
     for (const p of at.slice(0, 3)) {
       expect(dv.getUint32(p + 24, true)).toBe(0xabcdef01);
@@ -786,10 +787,11 @@ describe('sealRun', () => {
     ]);
     const out = new Float64Array(8);
     expect(native.sealRun(buf, 0, buf.length, 1, 0, 7, 1 << 20, out, 0, 32)).toBe(at[2]);
-    expect([...out.subarray(0, 4)]).toEqual([2, -1, 2, 1]);
+    expect([...out.subarray(0, RUN_OUT_FIELDS)]).toEqual([2, -1, 1]);
     expect(native.sealRun(buf, 0, buf.length, 1, 0, 7, at[1]! + 1, out, 0, 32)).toBe(at[1]);
     expect(native.sealRun(buf, 0, at[1]! + 10, 1, 0, 7, 1 << 20, out, 0, 32)).toBe(at[1]);
     expect(native.sealRun(buf, 0, buf.length, 2, 0, 7, 1 << 20, out, 0, 32)).toBe(0);
     expect(() => native.sealRun(buf, 0, buf.length + 1, 1, 0, 7, 1, out, 0, 32)).toThrow(RangeError);
+    expect(() => native.sealRun(buf, 0, buf.length, 1, 0, 7, 1, new Float64Array(RUN_OUT_FIELDS - 1), 0, 32)).toThrow(RangeError);
   });
 });

@@ -29,7 +29,7 @@ import {
 import { decodeBlockHeader } from '../dist/workers/blocks.js';
 import { decodeSegmentHeader } from '../dist/workers/segments.js';
 import { decodeMeta, encodeMeta } from '../dist/workers/meta.js';
-import { harvestMarks } from '../dist/workers/marks.js';
+import { harvestMarks } from '../dist/workers/recovery/marks.js';
 import { sanitizeKey } from '../dist/main/namespace.js';
 import { ramTempDir, tempDir } from './helpers.js';
 

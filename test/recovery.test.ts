@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { ShardStore } from '../dist/workers/store.js';
-import { recover } from '../dist/workers/recovery.js';
+import { recover } from '../dist/workers/recovery/index.js';
 import { readEntries } from '../dist/workers/reader.js';
 import { collect, ramTempDir, tempDir } from './helpers.js';
 

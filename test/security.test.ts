@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { ShardStore } from '../dist/workers/store.js';
-import { recover } from '../dist/workers/recovery.js';
+import { recover } from '../dist/workers/recovery/index.js';
 import { encodeSegmentHeader, segmentName } from '../dist/workers/segments.js';
 import { native } from '../dist/shared/native.js';
 import { REC_LEN, SEGMENT_DATA_START } from '../dist/shared/layout.js';

@@ -1,6 +1,6 @@
 /**
  * A read-only view of a log on disk, for the CLI: every shard scanned by the engine's own
- * recovery scan (src/workers/recovery.ts `scanShard`, 'inspect' mode), which opens segment
+ * recovery scan (src/workers/recovery/index.ts `scanShard`, 'inspect' mode), which opens segment
  * files read-only and never writes, removes or truncates anything.
  *
  * The lock: if `walrus.lock` exists, the view takes a *shared* flock on it (opened read-only)
@@ -13,7 +13,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LOCK_FILE, sanitizeKey } from '../main/namespace.js';
 import { native } from '../shared/native.js';
-import { type ShardScan, scanShard } from '../workers/recovery.js';
+import { type ShardScan, scanShard } from '../workers/recovery/index.js';
 import { listSegments, shardsOnDisk } from '../workers/segments.js';
 import { ShardStore } from '../workers/store.js';
 import { CliError, EXIT } from './args.js';

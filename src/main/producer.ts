@@ -7,14 +7,13 @@
  * released nothing for STALL_MS.
  */
 import { WalrusError } from '../shared/errors.js';
+import { encodeFrame, payloadStart, zeroFramePadding } from '../shared/format/frame.js';
 import {
   RECORD_HEADER_BYTES,
   RecordKind,
   recordFootprint,
 } from '../shared/layout.js';
 import { RingBig, RingSlot, loadBig, ringViews, wakeWorker, type RingViews } from '../shared/ring.js';
-
-const TWO_32 = 2 ** 32;
 
 /**
  * How long a full ring may go without the worker releasing any space before an append gives
@@ -90,11 +89,7 @@ export class RingProducer {
     if (wraps) {
       // A record never straddles the end of the ring. A remainder shorter than a header is
       // skipped by the consumer on its own; a longer one carries an explicit Wrap record.
-      if (toEnd >= RECORD_HEADER_BYTES) {
-        const w = pos >> 2;
-        this.v.words[w + 1] = 0;
-        this.v.words[w + 3] = RecordKind.Wrap;
-      }
+      if (toEnd >= RECORD_HEADER_BYTES) encodeFrame(this.v.words, pos, 0, 0, RecordKind.Wrap, 0, 0, 0);
       this.advance(toEnd);
       pos = 0;
     }
@@ -109,25 +104,14 @@ export class RingProducer {
 
   /** Frames one record at ring offset `pos` (from claim). Payload bytes are written by the caller. */
   writeHeader(pos: number, footprint: number, len: number, topicId: number, kind: number, offset: number, remaining: number): void {
-    const w = this.v.words;
-    const i = pos >> 2;
-    // Zero the last 8-byte word first: it holds all the padding, and the payload copied
-    // afterwards overwrites whatever part of it is payload.
-    w[i + (footprint >> 2) - 2] = 0;
-    w[i + (footprint >> 2) - 1] = 0;
-    w[i] = 0;
-    w[i + 1] = len;
-    w[i + 2] = topicId;
-    w[i + 3] = kind; // kind byte, then flags and reserved bytes, all zero
-    w[i + 4] = offset % TWO_32;
-    w[i + 5] = Math.floor(offset / TWO_32);
-    w[i + 6] = 0; // salt: set by the worker once it knows the block
-    w[i + 7] = remaining;
+    zeroFramePadding(this.v.words, pos, footprint);
+    // Salt 0 and CRC 0: the worker seals the frame once it knows its block.
+    encodeFrame(this.v.words, pos, len, topicId, kind, offset, 0, remaining);
   }
 
   writePayload(pos: number, data: Uint8Array | string, len: number): void {
-    if (typeof data === 'string') this.buf.write(data, pos + RECORD_HEADER_BYTES, len, 'utf8');
-    else this.v.data.set(data, pos + RECORD_HEADER_BYTES);
+    if (typeof data === 'string') this.buf.write(data, payloadStart(pos), len, 'utf8');
+    else this.v.data.set(data, payloadStart(pos));
   }
 
   /** Claims and writes the TopicDef record of `t` (not published). */
@@ -137,7 +121,7 @@ export class RingProducer {
     const pos = this.claim(fp);
     if (pos < 0) return false;
     this.writeHeader(pos, fp, len, t.id, RecordKind.TopicDef, 0, 1);
-    this.v.data.set(t.nameBytes, pos + RECORD_HEADER_BYTES);
+    this.v.data.set(t.nameBytes, payloadStart(pos));
     return true;
   }
 

@@ -149,6 +149,11 @@ export const ShardState = { Open: 0, Failed: 1, Closed: 2 } as const;
 export const WRITE_OP_FIELDS = 4; // fd, file position, first iovec index, iovec count
 export const IOV_FIELDS = 3; // source (-1 = ring, k = external buffer k), offset, length
 export const IOV_SOURCE_RING = -1;
+/**
+ * sealRun's `out` (native.ts): this many numbers (frames taken, offset after the last
+ * complete batch, index pairs written), then the index pairs.
+ */
+export const RUN_OUT_FIELDS = 3;
 
 /** Every numeric constant the C++ side compiles against. */
 export const NATIVE_LAYOUT = {
@@ -169,4 +174,5 @@ export const NATIVE_LAYOUT = {
   WRITE_OP_FIELDS,
   IOV_FIELDS,
   IOV_SOURCE_RING,
+  RUN_OUT_FIELDS,
 } as const;

@@ -141,8 +141,8 @@ export interface NativeBinding {
    * continuing from `offset`, while each fits before `limit` and the run within `room`
    * bytes; stamps `salt` into each and seals its CRC. Returns the bytes taken; fills
    * `out[0]` = frames, `out[1]` = offset after the last frame whose remaining is 1 (-1 if
-   * none), `out[2]` = remaining of the last frame, `out[3]` = index pairs written from
-   * `out[4]` as (offset, position relative to start) for offsets indexBase + k*indexEvery.
+   * none), `out[2]` = index pairs written from `out[RUN_OUT_FIELDS]` as (offset, position
+   * relative to start) for offsets indexBase + k*indexEvery.
    */
   sealRun(
     buf: Uint8Array,

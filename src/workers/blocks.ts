@@ -16,10 +16,10 @@ import {
   BLOCK_HEADER_BYTES,
   BLOCK_MAGIC,
 } from '../shared/layout.js';
+import { joinU64, u64Hi, u64Lo } from '../shared/format/u64.js';
 import { native } from '../shared/native.js';
 import type { Segment } from './segments.js';
 
-const TWO_32 = 2 ** 32;
 /** The sparse in-block index keeps the position of every INDEX_EVERY-th record. */
 export const INDEX_EVERY = 32;
 
@@ -229,10 +229,10 @@ export function encodeBlockHeader(h: BlockHeader): Uint8Array {
   const dv = new DataView(b.buffer);
   dv.setUint32(BLK_MAGIC, BLOCK_MAGIC, true);
   dv.setUint32(BLK_TOPIC, h.topicId, true);
-  dv.setUint32(BLK_SEQ_LO, h.seq % TWO_32, true);
-  dv.setUint32(BLK_SEQ_HI, Math.floor(h.seq / TWO_32), true);
-  dv.setUint32(BLK_FIRST_LO, h.first % TWO_32, true);
-  dv.setUint32(BLK_FIRST_HI, Math.floor(h.first / TWO_32), true);
+  dv.setUint32(BLK_SEQ_LO, u64Lo(h.seq), true);
+  dv.setUint32(BLK_SEQ_HI, u64Hi(h.seq), true);
+  dv.setUint32(BLK_FIRST_LO, u64Lo(h.first), true);
+  dv.setUint32(BLK_FIRST_HI, u64Hi(h.first), true);
   dv.setUint32(BLK_SLOTS, h.slots, true);
   dv.setUint32(BLK_SALT, h.salt, true);
   dv.setUint32(BLK_CRC, native.crc32c(b.subarray(0, BLK_CRC)), true);
@@ -247,8 +247,8 @@ export function decodeBlockHeader(b: Uint8Array): BlockHeader | null {
   if (dv.getUint32(BLK_CRC, true) !== native.crc32c(b.subarray(0, BLK_CRC))) return null;
   return {
     topicId: dv.getUint32(BLK_TOPIC, true),
-    seq: dv.getUint32(BLK_SEQ_LO, true) + dv.getUint32(BLK_SEQ_HI, true) * TWO_32,
-    first: dv.getUint32(BLK_FIRST_LO, true) + dv.getUint32(BLK_FIRST_HI, true) * TWO_32,
+    seq: joinU64(dv.getUint32(BLK_SEQ_LO, true), dv.getUint32(BLK_SEQ_HI, true)),
+    first: joinU64(dv.getUint32(BLK_FIRST_LO, true), dv.getUint32(BLK_FIRST_HI, true)),
     slots: dv.getUint32(BLK_SLOTS, true),
     salt: dv.getUint32(BLK_SALT, true),
   };

@@ -3,13 +3,12 @@
  * in-block index, read sequentially in chunks, verify every record's CRC before returning it.
  */
 import { corruptError } from '../shared/errors.js';
-import { RECORD_HEADER_BYTES, REC_LEN, REC_OFFSET_HI, REC_OFFSET_LO, REC_TOPIC, recordFootprint } from '../shared/layout.js';
-import { native } from '../shared/native.js';
+import { frameLength, frameOffset, frameTopic, frameWords, payloadStart, recordFootprint, verifyFrames } from '../shared/format/frame.js';
+import { RECORD_HEADER_BYTES } from '../shared/layout.js';
 import { readSegment } from './segments.js';
 import { READ_ENTRY_FIELDS } from '../shared/messages.js';
 import { type Block, type TopicLog, findBlock, seekInBlock } from './blocks.js';
 
-const TWO_32 = 2 ** 32;
 const MIN_CHUNK = 16 * 1024;
 /**
  * Margin on the estimate of how many bytes a read returns (entries wanted times the block's
@@ -58,16 +57,16 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     while (rel < b.used) {
       // A fresh buffer per read: the payloads returned are views of it, transferred whole.
       const chunk = readAt(b, rel, want);
-      const dv = new DataView(chunk.buffer, chunk.byteOffset, want);
+      const words = frameWords(chunk);
       const index = chunks.length;
       const firstFound = found.length;
       let p = 0;
       let stop = false;
       while (p + RECORD_HEADER_BYTES <= want) {
-        const len = dv.getUint32(p + REC_LEN, true);
+        const len = frameLength(words, p);
         const fp = recordFootprint(len);
         if (p + fp > want) break;
-        const off = dv.getUint32(p + REC_OFFSET_LO, true) + dv.getUint32(p + REC_OFFSET_HI, true) * TWO_32;
+        const off = frameOffset(words, p);
         if (off !== at) {
           // A wrong offset is damage, or a torn length that made the walk land mid-record:
           // the checksum check below tells which record is bad.
@@ -80,7 +79,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
             stop = true;
             break;
           }
-          found.push({ offset: off, chunk: index, start: p + RECORD_HEADER_BYTES, length: len });
+          found.push({ offset: off, chunk: index, start: payloadStart(p), length: len });
           bytes += len;
           offset = off + 1;
           if (found.length >= maxEntries || offset >= t.complete) {
@@ -100,8 +99,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
       if (p === 0) {
         // One record larger than the chunk: read exactly it next.
         if (rel + RECORD_HEADER_BYTES > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'truncated record header');
-        const len = dv.getUint32(REC_LEN, true);
-        want = recordFootprint(len);
+        want = recordFootprint(frameLength(words, 0));
         if (rel + want > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'record length past the end of its block');
         continue;
       }
@@ -177,23 +175,23 @@ function readSmall(
       end++;
     }
     const chunk = readAt(b, first.rel, length);
-    const valid = native.verifyFrames(chunk, 0, length);
-    const dv = new DataView(chunk.buffer, chunk.byteOffset, length);
+    const valid = verifyFrames(chunk, 0, length);
+    const words = frameWords(chunk);
     const index = chunks.length;
     const before = found.length;
     let p = 0;
     for (let j = k; j < end; j++) {
       const r = small[j]!;
-      const len = dv.getUint32(p + REC_LEN, true);
-      const off = dv.getUint32(p + REC_OFFSET_LO, true) + dv.getUint32(p + REC_OFFSET_HI, true) * TWO_32;
-      if (p + r.fp > valid || dv.getUint32(p + REC_TOPIC, true) !== t.id || off !== r.offset || recordFootprint(len) !== r.fp) {
+      const len = frameLength(words, p);
+      const off = frameOffset(words, p);
+      if (p + r.fp > valid || frameTopic(words, p) !== t.id || off !== r.offset || recordFootprint(len) !== r.fp) {
         throw corruptError(b.segment.path, b.dataStart + r.rel, p + r.fp > valid ? 'record checksum mismatch' : `expected offset ${r.offset} of topic id ${t.id} in a shared block`);
       }
       if (off >= t.complete || (found.length > 0 && bytes + len > maxBytes)) {
         if (found.length > before) chunks.push(chunk.buffer as ArrayBuffer);
         return { offset: off, bytes, full: true };
       }
-      found.push({ offset: off, chunk: index, start: p + RECORD_HEADER_BYTES, length: len });
+      found.push({ offset: off, chunk: index, start: payloadStart(p), length: len });
       bytes += len;
       offset = off + 1;
       p += r.fp;
@@ -206,7 +204,7 @@ function readSmall(
 
 /** Throws ERR_WALRUS_CORRUPT at the first of the frames in [0, end) whose checksum fails. */
 function checkFrames(chunk: Uint8Array, b: Block, rel: number, end: number): void {
-  const valid = native.verifyFrames(chunk, 0, end);
+  const valid = verifyFrames(chunk, 0, end);
   if (valid < end) throw corruptError(b.segment.path, b.dataStart + rel + valid, 'record checksum mismatch');
 }
 

@@ -23,11 +23,10 @@ import {
   SEG_SLOTS,
   SEG_VERSION,
 } from '../shared/layout.js';
+import { joinU64, u64Hi, u64Lo } from '../shared/format/u64.js';
 import { type BackgroundSync, native } from '../shared/native.js';
 import type { Block } from './blocks.js';
 import type { SegmentFiles } from './files.js';
-
-const TWO_32 = 2 ** 32;
 
 export interface Segment {
   seq: number;
@@ -146,8 +145,8 @@ export function encodeSegmentHeader(shard: number, seq: number, slots: number, b
   dv.setUint32(SEG_HEADER_BYTES, SEGMENT_HEADER_BYTES, true);
   dv.setUint32(SEG_SHARD, shard, true);
   dv.setUint32(SEG_BLOCK_BYTES, blockBytes, true);
-  dv.setUint32(SEG_SEQ_LO, seq % TWO_32, true);
-  dv.setUint32(SEG_SEQ_HI, Math.floor(seq / TWO_32), true);
+  dv.setUint32(SEG_SEQ_LO, u64Lo(seq), true);
+  dv.setUint32(SEG_SEQ_HI, u64Hi(seq), true);
   dv.setUint32(SEG_SLOTS, slots, true);
   dv.setUint32(SEG_SALT, salt, true);
   dv.setUint32(SEG_CRC, native.crc32c(h.subarray(0, SEG_CRC)), true);
@@ -178,7 +177,7 @@ export function decodeSegmentHeader(h: Uint8Array): SegmentHeader | string {
   return {
     version,
     shard: dv.getUint32(SEG_SHARD, true),
-    seq: dv.getUint32(SEG_SEQ_LO, true) + dv.getUint32(SEG_SEQ_HI, true) * TWO_32,
+    seq: joinU64(dv.getUint32(SEG_SEQ_LO, true), dv.getUint32(SEG_SEQ_HI, true)),
     slots,
     blockBytes,
     salt: dv.getUint32(SEG_SALT, true),
@@ -303,6 +302,6 @@ export function readSegment(seg: Segment, buf: Uint8Array, position: number): nu
 
 /** The salt every record of a block carries: unique per block incarnation. */
 export function blockSalt(segmentSalt: number, blockSeq: number): number {
-  const mixed = Math.imul((segmentSalt ^ (blockSeq % TWO_32)) >>> 0, 0x9e3779b1) ^ Math.floor(blockSeq / TWO_32);
+  const mixed = Math.imul((segmentSalt ^ u64Lo(blockSeq)) >>> 0, 0x9e3779b1) ^ u64Hi(blockSeq);
   return (mixed ^ (mixed >>> 15)) >>> 0;
 }

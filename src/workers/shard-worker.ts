@@ -13,7 +13,7 @@ import { ShardState } from '../shared/layout.js';
 import { Consumers } from './consumer.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './reader.js';
-import { recover } from './recovery.js';
+import { recover } from './recovery/index.js';
 import { checkMmapFileSystem } from './segments.js';
 import { ShardStore } from './store.js';
 import { Writer } from './writer.js';

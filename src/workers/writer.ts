@@ -6,15 +6,27 @@
  */
 import { ioError } from '../shared/errors.js';
 import {
+  PendingSeals,
+  encodeFrame,
+  frameKind,
+  frameLength,
+  frameOffset,
+  framePayload,
+  frameRemaining,
+  frameTopic,
+  frameWords,
+  recordFootprint,
+  sealFrame,
+} from '../shared/format/frame.js';
+import {
   IOV_FIELDS,
   IOV_SOURCE_RING,
   META_TOPIC_ID,
   RECORD_HEADER_BYTES,
-  REC_SALT,
   RING_CONTROL_BYTES,
+  RUN_OUT_FIELDS,
   RecordKind,
   WRITE_OP_FIELDS,
-  recordFootprint,
 } from '../shared/layout.js';
 import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
@@ -23,7 +35,6 @@ import { encodeMeta, type MetaRecord } from './meta.js';
 import type { Segment } from './segments.js';
 import type { ShardStore } from './store.js';
 
-const TWO_32 = 2 ** 32;
 /**
  * Sync marks are written at most this often (and at close). A mark costs a second write
  * region in the fsync that follows it; marking every fsync halved the fsync rate of
@@ -69,9 +80,9 @@ export class Writer {
   // Per-drain batch under construction.
   private runs: Run[] = [];
   private ext: Uint8Array[] = [];
-  private seal: Uint32Array;
-  private sealCount = 0;
-  /** sealRun's output: 4 numbers, then index pairs. */
+  /** Ring frames taken one at a time: salted when placed, their CRCs stored before the write. */
+  private readonly seals: PendingSeals;
+  /** sealRun's output: RUN_OUT_FIELDS numbers, then index pairs. */
   private readonly runOut: Float64Array;
   private externalBytes = 0;
   private records = 0;
@@ -86,8 +97,8 @@ export class Writer {
     private readonly uringIo: IoContext | null,
     private readonly uringAlways: boolean,
   ) {
-    this.seal = new Uint32Array(ring.size / RECORD_HEADER_BYTES + 1);
-    this.runOut = new Float64Array(4 + 2 * (Math.ceil(ring.size / RECORD_HEADER_BYTES / INDEX_EVERY) + 2));
+    this.seals = new PendingSeals(ring.data, ring.words, ring.size / RECORD_HEADER_BYTES + 1);
+    this.runOut = new Float64Array(RUN_OUT_FIELDS + 2 * (Math.ceil(ring.size / RECORD_HEADER_BYTES / INDEX_EVERY) + 2));
   }
 
   /** True when the ring holds published records not yet consumed. */
@@ -120,20 +131,19 @@ export class Writer {
         tail = (tail + size - pos) >>> 0;
         continue;
       }
-      const i = pos >> 2;
-      const kind = words[i + 3]! & 0xff;
-      const len = words[i + 1]! >>> 0;
+      const kind = frameKind(words, pos);
+      const len = frameLength(words, pos);
       let step = 0;
       switch (kind) {
         case RecordKind.Entry: {
-          const id = words[i + 2]! >>> 0;
+          const id = frameTopic(words, pos);
           const sameTopic = id === lastId;
           if (!sameTopic) {
             lastTopic = this.topicOf(id);
             lastId = id;
           }
           const t = lastTopic!;
-          const offset = (words[i + 4]! >>> 0) + (words[i + 5]! >>> 0) * TWO_32;
+          const offset = frameOffset(words, pos);
           const b = t.cur;
           if (sameTopic && b !== null && b.run !== null && offset === t.next && b.run.end === b.dataStart + b.used) {
             // The record continues the run this drain already has for its block, right after
@@ -144,7 +154,7 @@ export class Writer {
             const limit = Math.min(size, pos + ((head - tail) >>> 0));
             const taken = native.sealRun(data, pos, limit, id, offset, b.salt, b.capacity - b.used, out, b.first, INDEX_EVERY);
             if (taken > 0) {
-              for (let k = 0; k < out[3]!; k++) b.index.push(out[4 + 2 * k]!, b.used + out[5 + 2 * k]!);
+              for (let k = 0; k < out[2]!; k++) b.index.push(out[RUN_OUT_FIELDS + 2 * k]!, b.used + out[RUN_OUT_FIELDS + 2 * k + 1]!);
               b.used += taken;
               b.next = t.next = offset + out[0]!;
               if (out[1]! >= 0) t.complete = out[1]!;
@@ -156,9 +166,8 @@ export class Writer {
           }
           // First record of its block in this drain (or one that needs a new block).
           step = recordFootprint(len);
-          const run = this.place(t, step, offset, words[i + 7]! >>> 0).run!;
-          words[i + (REC_SALT >> 2)] = run.block.salt;
-          this.seal[this.sealCount++] = pos;
+          const run = this.place(t, step, offset, frameRemaining(words, pos)).run!;
+          this.seals.add(pos, run.block.salt);
           this.pushIov(run, IOV_SOURCE_RING, RING_CONTROL_BYTES + pos, step);
           this.records++;
           break;
@@ -171,14 +180,14 @@ export class Writer {
             break;
           }
           this.externals.delete(at);
-          this.expandExternal(words[i + 2]! >>> 0, (words[i + 4]! >>> 0) + (words[i + 5]! >>> 0) * TWO_32, group);
+          this.expandExternal(frameTopic(words, pos), frameOffset(words, pos), group);
           step = RECORD_HEADER_BYTES;
           break;
         }
         case RecordKind.TopicDef: {
           step = recordFootprint(len);
-          const id = words[i + 2]! >>> 0;
-          const name = utf8.decode(data.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
+          const id = frameTopic(words, pos);
+          const name = utf8.decode(framePayload(data, pos, len));
           if (this.newTopics.length === 0) this.reserveMeta();
           this.newTopics.push(store.addTopic(id, name));
           break;
@@ -314,15 +323,17 @@ export class Writer {
   }
 
   /**
-   * Frames a record that is not in the ring (meta, external): fills `header` (a view at
-   * `headerStart` of ext source `headerSource`), places the record and queues its iovecs.
+   * Frames a record that is not in the ring (meta, external): writes its header at
+   * `headerStart` of ext source `headerSource` (`headers`, `headerWords`: that source and its
+   * words), places the record, seals it (its payload is held apart) and queues its iovecs.
    */
   private placeFrame(
     t: TopicLog,
     kind: number,
     offset: number,
     remaining: number,
-    header: Uint8Array,
+    headers: Uint8Array,
+    headerWords: Int32Array,
     headerSource: number,
     headerStart: number,
     payload: Uint8Array,
@@ -331,16 +342,9 @@ export class Writer {
   ): void {
     const len = payload.length;
     const fp = recordFootprint(len);
-    const dv = new DataView(header.buffer, header.byteOffset, RECORD_HEADER_BYTES);
-    dv.setUint32(4, len, true);
-    dv.setUint32(8, t.id, true);
-    dv.setUint32(12, kind, true);
-    dv.setUint32(16, offset % TWO_32, true);
-    dv.setUint32(20, Math.floor(offset / TWO_32), true);
-    dv.setUint32(28, remaining, true);
+    encodeFrame(headerWords, headerStart, len, t.id, kind, offset, 0, remaining);
     const block = this.place(t, fp, offset, remaining);
-    dv.setUint32(REC_SALT, block.salt, true);
-    dv.setUint32(0, native.crc32c(payload, native.crc32c(header.subarray(4, RECORD_HEADER_BYTES))), true);
+    sealFrame(headers, headerWords, headerStart, block.salt, payload);
     const run = block.run!;
     this.pushIov(run, headerSource, headerStart, RECORD_HEADER_BYTES);
     if (len > 0) this.pushIov(run, payloadSource, payloadStart, len);
@@ -355,7 +359,7 @@ export class Writer {
   appendMeta(m: MetaRecord, payload: Uint8Array = encodeMeta(m)): number {
     const meta = this.store.meta;
     const header = new Uint8Array(RECORD_HEADER_BYTES);
-    this.placeFrame(meta, RecordKind.Meta, meta.next, 1, header, this.addExt(header), 0, payload, this.addExt(payload), 0);
+    this.placeFrame(meta, RecordKind.Meta, meta.next, 1, header, frameWords(header), this.addExt(header), 0, payload, this.addExt(payload), 0);
     return meta.cur!.segment.seq;
   }
 
@@ -377,13 +381,13 @@ export class Writer {
     const n = g.lengths.length;
     const src = this.addExt(g.payload);
     const headers = new Uint8Array(RECORD_HEADER_BYTES * n);
+    const headerWords = frameWords(headers);
     const headerSrc = this.addExt(headers);
     let at = 0;
     for (let k = 0; k < n; k++) {
       const len = g.lengths[k]!;
       const h = k * RECORD_HEADER_BYTES;
-      const header = headers.subarray(h, h + RECORD_HEADER_BYTES);
-      this.placeFrame(t, RecordKind.Entry, first + k, n - k, header, headerSrc, h, g.payload.subarray(at, at + len), src, at);
+      this.placeFrame(t, RecordKind.Entry, first + k, n - k, headers, headerWords, headerSrc, h, g.payload.subarray(at, at + len), src, at);
       at += len;
     }
     this.externalBytes += at;
@@ -416,7 +420,7 @@ export class Writer {
         r.segment.unsynced = true;
       }
     }
-    if (this.sealCount > 0) native.sealFrames(this.ring.data, this.seal, this.sealCount);
+    this.seals.flush();
     const nSync = sync ? this.dirtySegments.size : 0;
     if (runs.length > 0 || nSync > 0) {
       try {
@@ -525,7 +529,6 @@ export class Writer {
     for (const r of this.runs) r.block.run = null;
     this.runs = [];
     this.ext = [];
-    this.sealCount = 0;
     this.externalBytes = 0;
     this.records = 0;
     this.pendingConsumed = 0;

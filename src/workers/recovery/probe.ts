@@ -1,32 +1,103 @@
 /**
- * The scan's first pass over a shard's files: opening each segment (header and size checks,
- * recognising a creation cut short) and probing its slots for block headers.
+ * The scan's first phase, over a shard's files: opening each segment (header and size checks,
+ * recognising a creation cut short), probing its slots for block headers, and tearing slots
+ * whose header is damaged (after harvesting the marks in them). Also the reads of a block's
+ * bytes that the chain replays share.
  */
 import { statSync } from 'node:fs';
-import { type WalrusError, corruptError } from '../shared/errors.js';
+import { type WalrusError, corruptError } from '../../shared/errors.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../../shared/layout.js';
+import { native } from '../../shared/native.js';
+import { type Block, decodeBlockHeader } from '../blocks.js';
 import {
-  BLOCK_HEADER_BYTES,
-  REC_FLAGS,
-  REC_KIND,
-  REC_REMAINING,
-  REC_RESERVED,
-  REC_SALT,
-  SEGMENT_DATA_START,
-  SEGMENT_HEADER_BYTES,
-  SHARED_TOPIC_ID,
-} from '../shared/layout.js';
-import { native } from '../shared/native.js';
-import { type Block, decodeBlockHeader } from './blocks.js';
-import { OPEN_EXISTING, OPEN_READ_ONLY, type Segment, allocationBoundary, blockSalt, decodeSegmentHeader, readSegment, segmentBytes, segmentState, slotPosition } from './segments.js';
-import type { ScanMode } from './recovery.js';
-import type { ShardStore } from './store.js';
+  OPEN_EXISTING,
+  OPEN_READ_ONLY,
+  type Segment,
+  allocationBoundary,
+  blockSalt,
+  decodeSegmentHeader,
+  listSegments,
+  readSegment,
+  segmentBytes,
+  segmentState,
+  slotPosition,
+} from '../segments.js';
+import type { ShardStore } from '../store.js';
+import type { BreakPoint, Findings, ScanMode } from './findings.js';
+import { harvestMarks } from './marks.js';
+
+/** What probing a shard's files found. */
+export interface ShardProbe {
+  /** Segment files listed (recovery of a shard with none is clean). */
+  files: number;
+  /** Valid blocks by topic id (SHARED_TOPIC_ID: the shared chain), each list in block-sequence order. */
+  found: Map<number, Block[]>;
+  /**
+   * Marks found outside the meta chain (marks.ts): facts wherever they are found. Probing
+   * adds those of damaged slots, the meta replay those of the meta bytes it drops.
+   */
+  harvested: Map<number, number>;
+  /** The first slot whose block header is damaged (not zero, not valid). */
+  firstDamage: BreakPoint | null;
+  /** A last segment whose creation was cut short (recover removes it). */
+  abandoned: { path: string; why: string } | null;
+}
+
+/** Opens every segment of the shard into `store.segments` and collects its valid blocks. */
+export function probeShard(store: ShardStore, findings: Findings): ShardProbe {
+  const probe: ShardProbe = { files: 0, found: new Map(), harvested: new Map(), firstDamage: null, abandoned: null };
+  // A memory shard starts empty: its segments never outlive the instance.
+  const files = store.memory ? [] : listSegments(store.dir, store.shard);
+  probe.files = files.length;
+  for (let k = 0; k < files.length; k++) {
+    const opened = openSegment(store, files[k]!, k === files.length - 1, findings.mode);
+    if (typeof opened === 'string') {
+      probe.abandoned = { path: files[k]!.path, why: opened };
+      continue;
+    }
+    if ('code' in opened) {
+      findings.fail(opened);
+      continue;
+    }
+    const seg = opened;
+    store.segments.push(seg);
+    store.lastSegmentSeq = seg.seq;
+    const damaged: number[] = [];
+    const blocks = probeBlocks(store, seg, damaged);
+    const short = checkSegmentSize(seg);
+    if (short !== null) findings.fail(short);
+    for (const b of blocks) {
+      let list = probe.found.get(b.topicId);
+      if (!list) probe.found.set(b.topicId, (list = []));
+      list.push(b);
+      if (b.seq > store.lastBlockSeq) store.lastBlockSeq = b.seq;
+      if (b.topicId > store.maxTopicId && b.topicId !== SHARED_TOPIC_ID) store.maxTopicId = b.topicId;
+    }
+    for (const slot of damaged) tearDamagedSlot(store, seg, slot, probe, findings);
+  }
+  for (const list of probe.found.values()) list.sort((a, b) => a.seq - b.seq);
+  return probe;
+}
+
+/**
+ * A slot whose header is neither zero nor valid: a torn header write, or damage. Its bytes
+ * are torn unless a mark in it (or anywhere) says they were durable.
+ */
+function tearDamagedSlot(store: ShardStore, seg: Segment, slot: number, probe: ShardProbe, findings: Findings): void {
+  const start = slotPosition(slot, seg.blockBytes);
+  const buf = new Uint8Array(seg.blockBytes);
+  const got = native.pread(store.fd(seg), buf, start);
+  harvestMarks(buf, 0, got, null, probe.harvested);
+  findings.tear(seg, start, nonZeroExtent(buf, 0, got), 'slot whose block header is damaged');
+  probe.firstDamage ??= { file: seg.path, pos: start };
+}
 
 /**
  * Opens and validates a segment (read-write to recover, read-only to inspect; never writes).
  * Returns the reason when it is a last segment whose creation was cut short (closed again,
  * for recovery to remove), the corruption error when it is invalid otherwise.
  */
-export function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, mode: ScanMode): Segment | string | WalrusError {
+function openSegment(store: ShardStore, f: { seq: number; path: string }, isLast: boolean, mode: ScanMode): Segment | string | WalrusError {
   store.files.flags = mode === 'recover' ? OPEN_EXISTING : OPEN_READ_ONLY;
   store.files.reserve();
   const fd = native.open(f.path, store.files.flags, 0);
@@ -82,13 +153,13 @@ export function openSegment(store: ShardStore, f: { seq: number; path: string },
  * shorter file was cut afterwards (its blocks past the cut, and the marks in them, would vanish
  * without a trace). Returns the corruption, or null.
  */
-export function checkSegmentSize(seg: Segment): WalrusError | null {
+function checkSegmentSize(seg: Segment): WalrusError | null {
   const need = allocationBoundary(slotPosition(seg.nextSlot, seg.blockBytes), segmentBytes(seg.slots, seg.blockBytes));
   if (seg.allocated >= need) return null;
   return corruptError(seg.path, seg.allocated, `the segment file is ${seg.allocated} bytes, its blocks need ${need}: truncated`);
 }
 
-export function isAllZeroAfter(fd: number, from: number): boolean {
+function isAllZeroAfter(fd: number, from: number): boolean {
   const buf = new Uint8Array(1 << 20);
   for (let pos = from; ; pos += buf.length) {
     const got = native.pread(fd, buf, pos);
@@ -101,7 +172,7 @@ export function isAllZeroAfter(fd: number, from: number): boolean {
  * Every valid block header in `seg`; sets seg.nextSlot past the last one. Slots not covered
  * by a valid block whose first 64 bytes are not all zero go to `damaged`.
  */
-export function probeBlocks(store: ShardStore, seg: Segment, damaged: number[]): Block[] {
+function probeBlocks(store: ShardStore, seg: Segment, damaged: number[]): Block[] {
   const out: Block[] = [];
   const hb = new Uint8Array(BLOCK_HEADER_BYTES);
   const fd = store.files.fd(seg);
@@ -158,21 +229,4 @@ export function nonZeroExtent(buf: Uint8Array, from: number, end: number): numbe
   while (e - 4 >= from && (e & 3) === 0 && (buf[e - 1]! | buf[e - 2]! | buf[e - 3]! | buf[e - 4]!) === 0) e -= 4;
   while (e > from && buf[e - 1] === 0) e--;
   return e - from;
-}
-
-/**
- * Whether the record header at `pos` of a block read into `scratch` (`words`: its Int32
- * view) is a well-formed frame of `kind` under the block's `salt`: flags and reserved bytes
- * zero, a batch position of at least 1. Which topic and offset it must carry is the chain's
- * rule (a topic's own chain, or the shared chain), checked by the caller.
- */
-export function framedAt(scratch: Uint8Array, words: Int32Array, pos: number, kind: number, salt: number): boolean {
-  const i = pos >>> 2;
-  return (
-    scratch[pos + REC_KIND] === kind &&
-    scratch[pos + REC_FLAGS] === 0 &&
-    (scratch[pos + REC_RESERVED]! | scratch[pos + REC_RESERVED + 1]!) === 0 &&
-    (words[i + (REC_SALT >> 2)]! >>> 0) === salt &&
-    (words[i + (REC_REMAINING >> 2)]! >>> 0) >= 1
-  );
 }

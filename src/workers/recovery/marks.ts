@@ -13,21 +13,18 @@
  * checksummed from an implausible length.
  */
 import {
-  META_TOPIC_ID,
-  RECORD_ALIGN,
-  RECORD_HEADER_BYTES,
-  REC_FLAGS,
-  REC_KIND,
-  REC_LEN,
-  REC_REMAINING,
-  REC_RESERVED,
-  REC_SALT,
-  REC_TOPIC,
-  RecordKind,
-  recordFootprint,
-} from '../shared/layout.js';
-import { native } from '../shared/native.js';
-import { decodeMeta } from './meta.js';
+  frameKind,
+  frameLength,
+  framePayload,
+  frameRemaining,
+  frameReservedClear,
+  frameSalt,
+  frameSealed,
+  frameTopic,
+  frameWords,
+} from '../../shared/format/frame.js';
+import { META_TOPIC_ID, RECORD_ALIGN, RECORD_HEADER_BYTES, RecordKind } from '../../shared/layout.js';
+import { decodeMeta } from '../meta.js';
 
 /**
  * Adds to `marks` (topic id -> highest durable end) every sync or close mark among the meta
@@ -35,18 +32,19 @@ import { decodeMeta } from './meta.js';
  * block is unknown (a damaged header). Returns how many marks were found.
  */
 export function harvestMarks(buf: Uint8Array, from: number, end: number, salt: number | null, marks: Map<number, number>): number {
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  // The codec reads whole u32 elements: a view that starts off a 4-byte boundary is read
+  // from a copy (recovery's buffers never do).
+  const bytes = buf.byteOffset % 4 === 0 ? buf : buf.slice();
+  const words = frameWords(bytes);
   let found = 0;
   let pos = from + ((RECORD_ALIGN - (from % RECORD_ALIGN)) % RECORD_ALIGN);
   for (; pos + RECORD_HEADER_BYTES <= end; pos += RECORD_ALIGN) {
-    if (buf[pos + REC_KIND] !== RecordKind.Meta || buf[pos + REC_FLAGS] !== 0 || (buf[pos + REC_RESERVED]! | buf[pos + REC_RESERVED + 1]!) !== 0) continue;
-    if (dv.getUint32(pos + REC_TOPIC, true) !== META_TOPIC_ID || dv.getUint32(pos + REC_REMAINING, true) !== 1) continue;
-    if (salt !== null && dv.getUint32(pos + REC_SALT, true) !== salt) continue;
-    const len = dv.getUint32(pos + REC_LEN, true);
-    if (len > end - pos - RECORD_HEADER_BYTES) continue;
-    const fp = Math.min(recordFootprint(len), end - pos);
-    if (native.verifyFrames(buf.subarray(pos, pos + fp), 0, fp) === 0) continue;
-    const m = decodeMeta(buf.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len));
+    if (frameKind(words, pos) !== RecordKind.Meta || !frameReservedClear(words, pos)) continue;
+    if (frameTopic(words, pos) !== META_TOPIC_ID || frameRemaining(words, pos) !== 1) continue;
+    if (salt !== null && frameSalt(words, pos) !== salt) continue;
+    const len = frameLength(words, pos);
+    if (len > end - pos - RECORD_HEADER_BYTES || !frameSealed(bytes, words, pos, end)) continue;
+    const m = decodeMeta(framePayload(bytes, pos, len));
     if (typeof m === 'string' || (m.k !== 'sync' && m.k !== 'close')) continue;
     for (const [id, next] of m.t) marks.set(id, Math.max(marks.get(id) ?? 0, next));
     found++;

@@ -1,0 +1,44 @@
+/**
+ * The scan's last phase, once every chain is replayed: cursors pulled back to the data
+ * recovered, the clean-shutdown decision, and where each chain continues.
+ */
+import { META_TOPIC_ID } from '../../shared/layout.js';
+import type { MetaRecord } from '../meta.js';
+import type { ShardStore } from '../store.js';
+
+/** Sets every topic's durable mark, cursor and delivery position from what was recovered. */
+export function settleCursors(store: ShardStore, marks: Map<number, number>): void {
+  for (const t of store.topics.values()) {
+    t.marked = marks.get(t.id) ?? 0;
+    // A cursor never points past recovered data: entries after it may have been lost with
+    // the torn tail (a cursor written without an fsync, under atLeastOnce, can outrun the
+    // data it counted only when both were unsynced).
+    if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
+    t.cursor = Math.max(t.start, Math.min(t.cursorWritten, t.complete));
+    for (const r of t.small) if (r.offset >= t.cursor) r.block.unconsumed++;
+    // Entries delivered and not committed before the crash are delivered again from here.
+    t.delivered = t.cursor;
+  }
+}
+
+/**
+ * Clean: nothing corrupt, broken or torn, and either a shard with no files yet (`files` 0)
+ * or one whose last meta record (`last`) is a close record and whose topics all end where it
+ * says (the meta topic one record later: the close record itself).
+ */
+export function closedCleanly(store: ShardStore, damaged: boolean, last: MetaRecord | null, files: number): boolean {
+  if (damaged) return false;
+  if (last === null) return files === 0;
+  return last.k === 'close' && last.t.every(([id, next]) => store.topics.get(id)?.complete === (id === META_TOPIC_ID ? next + 1 : next));
+}
+
+/**
+ * New records continue right after each chain's last accepted record: torn bytes are zeroed
+ * by recovery, so the last block ends in zeros after it, exactly as after a clean close.
+ */
+export function resumeChains(store: ShardStore): void {
+  for (const t of store.topics.values()) {
+    t.cur = t.blocks.length > 0 ? t.blocks[t.blocks.length - 1]! : null;
+    t.next = t.complete;
+  }
+}
