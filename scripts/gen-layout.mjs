@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-import { NATIVE_LAYOUT } from '../dist/shared/layout.js';
+import { NATIVE_LAYOUT } from '../dist/shared/format/layout.js';
 import { renderLayoutHeader } from './layout-header.mjs';
 
 const headerPath = fileURLToPath(new URL('../native/layout.h', import.meta.url));

@@ -11,6 +11,6 @@ export type { WalrusOptions, Backend } from './main/options.js';
 export { FsyncSchedule, ReadConsistency } from './shared/schedule.js';
 export { WalrusError } from './shared/errors.js';
 export type { WalrusErrorCode, WalrusErrorDetails } from './shared/errors.js';
-export { TypedTopic } from './main/typed.js';
+export { TypedTopic } from './main/records/typed.js';
 export type { ReadStreamOptions, WriteStreamOptions } from './main/streams.js';
-export type { TypedEntry } from './main/typed.js';
+export type { TypedEntry } from './main/records/typed.js';

@@ -6,9 +6,9 @@ import { Worker } from 'node:worker_threads';
 import { describe, expect, it, vi } from 'vitest';
 import { FsyncSchedule, Walrus } from '../dist/index.js';
 import { resolveOptions } from '../dist/main/options.js';
-import { RingProducer } from '../dist/main/producer.js';
+import { RingProducer } from '../dist/main/client/producer.js';
 import { RingSlot, createRing } from '../dist/shared/ring.js';
-import { ShardState } from '../dist/shared/layout.js';
+import { ShardState } from '../dist/shared/format/layout.js';
 import { tempDir } from './helpers.js';
 
 const RING = 4096;

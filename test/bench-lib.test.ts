@@ -7,7 +7,7 @@ import { framePayloads, makePayloads } from '../bench/lib/payloads.mjs';
 import { meminfoDirty } from '../bench/lib/sampler.mjs';
 import { topicsOverShards } from '../bench/lib/walrus.mjs';
 import { writev } from '../bench/peers/files.mjs';
-import { topicHash } from '../dist/shared/topic.js';
+import { topicHash } from '../dist/shared/format/topic.js';
 import { FsyncSchedule } from '../dist/index.js';
 import { tempDir } from './helpers.js';
 

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { FsyncSchedule, Walrus } from '../dist/index.js';
 import { lockForReading } from '../dist/cli/log.js';
 import { recover, scanShard } from '../dist/workers/recovery/index.js';
-import { ShardStore } from '../dist/workers/store.js';
+import { ShardStore } from '../dist/workers/store/store.js';
 import { Progress } from '../dist/cli/output.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
 import type { InspectReport } from '../dist/cli/inspect.js';

@@ -19,10 +19,10 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, stat
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
-import { ShardStore } from '../dist/workers/store.js';
+import { ShardStore } from '../dist/workers/store/store.js';
 import { recover } from '../dist/workers/recovery/index.js';
-import { readEntries } from '../dist/workers/reader.js';
-import { decodeBlockHeader } from '../dist/workers/blocks.js';
+import { readEntries } from '../dist/workers/read/reader.js';
+import { decodeBlockHeader } from '../dist/shared/format/block.js';
 import { pseudoRandom } from './helpers.js';
 
 export const BLOCK = 4096;

@@ -6,7 +6,7 @@
 import { crc32c as referenceCrc32c } from '@node-rs/crc32';
 import { describe, expect, it } from 'vitest';
 
-import { RingProducer } from '../dist/main/producer.js';
+import { RingProducer } from '../dist/main/client/producer.js';
 import {
   PendingSeals,
   computeFrameCrc,
@@ -46,7 +46,7 @@ import {
   RUN_OUT_FIELDS,
   RecordKind,
   recordFootprint,
-} from '../dist/shared/layout.js';
+} from '../dist/shared/format/layout.js';
 import { native } from '../dist/shared/native.js';
 import { createRing } from '../dist/shared/ring.js';
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 
 import { describe, expect, it } from 'vitest';
 
-import { NATIVE_LAYOUT } from '../dist/shared/layout.js';
+import { NATIVE_LAYOUT } from '../dist/shared/format/layout.js';
 import { native } from '../dist/shared/native.js';
 import { renderLayoutHeader } from '../scripts/layout-header.mjs';
 

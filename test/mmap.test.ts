@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
-import { mmapRefusal } from '../dist/workers/segments.js';
+import { mmapRefusal } from '../dist/workers/store/segments.js';
 import { pseudoRandom, tempDir } from './helpers.js';
 
 const EIO = 5;

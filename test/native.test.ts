@@ -23,7 +23,7 @@ import {
   RUN_OUT_FIELDS,
   WRITE_OP_FIELDS,
   recordFootprint,
-} from '../dist/shared/layout.js';
+} from '../dist/shared/format/layout.js';
 import { type IoContext, native } from '../dist/shared/native.js';
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_CLOEXEC, O_NOFOLLOW } = native.constants;

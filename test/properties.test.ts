@@ -25,10 +25,10 @@ import {
   REC_TOPIC,
   RecordKind,
   recordFootprint,
-} from '../dist/shared/layout.js';
-import { decodeBlockHeader } from '../dist/workers/blocks.js';
-import { decodeSegmentHeader } from '../dist/workers/segments.js';
-import { decodeMeta, encodeMeta } from '../dist/workers/meta.js';
+} from '../dist/shared/format/layout.js';
+import { decodeBlockHeader } from '../dist/shared/format/block.js';
+import { decodeSegmentHeader } from '../dist/shared/format/segment.js';
+import { decodeMeta, encodeMeta } from '../dist/shared/format/meta.js';
 import { harvestMarks } from '../dist/workers/recovery/marks.js';
 import { sanitizeKey } from '../dist/main/namespace.js';
 import { ramTempDir, tempDir } from './helpers.js';
@@ -291,7 +291,7 @@ describe('names round-trip byte for byte', () => {
     // msgpackr decodes long strings with a BOM-stripping TextDecoder when its native extractor
     // is absent (an optional dependency), so names must not be msgpack strings in any record
     // kind. The extractor is chosen at import: a child process imports without it.
-    const meta = new URL('../dist/workers/meta.js', import.meta.url).href;
+    const meta = new URL('../dist/shared/format/meta.js', import.meta.url).href;
     const script = `
       const { isDeepStrictEqual } = await import('node:util');
       const { encodeMeta, decodeMeta } = await import(${JSON.stringify(meta)});

@@ -2,9 +2,9 @@ import { copyFileSync, readdirSync, readFileSync, truncateSync, writeFileSync, m
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
-import { ShardStore } from '../dist/workers/store.js';
+import { ShardStore } from '../dist/workers/store/store.js';
 import { recover } from '../dist/workers/recovery/index.js';
-import { readEntries } from '../dist/workers/reader.js';
+import { readEntries } from '../dist/workers/read/reader.js';
 import { collect, ramTempDir, tempDir } from './helpers.js';
 
 const BLOCK = 4096;

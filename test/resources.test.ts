@@ -11,8 +11,8 @@ import { readdirSync, statSync, truncateSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FsyncSchedule, Walrus } from '../dist/index.js';
-import { MAX_OPEN_SEGMENTS } from '../dist/workers/files.js';
-import { FIRST_ALLOCATION_STEP, allocationBoundary, segmentBytes, slotPosition } from '../dist/workers/segments.js';
+import { MAX_OPEN_SEGMENTS } from '../dist/workers/store/files.js';
+import { FIRST_ALLOCATION_STEP, allocationBoundary, segmentBytes, slotPosition } from '../dist/shared/format/segment.js';
 import { pseudoRandom, tempDir } from './helpers.js';
 
 const MIB = 1 << 20;

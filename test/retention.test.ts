@@ -2,8 +2,8 @@ import { copyFileSync, linkSync, readFileSync, readdirSync, statSync } from 'nod
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
-import { BLK_MAGIC, BLK_SEQ_LO, BLK_SLOTS, BLOCK_MAGIC, SEGMENT_DATA_START, SEG_BLOCK_BYTES, SEG_SLOTS } from '../dist/shared/layout.js';
-import { ShardStore } from '../dist/workers/store.js';
+import { BLK_MAGIC, BLK_SEQ_LO, BLK_SLOTS, BLOCK_MAGIC, SEGMENT_DATA_START, SEG_BLOCK_BYTES, SEG_SLOTS } from '../dist/shared/format/layout.js';
+import { ShardStore } from '../dist/workers/store/store.js';
 import { collect, pseudoRandom, ramTempDir, tempDir } from './helpers.js';
 
 /** Tiny segments: 4 slots of 4 KiB, so a few hundred entries fill several files. */

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
-import { ShardStore } from '../dist/workers/store.js';
+import { ShardStore } from '../dist/workers/store/store.js';
 import { recover } from '../dist/workers/recovery/index.js';
-import { encodeSegmentHeader, segmentName } from '../dist/workers/segments.js';
+import { encodeSegmentHeader, segmentName } from '../dist/shared/format/segment.js';
 import { native } from '../dist/shared/native.js';
-import { REC_LEN, SEGMENT_DATA_START } from '../dist/shared/layout.js';
+import { REC_LEN, SEGMENT_DATA_START } from '../dist/shared/format/layout.js';
 import { collect, pseudoRandom, tempDir } from './helpers.js';
 
 const ELOOP = 40;

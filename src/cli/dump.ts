@@ -1,14 +1,14 @@
 /**
  * `walrus-ts dump DIR TOPIC`: a topic's entries with their offsets, read through the
- * engine's read path (src/workers/reader.ts `readEntries`, which checks every record's CRC)
+ * engine's read path (src/workers/read/reader.ts `readEntries`, which checks every record's CRC)
  * over the chains the recovery scan accepted: exactly what an open would return.
  */
 import { inspect } from 'node:util';
 import { READ_ENTRY_FIELDS } from '../shared/messages.js';
-import { FileStructures } from '../main/structures.js';
-import { TYPED_TAG, ValueCodec } from '../main/typed.js';
-import { readEntries } from '../workers/reader.js';
-import type { TopicLog } from '../workers/blocks.js';
+import { FileStructures } from '../main/records/structures.js';
+import { TYPED_TAG, ValueCodec } from '../main/records/typed.js';
+import { readEntries } from '../workers/read/reader.js';
+import type { TopicLog } from '../workers/store/model.js';
 import { type CommandSpec, type Parsed, CliError, EXIT, choiceOption, intOption, stringOption } from './args.js';
 import { lockForReading, namespacePath, openLogView } from './log.js';
 import type { Out } from './output.js';

@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { FORMAT_VERSION, META_TOPIC_ID } from '../shared/layout.js';
+import { FORMAT_VERSION, META_TOPIC_ID } from '../shared/format/layout.js';
 import { type CommandSpec, type Parsed, EXIT, stringOption } from './args.js';
 import { type LogView, lockForReading, namespacePath, openLogView, segmentFilesBytes } from './log.js';
 import { type Out, Progress, formatBytes, table } from './output.js';

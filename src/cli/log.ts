@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { LOCK_FILE, sanitizeKey } from '../main/namespace.js';
 import { native } from '../shared/native.js';
 import { type ShardScan, scanShard } from '../workers/recovery/index.js';
-import { listSegments, shardsOnDisk } from '../workers/segments.js';
-import { ShardStore } from '../workers/store.js';
+import { listSegments, shardsOnDisk } from '../shared/format/segment.js';
+import { ShardStore } from '../workers/store/store.js';
 import { CliError, EXIT } from './args.js';
 
 export interface ShardView {

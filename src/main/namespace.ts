@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { WalrusError, ioError } from '../shared/errors.js';
 import { native } from '../shared/native.js';
-import { fsyncDir } from '../workers/segments.js';
+import { fsyncDir } from '../shared/file-io.js';
 
 const SAFE = /^[A-Za-z0-9_-]$/;
 const MAX_NAME = 200;

@@ -6,7 +6,7 @@
  */
 import { Readable, Writable } from 'node:stream';
 import { invalidArgType, invalidArgValue, outOfRange } from '../shared/errors.js';
-import type { TypedEntry, TypedTopic } from './typed.js';
+import type { TypedEntry, TypedTopic } from './records/typed.js';
 import { MAX_BATCH_ENTRIES } from './limits.js';
 import type { Entry } from './types.js';
 

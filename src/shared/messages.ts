@@ -54,7 +54,7 @@ export type ToWorker =
    */
   | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array }
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
-  /** Read from the topic's cursor (workers/consumer.ts); advance it when `checkpoint`. */
+  /** Read from the topic's cursor (workers/read/consumer.ts); advance it when `checkpoint`. */
   | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
   /**
    * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far

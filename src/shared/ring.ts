@@ -10,7 +10,7 @@
  * a Wrap record (or, if fewer than RECORD_HEADER_BYTES remain, nothing: the consumer skips
  * such a short remainder by itself) and continues at ring offset 0.
  */
-import { RING_BIG_BASE, RING_CONTROL_BYTES, RingBig, RingSlot } from './layout.js';
+import { RING_BIG_BASE, RING_CONTROL_BYTES, RingBig, RingSlot } from './format/layout.js';
 
 export const MIN_RING_BYTES = 4096;
 export const MAX_RING_BYTES = 2 ** 30;

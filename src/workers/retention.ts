@@ -21,13 +21,16 @@
  * (options.retentionBytes / retentionMs) forces it out: then cursors behind it jump to the
  * first entry still stored, and that is written down like any cursor.
  */
-import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/layout.js';
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/format/layout.js';
 import { native } from '../shared/native.js';
-import { type Block, type TopicLog, moveCursor, statedIn } from './blocks.js';
-import { encodeMeta, type MetaRecord } from './meta.js';
-import { fsyncDir, segmentBytes, type Segment } from './segments.js';
-import type { ShardStore } from './store.js';
-import type { Writer } from './writer.js';
+import { type Block, type TopicLog } from './store/model.js';
+import { moveCursor, statedIn } from './store/blocks.js';
+import { encodeMeta, type MetaRecord } from '../shared/format/meta.js';
+import { fsyncDir } from '../shared/file-io.js';
+import { segmentBytes } from '../shared/format/segment.js';
+import { type Segment } from './store/model.js';
+import type { ShardStore } from './store/store.js';
+import type { Writer } from './write/writer.js';
 
 /**
  * Fewest slots a retirement must free: segments of fewer slots roll over soon anyway, and

@@ -32,7 +32,7 @@ import {
   REC_SALT,
   REC_TOPIC,
   recordFootprint,
-} from '../layout.js';
+} from './layout.js';
 import { native } from '../native.js';
 import { joinU64, u64Hi, u64Lo } from './u64.js';
 

@@ -3,11 +3,12 @@
  * dropped block headers zeroed, the deletion of consumed segments a crash interrupted
  * finished, everything fdatasynced. Also the scan's reckoning of those segments.
  */
-import { FORMAT_VERSION, META_TOPIC_ID } from '../../shared/layout.js';
+import { FORMAT_VERSION, META_TOPIC_ID } from '../../shared/format/layout.js';
 import { native } from '../../shared/native.js';
-import type { Block } from '../blocks.js';
-import { type Segment, fsyncDir } from '../segments.js';
-import type { ShardStore } from '../store.js';
+import type { Block } from '../store/model.js';
+import { type Segment } from '../store/model.js';
+import { fsyncDir } from '../../shared/file-io.js';
+import type { ShardStore } from '../store/store.js';
 import type { Repair, ShardScan } from './findings.js';
 
 /** Applies what a 'recover' scan found; the shard then writes after every accepted record. */

@@ -7,8 +7,8 @@
  * differ) and undo them.
  */
 import { frameKind, frameRemaining, frameReservedClear, frameSalt } from '../../shared/format/frame.js';
-import { BLOCK_HEADER_BYTES } from '../../shared/layout.js';
-import type { Block } from '../blocks.js';
+import { BLOCK_HEADER_BYTES } from '../../shared/format/layout.js';
+import type { Block } from '../store/model.js';
 import type { BreakPoint, Findings } from './findings.js';
 import { nonZeroExtent, readBlock } from './probe.js';
 

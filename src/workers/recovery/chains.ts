@@ -5,9 +5,10 @@
  */
 import { corruptError } from '../../shared/errors.js';
 import { frameLength, frameOffset, framePayload, frameRemaining, frameTopic, frameWords, recordFootprint, verifyFrames } from '../../shared/format/frame.js';
-import { SEGMENT_DATA_START } from '../../shared/layout.js';
-import { type Block, type TopicLog, indexRecord } from '../blocks.js';
-import type { ShardStore } from '../store.js';
+import { SEGMENT_DATA_START } from '../../shared/format/layout.js';
+import { type Block, type TopicLog } from '../store/model.js';
+import { indexRecord } from '../store/blocks.js';
+import type { ShardStore } from '../store/store.js';
 import { ChainReplay, type Harvest, type PendingRecord, framedAt } from './chain-replay.js';
 import type { BreakPoint, Findings } from './findings.js';
 

@@ -2,9 +2,9 @@
  * The scan's last phase, once every chain is replayed: cursors pulled back to the data
  * recovered, the clean-shutdown decision, and where each chain continues.
  */
-import { META_TOPIC_ID } from '../../shared/layout.js';
-import type { MetaRecord } from '../meta.js';
-import type { ShardStore } from '../store.js';
+import { META_TOPIC_ID } from '../../shared/format/layout.js';
+import type { MetaRecord } from '../../shared/format/meta.js';
+import type { ShardStore } from '../store/store.js';
 
 /** Sets every topic's durable mark, cursor and delivery position from what was recovered. */
 export function settleCursors(store: ShardStore, marks: Map<number, number>): void {

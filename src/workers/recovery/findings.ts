@@ -3,7 +3,7 @@
  * records torn bytes, byte ranges to zero and corruption through a `Findings`.
  */
 import type { WalrusError } from '../../shared/errors.js';
-import type { Segment } from '../segments.js';
+import type { Segment } from '../store/model.js';
 
 /**
  * 'recover': files opened read-write, the first corruption throws (what `open` does).

@@ -26,7 +26,7 @@
  * files read-only and collects corruption instead of throwing at the first one. Every phase
  * records what it tears, zeroes or finds corrupt in one `Findings` (findings.ts).
  */
-import type { ShardStore } from '../store.js';
+import type { ShardStore } from '../store/store.js';
 import { applyScan, obsoleteSegments } from './apply.js';
 import { closedCleanly, resumeChains, settleCursors } from './cursors.js';
 import { Findings, type RecoveryResult, type ScanMode, type ShardScan } from './findings.js';

@@ -23,8 +23,8 @@ import {
   frameTopic,
   frameWords,
 } from '../../shared/format/frame.js';
-import { META_TOPIC_ID, RECORD_ALIGN, RECORD_HEADER_BYTES, RecordKind } from '../../shared/layout.js';
-import { decodeMeta } from '../meta.js';
+import { META_TOPIC_ID, RECORD_ALIGN, RECORD_HEADER_BYTES, RecordKind } from '../../shared/format/layout.js';
+import { decodeMeta } from '../../shared/format/meta.js';
 
 /**
  * Adds to `marks` (topic id -> highest durable end) every sync or close mark among the meta

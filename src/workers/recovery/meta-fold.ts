@@ -5,10 +5,10 @@
  * outside the chain, say how far each topic had been made durable.
  */
 import { corruptError } from '../../shared/errors.js';
-import { META_TOPIC_ID, RecordKind } from '../../shared/layout.js';
-import type { TopicLog } from '../blocks.js';
-import { type MetaRecord, decodeMeta } from '../meta.js';
-import type { ShardStore } from '../store.js';
+import { META_TOPIC_ID, RecordKind } from '../../shared/format/layout.js';
+import type { TopicLog } from '../store/model.js';
+import { type MetaRecord, decodeMeta } from '../../shared/format/meta.js';
+import type { ShardStore } from '../store/store.js';
 import { checkDurable, replayTopicChain } from './chains.js';
 import type { BreakPoint, Findings } from './findings.js';
 import { harvestMarks } from './marks.js';

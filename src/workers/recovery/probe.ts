@@ -6,23 +6,15 @@
  */
 import { statSync } from 'node:fs';
 import { type WalrusError, corruptError } from '../../shared/errors.js';
-import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../../shared/layout.js';
+import { BLOCK_HEADER_BYTES, SEGMENT_DATA_START, SEGMENT_HEADER_BYTES, SHARED_TOPIC_ID } from '../../shared/format/layout.js';
 import { native } from '../../shared/native.js';
-import { type Block, decodeBlockHeader } from '../blocks.js';
-import {
-  OPEN_EXISTING,
-  OPEN_READ_ONLY,
-  type Segment,
-  allocationBoundary,
-  blockSalt,
-  decodeSegmentHeader,
-  listSegments,
-  readSegment,
-  segmentBytes,
-  segmentState,
-  slotPosition,
-} from '../segments.js';
-import type { ShardStore } from '../store.js';
+import { type Block } from '../store/model.js';
+import { decodeBlockHeader } from '../../shared/format/block.js';
+import { OPEN_EXISTING, OPEN_READ_ONLY } from '../../shared/file-io.js';
+import { type Segment } from '../store/model.js';
+import { allocationBoundary, blockSalt, decodeSegmentHeader, listSegments, segmentBytes, slotPosition } from '../../shared/format/segment.js';
+import { readSegment, segmentState } from '../store/segments.js';
+import type { ShardStore } from '../store/store.js';
 import type { BreakPoint, Findings, ScanMode } from './findings.js';
 import { harvestMarks } from './marks.js';
 

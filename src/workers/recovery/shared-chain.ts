@@ -9,9 +9,10 @@
  * the topics' own chains, which continue where their shared records end.
  */
 import { frameLength, frameOffset, frameRemaining, frameTopic, frameWords, recordFootprint, verifyFrames } from '../../shared/format/frame.js';
-import { META_TOPIC_ID, RecordKind } from '../../shared/layout.js';
-import { type Block, type TopicLog, addSmall } from '../blocks.js';
-import type { ShardStore } from '../store.js';
+import { META_TOPIC_ID, RecordKind } from '../../shared/format/layout.js';
+import { type Block, type TopicLog } from '../store/model.js';
+import { addSmall } from '../store/blocks.js';
+import type { ShardStore } from '../store/store.js';
 import { ChainReplay, type PendingRecord, framedAt } from './chain-replay.js';
 import type { BreakPoint, Findings } from './findings.js';
 

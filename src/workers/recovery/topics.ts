@@ -4,8 +4,8 @@
  * then the blocks of ids no durable declaration names (torn).
  */
 import { corruptError } from '../../shared/errors.js';
-import { BLOCK_HEADER_BYTES, META_TOPIC_ID, RecordKind, SHARED_TOPIC_ID } from '../../shared/layout.js';
-import type { ShardStore } from '../store.js';
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID, RecordKind, SHARED_TOPIC_ID } from '../../shared/format/layout.js';
+import type { ShardStore } from '../store/store.js';
 import { checkDurable, replayTopicChain } from './chains.js';
 import type { Findings } from './findings.js';
 import type { MetaFold } from './meta-fold.js';

@@ -6,14 +6,14 @@
  * long; either way it gives up with nothing published once the shard has failed or has
  * released nothing for STALL_MS.
  */
-import { WalrusError } from '../shared/errors.js';
-import { encodeFrame, payloadStart, zeroFramePadding } from '../shared/format/frame.js';
+import { WalrusError } from '../../shared/errors.js';
+import { encodeFrame, payloadStart, zeroFramePadding } from '../../shared/format/frame.js';
 import {
   RECORD_HEADER_BYTES,
   RecordKind,
   recordFootprint,
-} from '../shared/layout.js';
-import { RingBig, RingSlot, loadBig, ringViews, wakeWorker, type RingViews } from '../shared/ring.js';
+} from '../../shared/format/layout.js';
+import { RingBig, RingSlot, loadBig, ringViews, wakeWorker, type RingViews } from '../../shared/ring.js';
 
 /**
  * How long a full ring may go without the worker releasing any space before an append gives

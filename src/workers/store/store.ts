@@ -2,12 +2,16 @@
  * A shard's files and topics as its worker holds them: segments, the topic chains and block
  * allocation. Recovery builds it; the writer appends to it; the reader looks things up in it.
  */
-import { BLOCK_HEADER_BYTES, META_TOPIC_ID, SHARED_TOPIC_ID } from '../shared/layout.js';
-import { ioError } from '../shared/errors.js';
-import { type IoContext, native } from '../shared/native.js';
-import { type Block, type TopicLog, encodeBlockHeader, newTopic } from './blocks.js';
+import { BLOCK_HEADER_BYTES, META_TOPIC_ID, SHARED_TOPIC_ID } from '../../shared/format/layout.js';
+import { ioError } from '../../shared/errors.js';
+import { type IoContext, native } from '../../shared/native.js';
+import { type Block, type TopicLog } from './model.js';
+import { encodeBlockHeader } from '../../shared/format/block.js';
+import { newTopic } from './blocks.js';
 import { MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
-import { type Segment, allocate, allocationBoundary, blockSalt, createSegment, nextAllocationBoundary, segmentBytes, slotPosition } from './segments.js';
+import { type Segment } from './model.js';
+import { allocate, createSegment } from './segments.js';
+import { allocationBoundary, blockSalt, nextAllocationBoundary, segmentBytes, slotPosition } from '../../shared/format/segment.js';
 
 /** Bounds of ShardStore.sharedLimit. */
 const MIN_SHARED_LIMIT = 1024;

@@ -2,12 +2,13 @@
  * Reads of a topic's entries from its blocks: seek through the block list and the sparse
  * in-block index, read sequentially in chunks, verify every record's CRC before returning it.
  */
-import { corruptError } from '../shared/errors.js';
-import { frameLength, frameOffset, frameTopic, frameWords, payloadStart, recordFootprint, verifyFrames } from '../shared/format/frame.js';
-import { RECORD_HEADER_BYTES } from '../shared/layout.js';
-import { readSegment } from './segments.js';
-import { READ_ENTRY_FIELDS } from '../shared/messages.js';
-import { type Block, type TopicLog, findBlock, seekInBlock } from './blocks.js';
+import { corruptError } from '../../shared/errors.js';
+import { frameLength, frameOffset, frameTopic, frameWords, payloadStart, recordFootprint, verifyFrames } from '../../shared/format/frame.js';
+import { RECORD_HEADER_BYTES } from '../../shared/format/layout.js';
+import { readSegment } from '../store/segments.js';
+import { READ_ENTRY_FIELDS } from '../../shared/messages.js';
+import { type Block, type TopicLog } from '../store/model.js';
+import { findBlock, seekInBlock } from '../store/blocks.js';
 
 const MIN_CHUNK = 16 * 1024;
 /**

@@ -10,10 +10,10 @@
  * value decoded from bytes that were never one.
  */
 import { Packr } from 'msgpackr';
-import { WalrusError, invalidArgType } from '../shared/errors.js';
+import { WalrusError, invalidArgType } from '../../shared/errors.js';
 import type { StructureStore } from './structures.js';
-import { MAX_BATCH_ENTRIES } from './limits.js';
-import type { Entry, SubscribeOptions } from './types.js';
+import { MAX_BATCH_ENTRIES } from '../limits.js';
+import type { Entry, SubscribeOptions } from '../types.js';
 
 /** First byte of every typed record. */
 export const TYPED_TAG = 0xc1;

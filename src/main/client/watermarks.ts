@@ -5,7 +5,7 @@
  * TailGen and notifies whenever one moves. The worker itself (its liveness, its failure) is
  * ShardClient's (shard.ts).
  */
-import { RingBig, RingSlot, loadBig, storeBig, wakeWorker } from '../shared/ring.js';
+import { RingBig, RingSlot, loadBig, storeBig, wakeWorker } from '../../shared/ring.js';
 import type { Appender } from './appender.js';
 import { STALL_MS, type RingProducer } from './producer.js';
 

@@ -5,17 +5,17 @@
  * its Watermarks' (watermarks.ts).
  */
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
-import { WalrusError, closedError, deserializeError, type SerializedError } from '../shared/errors.js';
-import { ShardState } from '../shared/layout.js';
-import type { FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../shared/messages.js';
-import { unreachable } from '../shared/messages.js';
-import { RingBig, RingSlot, loadBig, wakeWorker } from '../shared/ring.js';
-import type { ReadConsistency } from '../shared/schedule.js';
+import { WalrusError, closedError, deserializeError, type SerializedError } from '../../shared/errors.js';
+import { ShardState } from '../../shared/format/layout.js';
+import type { FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../../shared/messages.js';
+import { unreachable } from '../../shared/messages.js';
+import { RingBig, RingSlot, loadBig, wakeWorker } from '../../shared/ring.js';
+import type { ReadConsistency } from '../../shared/schedule.js';
 import { Appender } from './appender.js';
 import type { ProducerTopic, RingProducer } from './producer.js';
 import { Watermarks } from './watermarks.js';
 
-const WORKER_URL = new URL('../workers/shard-worker.js', import.meta.url);
+const WORKER_URL = new URL('../../workers/shard-worker.js', import.meta.url);
 
 export interface ReadReply {
   data: ArrayBuffer[];
@@ -334,7 +334,7 @@ export class ShardClient {
     return readReply(await this.request({ type: 'read', topicId, from, maxEntries, maxBytes }));
   }
 
-  /** Reads from the topic's cursor, advancing it when `checkpoint` (see workers/consumer.ts). */
+  /** Reads from the topic's cursor, advancing it when `checkpoint` (see workers/read/consumer.ts). */
   async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean): Promise<ReadReply> {
     const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint }));
     // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
@@ -350,7 +350,7 @@ export class ShardClient {
     await this.request({ type: 'syncCursors' });
   }
 
-  /** Commits what checkpointing reads of the topic returned, durably (see workers/consumer.ts). */
+  /** Commits what checkpointing reads of the topic returned, durably (see workers/read/consumer.ts). */
   async commit(topicId: number): Promise<void> {
     await this.request({ type: 'commit', topicId });
   }

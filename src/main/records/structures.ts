@@ -18,9 +18,9 @@
  */
 import { join } from 'node:path';
 import { Packr } from 'msgpackr';
-import { WalrusError, corruptError, ioError } from '../shared/errors.js';
-import { native } from '../shared/native.js';
-import { fsyncDir } from '../workers/segments.js';
+import { WalrusError, corruptError, ioError } from '../../shared/errors.js';
+import { native } from '../../shared/native.js';
+import { fsyncDir } from '../../shared/file-io.js';
 
 export const STRUCTURES_FILE = 'structures.msgpack';
 const MAGIC = 'WALRUSST';

@@ -21,9 +21,11 @@
  * - Memory-backend segments (memfd) have no path to reopen: their store has no bound
  *   (`limit` Infinity), so they are never closed early; a memory log holds no files.
  */
-import { ioError } from '../shared/errors.js';
-import { type IoContext, native } from '../shared/native.js';
-import { type Segment, OPEN_EXISTING, segmentBytes } from './segments.js';
+import { ioError } from '../../shared/errors.js';
+import { type IoContext, native } from '../../shared/native.js';
+import { type Segment } from './model.js';
+import { OPEN_EXISTING } from '../../shared/file-io.js';
+import { segmentBytes } from '../../shared/format/segment.js';
 
 /**
  * Segment descriptors a shard holds open at most (disk backends): the current segment, the

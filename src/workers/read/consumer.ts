@@ -3,7 +3,7 @@
  * rides the same writes and the same group commit as the data (a durable cursor implies the
  * data before it is durable).
  *
- * Each topic has two positions (workers/blocks.ts): `delivered`, where the next read starts,
+ * Each topic has two positions (workers/store/model.ts): `delivered`, where the next read starts,
  * and `cursor`, the committed position (everything before it is consumed). Cursor records
  * only ever persist `cursor`.
  *
@@ -19,12 +19,13 @@
  * none is skipped. commit() commits `delivered` explicitly and makes it durable; close()
  * writes every committed cursor exactly.
  */
-import { WalrusError, ioError, serializeError } from '../shared/errors.js';
-import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../shared/messages.js';
-import type { ReadConsistency } from '../shared/schedule.js';
-import { type TopicLog, moveCursor } from './blocks.js';
+import { WalrusError, ioError, serializeError } from '../../shared/errors.js';
+import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../../shared/messages.js';
+import type { ReadConsistency } from '../../shared/schedule.js';
+import { type TopicLog } from '../store/model.js';
+import { moveCursor } from '../store/blocks.js';
 import { EMPTY_READ, readEntries, type ReadOutput } from './reader.js';
-import type { Writer } from './writer.js';
+import type { Writer } from '../write/writer.js';
 
 type Reply = Extract<FromWorker, { type: 'readResult' }>;
 

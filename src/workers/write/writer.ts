@@ -4,7 +4,7 @@
  * the record CRCs, submits it through the addon (io_uring or pwritev) with the fsync when
  * one is due, then releases the ring space and publishes the watermarks.
  */
-import { ioError } from '../shared/errors.js';
+import { ioError } from '../../shared/errors.js';
 import {
   PendingSeals,
   encodeFrame,
@@ -17,7 +17,7 @@ import {
   frameWords,
   recordFootprint,
   sealFrame,
-} from '../shared/format/frame.js';
+} from '../../shared/format/frame.js';
 import {
   IOV_FIELDS,
   IOV_SOURCE_RING,
@@ -27,13 +27,14 @@ import {
   RUN_OUT_FIELDS,
   RecordKind,
   WRITE_OP_FIELDS,
-} from '../shared/layout.js';
-import { type IoContext, native } from '../shared/native.js';
-import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../shared/ring.js';
-import { type Block, type Run, type TopicLog, INDEX_EVERY, addSmall, indexRecord } from './blocks.js';
-import { encodeMeta, type MetaRecord } from './meta.js';
-import type { Segment } from './segments.js';
-import type { ShardStore } from './store.js';
+} from '../../shared/format/layout.js';
+import { type IoContext, native } from '../../shared/native.js';
+import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../../shared/ring.js';
+import { type Block, type Run, type TopicLog } from '../store/model.js';
+import { INDEX_EVERY, addSmall, indexRecord } from '../store/blocks.js';
+import { encodeMeta, type MetaRecord } from '../../shared/format/meta.js';
+import type { Segment } from '../store/model.js';
+import type { ShardStore } from '../store/store.js';
 
 /**
  * Sync marks are written at most this often (and at close). A mark costs a second write

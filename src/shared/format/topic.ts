@@ -1,5 +1,5 @@
 /** Topic names: validation and the stable shard routing hash. */
-import { WalrusError, invalidArgType } from './errors.js';
+import { WalrusError, invalidArgType } from '../errors.js';
 
 export const MAX_TOPIC_BYTES = 255;
 

@@ -5,9 +5,9 @@
  * then advance the topic. The worker side of the shard (its messages, failure and close) is
  * ShardClient's (shard.ts).
  */
-import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../shared/layout.js';
-import type { ToWorker } from '../shared/messages.js';
-import { RingBig, RingSlot, addBig } from '../shared/ring.js';
+import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../../shared/format/layout.js';
+import type { ToWorker } from '../../shared/messages.js';
+import { RingBig, RingSlot, addBig } from '../../shared/ring.js';
 import { RingProducer, backpressureError, type ProducerTopic } from './producer.js';
 
 /**
