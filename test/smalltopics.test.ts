@@ -2,7 +2,7 @@
  * Many small topics (issue 11 item 7): a topic's first records share blocks with other small
  * topics, so 100,000 topics of one small record each cost bytes, not a block each; they all
  * read back after a reopen; and consuming them all shrinks the log. Counts and bytes only:
- * the reopen time is measured by bench/topics.mjs, not asserted here.
+ * the reopen time is measured by bench/many-topics.mjs, not asserted here.
  */
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

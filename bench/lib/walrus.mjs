@@ -2,7 +2,7 @@
 // land on distinct shards, summed shard counters, and the io path probe.
 import fs from 'node:fs';
 import { Walrus, FsyncSchedule } from '../../dist/index.js';
-import { topicHash } from '../../dist/shared/topic.js';
+import { topicHash } from '../../dist/shared/format/topic.js';
 
 export function isBackpressure(e) {
   return e !== null && typeof e === 'object' && e.code === 'ERR_WALRUS_BACKPRESSURE';

@@ -3,7 +3,7 @@
 // worker's side of framing in the addon: sealing 1000 frames' CRCs, and verifying them as a
 // reader does.
 import { native } from '../../dist/shared/native.js';
-import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../../dist/shared/layout.js';
+import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../../dist/shared/format/layout.js';
 
 function frameInto(words, bytes, payloads) {
   const positions = new Uint32Array(payloads.length);

@@ -2,9 +2,9 @@
 // (claim space, frame the header, copy the payload into the SharedArrayBuffer, publish), with
 // the consumer's release simulated by moving Tail right after, so the ring never fills and
 // no worker takes part.
-import { RingProducer } from '../../dist/main/producer.js';
+import { RingProducer } from '../../dist/main/client/producer.js';
 import { createRing, RingSlot } from '../../dist/shared/ring.js';
-import { RecordKind, recordFootprint } from '../../dist/shared/layout.js';
+import { RecordKind, recordFootprint } from '../../dist/shared/format/layout.js';
 
 export function ringTasks({ payloads }) {
   const OPS = 1000;

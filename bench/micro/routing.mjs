@@ -1,6 +1,6 @@
 // Topic routing: append()'s lookup of a known topic (a Map hit) against routing a topic seen
 // for the first time (UTF-8 encoding and validation of the name, FNV-1a hash, modulo shards).
-import { encodeTopic, topicHash } from '../../dist/shared/topic.js';
+import { encodeTopic, topicHash } from '../../dist/shared/format/topic.js';
 
 export function routingTasks() {
   const OPS = 1000;
