@@ -3,9 +3,10 @@
  *
  * @packageDocumentation
  */
-export { Walrus, enableFdBackend, disableFdBackend } from './main/walrus.js';
+export { Walrus } from './main/walrus.js';
+export { enableFdBackend, disableFdBackend } from './main/options.js';
 export { MAX_BATCH_ENTRIES, MAX_BATCH_BYTES } from './main/limits.js';
-export type { WalrusStats, ShardStats } from './main/walrus.js';
+export type { WalrusStats, ShardStats } from './main/types.js';
 export type { Entry, SubscribeOptions } from './main/types.js';
 export type { WalrusOptions, Backend } from './main/options.js';
 export { FsyncSchedule, ReadConsistency } from './shared/schedule.js';

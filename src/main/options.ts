@@ -205,3 +205,27 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     debug,
   };
 }
+
+/** The default backend for later `open` calls (enableFdBackend / disableFdBackend). */
+let defaultBackend: Backend = 'fd';
+
+/** The backend of an `open` whose options name none. */
+export function backendDefault(): Backend {
+  return defaultBackend;
+}
+
+/** Makes `'fd'` the default backend of later `Walrus.open` calls. */
+export function enableFdBackend(): void {
+  defaultBackend = 'fd';
+}
+
+/**
+ * Selects the `'mmap'` backend as the default of later `Walrus.open` calls: those whose
+ * options name no `backend` (an explicit `backend` still wins). That is all it does; it
+ * turns nothing off: instances already open keep their backend and `'fd'` stays available
+ * by name. The default is a setting of the loaded module (one per thread that imports
+ * walrus-ts), not of an instance, and holds until {@link enableFdBackend} selects `'fd'`.
+ */
+export function disableFdBackend(): void {
+  defaultBackend = 'mmap';
+}

@@ -1,6 +1,7 @@
 /**
- * Public types of reads, shared by the Walrus class, typed topics and streams. A leaf
- * module (types only): typed.ts and streams.ts take them from here, not from walrus.ts.
+ * Public types of reads and statistics, shared by the Walrus class, typed topics and
+ * streams. A leaf module (types only): typed.ts and streams.ts take them from here, not from
+ * walrus.ts.
  */
 
 /** An entry as reads return it. */
@@ -17,4 +18,28 @@ export interface Entry {
 export interface SubscribeOptions {
   /** Aborting it makes the iterator reject with an AbortError. */
   signal?: AbortSignal;
+}
+
+/** Counters of one shard, in {@link WalrusStats.shards}. */
+export interface ShardStats {
+  /** fdatasync calls made by the shard's group commit. */
+  fsyncs: number;
+  /** Write submissions (io_uring_enter or pwritev rounds). */
+  writeSubmits: number;
+  /** Bytes written to segment files (headers, records, padding). */
+  bytesWritten: number;
+  /** Records written (entries and meta records). */
+  recordsWritten: number;
+}
+
+/** What {@link Walrus.stats} reports. */
+export interface WalrusStats {
+  /** Bytes of torn tail that the last open truncated. */
+  recoveredTornBytes: number;
+  /** Whether the previous instance closed cleanly. */
+  recoveredClean: boolean;
+  /** How write batches reach the kernel: see the `ioUring` option; `'mmap'` for that backend. */
+  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap';
+  /** One entry per shard, by shard index. */
+  shards: ShardStats[];
 }

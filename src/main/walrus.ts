@@ -1,4 +1,11 @@
-/** The public Walrus class. */
+/**
+ * The public Walrus class: the API of docs/api.md, each method with its documentation
+ * comment (about a third of this file), checking its arguments and handing the work on:
+ * appends to the shard's ring (client/appender.ts through client/shard.ts), reads and
+ * commits to the shard worker (client/shard.ts), waits for new entries to subscription.ts,
+ * typed records and streams to records/ and streams.ts. Over 400 lines because the class is
+ * the API and its documentation; every method is short.
+ */
 import { availableParallelism } from 'node:os';
 import { native } from '../shared/native.js';
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
@@ -7,44 +14,20 @@ import { createRing } from '../shared/ring.js';
 import { encodeTopic, topicHash } from '../shared/format/topic.js';
 import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, READ_CHUNK_BYTES } from './limits.js';
 import { lockNamespace, namespaceDir } from './namespace.js';
-import { type Backend, type ResolvedOptions, type WalrusOptions, resolveOptions } from './options.js';
+import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOptions } from './options.js';
 import type { ProducerTopic } from './client/producer.js';
 import { type ReadReply, ShardClient } from './client/shard.js';
 import { READ_ENTRY_FIELDS } from '../shared/messages.js';
 import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
 import type { IoPolicy } from '../shared/messages.js';
-
-const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
 import { shardsOnDisk } from '../shared/format/segment.js';
 import { FileStructures, MemoryStructures } from './records/structures.js';
 import { TypedTopic, ValueCodec } from './records/typed.js';
 import type { Readable, Writable } from 'node:stream';
 import { type ReadStreamOptions, type WriteStreamOptions, createReadStream, createWriteStream } from './streams.js';
-import type { Entry, SubscribeOptions } from './types.js';
+import type { Entry, SubscribeOptions, WalrusStats } from './types.js';
 
-/** Counters of one shard, in {@link WalrusStats.shards}. */
-export interface ShardStats {
-  /** fdatasync calls made by the shard's group commit. */
-  fsyncs: number;
-  /** Write submissions (io_uring_enter or pwritev rounds). */
-  writeSubmits: number;
-  /** Bytes written to segment files (headers, records, padding). */
-  bytesWritten: number;
-  /** Records written (entries and meta records). */
-  recordsWritten: number;
-}
-
-/** What {@link Walrus.stats} reports. */
-export interface WalrusStats {
-  /** Bytes of torn tail that the last open truncated. */
-  recoveredTornBytes: number;
-  /** Whether the previous instance closed cleanly. */
-  recoveredClean: boolean;
-  /** How write batches reach the kernel: see the `ioUring` option; `'mmap'` for that backend. */
-  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap';
-  /** One entry per shard, by shard index. */
-  shards: ShardStats[];
-}
+const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
 
 /** The nameBytes of every recovered topic (see Walrus.open). */
 const NO_NAME_BYTES = Buffer.alloc(0);
@@ -62,25 +45,6 @@ function entryOf(topic: string, r: ReadReply, k: number): Entry {
   const e = r.entries;
   const i = k * READ_ENTRY_FIELDS;
   return { topic, offset: e[i]!, data: Buffer.from(r.data[e[i + 1]!]!, e[i + 2]!, e[i + 3]!) };
-}
-
-/** The default backend for later `open` calls (enableFdBackend / disableFdBackend). */
-const backendDefault: { value: Backend } = { value: 'fd' };
-
-/** Makes `'fd'` the default backend of later `Walrus.open` calls. */
-export function enableFdBackend(): void {
-  backendDefault.value = 'fd';
-}
-
-/**
- * Selects the `'mmap'` backend as the default of later `Walrus.open` calls: those whose
- * options name no `backend` (an explicit `backend` still wins). That is all it does; it
- * turns nothing off: instances already open keep their backend and `'fd'` stays available
- * by name. The default is a setting of the loaded module (one per thread that imports
- * walrus-ts), not of an instance, and holds until {@link enableFdBackend} selects `'fd'`.
- */
-export function disableFdBackend(): void {
-  backendDefault.value = 'mmap';
 }
 
 /**
@@ -120,7 +84,7 @@ export class Walrus {
 
   /** Opens (creating if needed) the log in `options.dir` / `options.key`. */
   static async open(options?: WalrusOptions): Promise<Walrus> {
-    const opts = resolveOptions(options, backendDefault.value);
+    const opts = resolveOptions(options, backendDefault());
     const memory = opts.backend === 'memory';
     // A memory log has no directory and no lock: `ns` only labels its (pathless) segments.
     const ns = memory ? MEMORY_LABEL : namespaceDir(opts.dir, opts.key);
