@@ -116,7 +116,7 @@ export class ShardStore {
   /**
    * Whether a meta record of `footprint` bytes opens a new segment (sealing the current one):
    * it fits neither in the meta topic's current block nor in a new block of the current
-   * segment. Mirrors allocateBlock and the writer's place().
+   * segment. Mirrors allocateBlock and place() (write/batch.ts).
    */
   metaRecordRolls(footprint: number): boolean {
     const b = this.meta.cur;
