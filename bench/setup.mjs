@@ -38,12 +38,12 @@ export function peersInstalled() {
 
 export function ensurePeers() {
   if (peersInstalled()) return;
-  // `npm install` (not `npm ci`): it installs what the lock file says too, and npm ci of
-  // npm 11 rejects this lock file for lacking the other platforms' optional binaries.
-  const cmd = 'install';
+  // `npm ci`: exactly what the lock file says (it holds every platform's optional binaries
+  // of msgpackr-extract; test/lockfiles.test.ts keeps it in sync with package.json).
+  const cmd = 'ci';
   process.stderr.write(`bench: installing the benchmark packages (npm ${cmd} in bench/; better-sqlite3 compiles SQLite, about 2 minutes) ...\n`);
   const t0 = Date.now();
-  const res = spawnSync('npm', [cmd, '--no-audit', '--no-fund', '--no-save', '--loglevel=error'], {
+  const res = spawnSync('npm', [cmd, '--no-audit', '--no-fund', '--loglevel=error'], {
     cwd: benchDir,
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, npm_config_build_from_source: 'better-sqlite3' },
