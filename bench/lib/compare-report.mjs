@@ -1,5 +1,6 @@
 // The comparison's report: medians per (cell, system), the walrus-vs-peers table, latency
-// percentiles, the brief's targets, each system's settings, and the chart specifications.
+// percentiles, the project's performance goals, each system's settings, and the chart
+// specifications.
 import { median } from './stats.mjs';
 import { fmtInt, fmtNum, table } from './report.mjs';
 
@@ -63,7 +64,8 @@ export function compareReport(rows, systems, cfg) {
     console.log('');
   }
 
-  // The brief's targets, where this run has both sides.
+  // The project's performance goals (docs/BENCHMARKS.md, "Performance goals", says where each
+  // comes from), where this run has both sides.
   const eps = (c, name) => get(c, name)?.entriesPerSec;
   const targets = [
     ['walrus none / bare-1MiB', eps('none', 'walrus') / eps('none', 'bare-1MiB'), '>= 0.85'],
@@ -78,8 +80,8 @@ export function compareReport(rows, systems, cfg) {
       const goal = Number(x.replace(/,/g, ''));
       return (op === '>=' ? v >= goal : v <= goal) ? 'PASS' : 'MISS';
     };
-    console.log("The brief's targets (from the medians above)");
-    console.log(table(['ratio', 'value', 'target', ''], targets.map(([l, v, t]) => [l, v > 1000 ? fmtInt(v) : fmtNum(v, 3), t, verdict(v, t)]), new Set([1])));
+    console.log('walrus-ts performance goals, from the medians above (why these: docs/BENCHMARKS.md, "Performance goals")');
+    console.log(table(['ratio', 'value', 'goal', ''], targets.map(([l, v, t]) => [l, v > 1000 ? fmtInt(v) : fmtNum(v, 3), t, verdict(v, t)]), new Set([1])));
     console.log('');
   }
 
