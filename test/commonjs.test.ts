@@ -26,7 +26,7 @@ function run(args: string[]): { status: number | null; stdout: string; stderr: s
 const requireEsm = (process.features as { require_module?: boolean }).require_module === true;
 
 describe('require("walrus-ts")', () => {
-  it.runIf(requireEsm)('loads the package from a CommonJS file (Node 20.19+, 22.12+)', () => {
+  it.runIf(requireEsm)('loads the package from a CommonJS file (Node 22.12+)', () => {
     // Before: ERR_PACKAGE_PATH_NOT_EXPORTED (the exports map had only an import condition).
     expect(run([])).toEqual({ status: 0, stdout: '0 from CommonJS function\n', stderr: '' });
   });
@@ -34,7 +34,7 @@ describe('require("walrus-ts")', () => {
   it('fails with a clear message where require of ES modules is off (or missing)', () => {
     const r = run(requireEsm ? ['--no-experimental-require-module'] : []);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/walrus-ts is an ES module: require\('walrus-ts'\) needs Node 20\.19\+ or 22\.12\+/);
+    expect(r.stderr).toMatch(/walrus-ts is an ES module: require\('walrus-ts'\) needs Node 22\.12\+/);
     expect(r.stderr).toMatch(/await import\('walrus-ts'\)/);
   });
 });

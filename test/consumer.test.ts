@@ -201,9 +201,13 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
     await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
     const ending = wal.subscribe('a').next();
     await readersCaughtUp(wal, 'a');
-    void wal.close();
+    // Not awaited before the subscriber ends: closing is what ends it. Awaited at the end, so
+    // that the test's directory is not removed while the close still writes (a close that
+    // failed on the vanished directory once surfaced as an unhandled rejection in CI).
+    const closing = wal.close();
     expect(await ending).toEqual({ done: true, value: undefined });
     expect(() => wal.subscribe('a')).toThrow(expect.objectContaining({ code: 'ERR_WALRUS_CLOSED' }));
+    await closing;
   });
 
   it('a topic that does not exist yet can be subscribed to', async () => {
