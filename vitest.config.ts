@@ -13,6 +13,7 @@ const DISK_BACKEND_FILES = [
   'test/durability.test.ts',
   'test/enospc.test.ts',
   'test/faults.test.ts',
+  'test/fetch.test.ts',
   'test/recovery.test.ts',
   'test/retention.test.ts',
 ];

@@ -5,13 +5,14 @@
  */
 export { Walrus } from './main/walrus.js';
 export { enableFdBackend, disableFdBackend } from './main/options.js';
-export { MAX_BATCH_ENTRIES, MAX_BATCH_BYTES } from './main/limits.js';
+export { MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, MAX_FETCH_ENTRIES } from './main/limits.js';
+export { RecordBatch } from './main/batch.js';
 export type { WalrusStats, ShardStats } from './main/types.js';
-export type { Entry, SubscribeOptions } from './main/types.js';
+export type { Entry, FetchOptions, SubscribeOptions } from './main/types.js';
 export type { WalrusOptions, Backend } from './main/options.js';
 export { FsyncSchedule, ReadConsistency } from './shared/schedule.js';
 export { WalrusError } from './shared/errors.js';
 export type { WalrusErrorCode, WalrusErrorDetails } from './shared/errors.js';
-export { TypedTopic } from './main/records/typed.js';
+export { TypedTopic, TypedRecordBatch } from './main/records/typed.js';
 export type { ReadStreamOptions, WriteStreamOptions } from './main/streams.js';
 export type { TypedEntry } from './main/records/typed.js';

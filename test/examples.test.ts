@@ -20,7 +20,7 @@ const num = (out: string, re: RegExp): number => {
 
 describe('examples', () => {
   it('every example has a test here', () => {
-    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['event-sourcing.mjs', 'ingest.mjs', 'job-queue.mjs', 'stream-pipeline.mjs']);
+    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'job-queue.mjs', 'stream-pipeline.mjs']);
   });
 
   it('job-queue.mjs: every job handed out once across a clean restart, fewer fsyncs than reads; peek, process, checkpoint', async () => {
@@ -51,6 +51,16 @@ describe('examples', () => {
     expect(out).toContain('ingested 60000 entries in 60 durable batches of 1000');
     expect(out).toContain('read back: 60000 entries');
     expect(num(out, /group commit: (\d+) fsyncs for 60 acknowledged batches/)).toBeLessThan(60);
+  });
+
+  it('bulk-aggregate.mjs: every click aggregated once, in fetches of up to 65,536, nothing left after commit and reopen', async () => {
+    const out = await run('bulk-aggregate.mjs', tempDir(), '200000');
+    // 16-byte events: 1 MiB holds 65,536, the entry cap: 3 full fetches and the rest.
+    expect(out).toContain('aggregated 200000 clicks in 4 fetches (largest: 65536 entries)');
+    expect(out).toContain(`views per page: ${Array(8).fill(25000).join(' ')}`);
+    // User ids are i % 1000: 200 rounds of 0..999.
+    expect(out).toContain(`sum of user ids: ${200 * 499_500}`);
+    expect(out).toContain('after reopen: nothing left to read');
   });
 
   it('stream-pipeline.mjs: the filter keeps every 7th click, all stored durably, source drained', async () => {

@@ -20,6 +20,22 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@link Walrus.fetch} and {@link TypedTopic.fetch}. */
+export interface FetchOptions {
+  /**
+   * Most payload bytes the batch holds (a non-negative safe integer; default 1 MiB): the
+   * first entry is returned even when it alone is larger.
+   */
+  maxBytes?: number;
+  /**
+   * Most entries the batch holds: an integer from 1 to {@link MAX_FETCH_ENTRIES} (65,536),
+   * which is also the default.
+   */
+  maxEntries?: number;
+  /** Advance the topic's cursor past the entries (default `true`); `false` peeks. */
+  checkpoint?: boolean;
+}
+
 /** Counters of one shard, in {@link WalrusStats.shards}. */
 export interface ShardStats {
   /** fdatasync calls made by the shard's group commit. */

@@ -2,7 +2,8 @@
  * The public Walrus class: the API of docs/api.md, each method with its documentation
  * comment (about a third of this file), checking its arguments and handing the work on:
  * appends to the shard's ring (client/appender.ts through client/shard.ts), reads and
- * commits to the shard worker (client/shard.ts), waits for new entries to subscription.ts,
+ * commits to the shard worker (client/shard.ts; `fetch` wraps the reply in batch.ts's
+ * RecordBatch), waits for new entries to subscription.ts,
  * typed records and streams to records/ and streams.ts. Over 400 lines because the class is
  * the API and its documentation; every method is short.
  */
@@ -12,7 +13,8 @@ import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/
 import { RECORD_HEADER_BYTES, recordFootprint } from '../shared/format/layout.js';
 import { createRing } from '../shared/ring.js';
 import { encodeTopic, topicHash } from '../shared/format/topic.js';
-import { MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, READ_CHUNK_BYTES } from './limits.js';
+import { FETCH_DEFAULT_MAX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_FETCH_ENTRIES, READ_CHUNK_BYTES } from './limits.js';
+import { RecordBatch } from './batch.js';
 import { lockNamespace, namespaceDir } from './namespace.js';
 import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOptions } from './options.js';
 import type { ProducerTopic } from './client/producer.js';
@@ -25,7 +27,7 @@ import { FileStructures, MemoryStructures } from './records/structures.js';
 import { TypedTopic, ValueCodec } from './records/typed.js';
 import type { Readable, Writable } from 'node:stream';
 import { type ReadStreamOptions, type WriteStreamOptions, createReadStream, createWriteStream } from './streams.js';
-import type { Entry, SubscribeOptions, WalrusStats } from './types.js';
+import type { Entry, FetchOptions, SubscribeOptions, WalrusStats } from './types.js';
 
 const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
 
@@ -51,8 +53,9 @@ function entryOf(topic: string, r: ReadReply, k: number): Entry {
  * A write-ahead log organised in topics: open it with {@link Walrus.open}, append with
  * `append` / `batchAppend` / `appendAndSync`, make durable with `sync`, replay with
  * `iterate`, consume through the per-topic cursor with `readNext` / `batchRead` /
- * `subscribe`, and `close` it. Typed records: {@link Walrus.typed}; Node streams:
- * {@link Walrus.createWriteStream} and {@link Walrus.createReadStream}.
+ * `subscribe` (or in bulk with `fetch`), and `close` it. Typed records:
+ * {@link Walrus.typed}; Node streams: {@link Walrus.createWriteStream} and
+ * {@link Walrus.createReadStream}.
  *
  * ```ts
  * const wal = await Walrus.open({ dir: './wal_files' });
@@ -317,6 +320,54 @@ export class Walrus {
     if (typeof maxBytes !== 'number') throw invalidArgType('maxBytes', 'of type number', maxBytes);
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw outOfRange('maxBytes', 'a non-negative safe integer', maxBytes);
     return this.consume(topic, MAX_BATCH_ENTRIES, maxBytes, checkpoint);
+  }
+
+  /**
+   * The bulk form of {@link Walrus.batchRead}: entries in order from the topic's read cursor,
+   * as one {@link RecordBatch} that allocates nothing per entry until asked (`offset(i)`,
+   * `payload(i)` views, `at(i)`, iteration). For processors that handle many entries at
+   * once. Up to `options.maxBytes` of payload (default 1 MiB) and `options.maxEntries`
+   * entries (default and most {@link MAX_FETCH_ENTRIES}, 65,536); at least one entry when
+   * any is available, even if it alone exceeds `maxBytes`; an empty batch (`length` 0) when
+   * none. With `options.checkpoint` (the default) the cursor advances past the entries;
+   * without, it is a peek.
+   *
+   * The same read as `batchRead` (one request to the shard worker, the same cursor): reads
+   * of a topic by `fetch`, `batchRead`, `readNext` and `subscribe` take turns on its
+   * cursor, none returning an entry another checkpointing read returned. Across a crash,
+   * like `batchRead`: under `StrictlyAtOnce` the batch resolves once its cursor advance is
+   * durable and the batch in flight is at-most-once; under `atLeastOnce(n)` a batch is
+   * committed by the next checkpointing read of the topic (or {@link Walrus.commit}), and
+   * at most n - 1 entries plus the last batch are delivered again. A record that fails its
+   * checksum rejects the whole call with `ERR_WALRUS_CORRUPT` (its `file` and `offset`), and
+   * the cursor does not pass it.
+   *
+   * ```ts
+   * const batch = await wal.fetch('events', { maxBytes: 4 << 20 });
+   * for (let i = 0; i < batch.length; i++) handle(batch.offset(i), batch.payload(i));
+   * ```
+   */
+  async fetch(topic: string, options: FetchOptions = {}): Promise<RecordBatch> {
+    this.checkOpen();
+    if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
+    const { maxBytes = FETCH_DEFAULT_MAX_BYTES, maxEntries = MAX_FETCH_ENTRIES, checkpoint = true } = options;
+    if (typeof maxBytes !== 'number') throw invalidArgType('options.maxBytes', 'of type number', maxBytes);
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw outOfRange('options.maxBytes', 'a non-negative safe integer', maxBytes);
+    if (typeof maxEntries !== 'number') throw invalidArgType('options.maxEntries', 'of type number', maxEntries);
+    if (!Number.isInteger(maxEntries) || maxEntries < 1 || maxEntries > MAX_FETCH_ENTRIES) {
+      throw outOfRange('options.maxEntries', `an integer from 1 to ${MAX_FETCH_ENTRIES}`, maxEntries);
+    }
+    if (typeof checkpoint !== 'boolean') throw invalidArgType('options.checkpoint', 'of type boolean', checkpoint);
+    // What consume() does, with the reply kept whole instead of turned into Entry objects
+    // (consume is batchRead's and readNext's path and stays as it is).
+    const t = this.topicMap.get(topic);
+    if (t === undefined) {
+      encodeTopic(topic);
+      return RecordBatch.empty(topic);
+    }
+    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
+    return new RecordBatch(t.name, r.data, r.entries);
   }
 
   /**

@@ -13,7 +13,8 @@ import { Packr } from 'msgpackr';
 import { WalrusError, invalidArgType } from '../../shared/errors.js';
 import type { StructureStore } from './structures.js';
 import { MAX_BATCH_ENTRIES } from '../limits.js';
-import type { Entry, SubscribeOptions } from '../types.js';
+import type { Entry, FetchOptions, SubscribeOptions } from '../types.js';
+import type { RecordBatch } from '../batch.js';
 
 /** First byte of every typed record. */
 export const TYPED_TAG = 0xc1;
@@ -104,6 +105,7 @@ export interface ByteLog {
   appendAndSync(topic: string, data: Uint8Array | string): Promise<number>;
   readNext(topic: string, checkpoint?: boolean): Promise<Entry | null>;
   batchRead(topic: string, maxBytes: number, checkpoint?: boolean): Promise<Entry[]>;
+  fetch(topic: string, options?: FetchOptions): Promise<RecordBatch>;
   iterate(topic: string, from?: number): AsyncIterableIterator<Entry>;
   subscribe(topic: string, options?: SubscribeOptions): AsyncIterableIterator<Entry>;
 }
@@ -173,6 +175,16 @@ export class TypedTopic<T = unknown> {
     return entries.map((e) => this.decode(e));
   }
 
+  /**
+   * Like {@link Walrus.fetch} (`maxBytes` counts encoded bytes): the bulk read, as a
+   * {@link TypedRecordBatch} that decodes nothing until asked (`value(i)`, `at(i)`,
+   * iteration). Unlike `batchRead`, an entry that is not a typed record does not fail the
+   * read: decoding that entry throws `ERR_WALRUS_DECODE`, and the others still decode.
+   */
+  async fetch(options?: FetchOptions): Promise<TypedRecordBatch<T>> {
+    return new TypedRecordBatch<T>(await this.wal.fetch(this.topic, options), this.codec);
+  }
+
   /** Like {@link Walrus.iterate}, decoded: replays from `from` without touching the cursor. */
   iterate(from = 0): AsyncIterableIterator<TypedEntry<T>> {
     return this.decoded(this.wal.iterate(this.topic, from));
@@ -190,5 +202,73 @@ export class TypedTopic<T = unknown> {
 
   private async *decoded(source: AsyncIterableIterator<Entry>): AsyncIterableIterator<TypedEntry<T>> {
     for await (const e of source) yield this.decode(e);
+  }
+}
+
+/**
+ * Entries read by {@link TypedTopic.fetch}: a {@link RecordBatch} whose values are decoded
+ * when asked for. `value(i)` decodes entry `i` each time it is called (keep the result to
+ * use it twice); an entry that is not a typed record throws `ERR_WALRUS_DECODE` there, with
+ * `topic` and `offset`, and only there. Offsets, payloads and indexes are as in
+ * RecordBatch: entry `i` has offset `firstOffset + i`.
+ *
+ * @typeParam T - the type of the values, for the compiler only: decoding does not check it.
+ */
+export class TypedRecordBatch<T = unknown> implements Iterable<TypedEntry<T>> {
+  /** @internal */
+  constructor(
+    /** The batch of encoded entries this one decodes. */
+    readonly records: RecordBatch,
+    private readonly codec: Codec,
+  ) {}
+
+  /** The topic the entries belong to. */
+  get topic(): string {
+    return this.records.topic;
+  }
+
+  /** The number of entries (0 when there was nothing to read). */
+  get length(): number {
+    return this.records.length;
+  }
+
+  /** The offset of the first entry; -1 when the batch is empty. */
+  get firstOffset(): number {
+    return this.records.firstOffset;
+  }
+
+  /** The encoded payload bytes of all entries together. */
+  get byteLength(): number {
+    return this.records.byteLength;
+  }
+
+  /** The offset of entry `i`. RangeError unless `0 <= i < length`. */
+  offset(i: number): number {
+    return this.records.offset(i);
+  }
+
+  /** The value of entry `i`, decoded now. RangeError unless `0 <= i < length`. */
+  value(i: number): T {
+    const data = this.records.payload(i);
+    return this.codec.decode(this.records.topic, this.records.offset(i), data) as T;
+  }
+
+  /**
+   * Entry `i` as a {@link TypedEntry}, decoded now. As {@link RecordBatch.at}: a negative
+   * `i` counts from the end, and an index outside the batch gives `undefined`.
+   */
+  at(i: number): TypedEntry<T> | undefined {
+    const e = this.records.at(i);
+    return e === undefined ? undefined : { topic: e.topic, offset: e.offset, value: this.codec.decode(e.topic, e.offset, e.data) as T };
+  }
+
+  /** The entries in order, each decoded as the iteration reaches it. */
+  *[Symbol.iterator](): IterableIterator<TypedEntry<T>> {
+    for (let i = 0; i < this.records.length; i++) yield { topic: this.records.topic, offset: this.records.offset(i), value: this.value(i) };
+  }
+
+  /** The values in order, each decoded as the iteration reaches it. */
+  *values(): IterableIterator<T> {
+    for (let i = 0; i < this.records.length; i++) yield this.value(i);
   }
 }
