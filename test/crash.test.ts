@@ -107,8 +107,17 @@ function consumeAndKill(dir: string, mode: string, ms: number, readMax: number |
     });
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     // 'close': every line the child printed has been read ('exit' may come before).
+    // An assertion failing in here rejects the cycle: thrown from an event handler it would
+    // leave the promise pending and show as the test's timeout instead of the violation.
     child.on('close', (code, signal) => {
-      if (signal !== 'SIGKILL') return reject(new Error(`consumer exited with ${code}/${signal}: ${err}`));
+      try {
+        resolve(consumedCycle(code, signal));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    const consumedCycle = (code: number | null, signal: NodeJS.Signals | null): ConsumedCycle => {
+      if (signal !== 'SIGKILL') throw new Error(`consumer exited with ${code}/${signal}: ${err}`);
       const pos = new Map(from);
       const lastStart = new Map(from);
       const c: ConsumedCycle = { pos, lastStart, inflight: undefined, processed: [], committed: [] };
@@ -132,8 +141,8 @@ function consumeAndKill(dir: string, mode: string, ms: number, readMax: number |
         } else if (tag === 'P') c.processed.push([topic, Number(off)]);
         else if (tag === 'K') c.committed.push([topic, Number(off)]);
       }
-      resolve(c);
-    });
+      return c;
+    };
   });
 }
 
