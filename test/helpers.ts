@@ -49,20 +49,8 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-/** Deterministic pseudo-random bytes. */
-export function pseudoRandom(seed: number, length: number): Buffer {
-  const b = Buffer.alloc(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
+/** Deterministic pseudo-random bytes (shared with the child processes' fixtures). */
+export { pseudoRandom } from './fixtures/payload.mjs';
 
 /**
  * Backends whose semantics the semantic suites (append, consumer, ring, streams, typed
