@@ -17,8 +17,9 @@
  * the worst step of an instance (consuming every topic, then the deletions): +240 MiB on
  * Node 20, but +298 to +343 MiB on Node 22 and +308 to +342 MiB on Node 26 against 320: it
  * passed and failed run to run there, so in `npm test` it would fail CI at random. The
- * growth is in the shard workers' heaps (about 72 MiB each after consuming, 40 before) and
- * outside the JavaScript heaps (the allocator); issue 11 stays open on it. Disk (62 MiB,
+ * growth is outside the JavaScript heaps (each shard worker's V8 heap was about 43 MiB at
+ * close after consuming, the main thread's about 25): allocator arenas or V8's page pool;
+ * issue 11 stays open on it. Disk (62 MiB,
  * 14 MiB once consumed) and descriptors (+13 to +17) are well inside their bounds on all
  * three. Two changes brought it this far: retention retires a consumed current segment by
  * the slots it frees, meta records included, and the shard workers' young generation is
