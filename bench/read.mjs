@@ -16,6 +16,10 @@
 //     batchRead-drain-keep   the same on topic 'bench-keep', written last: the unconsumed
 //                            'bench-iter' before it keeps its segments, so nothing is deleted
 //                            during this drain (the read path alone)
+//     fetch-drain-keep       wal.fetch('bench-fetch', { maxBytes: 4 MiB, maxEntries: MAX_FETCH_ENTRIES })
+//                            until empty: the bulk form, each entry's offset and length read from
+//                            the RecordBatch without building an Entry (written after
+//                            'bench-keep': nothing is deleted during it either)
 //     iterate-drain          for await (wal.iterate('bench-iter', 0)): checkpoint = false
 //     bare-read-4MiB         fs.readSync of the same payload bytes from a plain file, 4 MiB chunks
 //     bare-read+crc32c       the same plus @node-rs/crc32 crc32c of every payload (a JS slice
@@ -49,7 +53,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Walrus, FsyncSchedule, ReadConsistency } from '../dist/index.js';
+import { Walrus, FsyncSchedule, ReadConsistency, MAX_FETCH_ENTRIES } from '../dist/index.js';
 import { makePayloads } from './lib/payloads.mjs';
 import { median, percentile, min, max } from './lib/stats.mjs';
 import { fmtInt, fmtNum, machineLines, markRegion, progress, progressDone, resultsDir, table, throughputRow, writeResultsCsv, runBench } from './lib/report.mjs';
@@ -79,6 +83,7 @@ const cfg = {
 const TOPIC = 'bench';
 const ITER_TOPIC = 'bench-iter'; // the same entries again, for iterate-drain (see the drain group)
 const KEEP_TOPIC = 'bench-keep'; // and again, for batchRead-drain-keep
+const FETCH_TOPIC = 'bench-fetch'; // and again, for fetch-drain-keep
 const WARM_TOPIC = 'warm';
 const CHUNK_BYTES = 4 * 1024 * 1024; // bare read chunk
 const APPEND_BATCH = 1000; // setup only: entries per batchAppend
@@ -185,6 +190,43 @@ async function runBatchReadDrain(ctx, topic = TOPIC, name = 'batchRead-drain') {
   if (n !== expected) problem(name, round, `drained ${n} entries, expected ${expected}`);
   if (bytes !== ctx.bytes) problem(name, round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
   if (topic === KEEP_TOPIC && filesDeleted !== 0) problem(name, round, `${filesDeleted} files deleted, expected none`);
+  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls, fsyncs, filesDeleted });
+}
+
+async function runFetchDrain(ctx) {
+  const { wal, n: expected, verifyAll, round } = ctx;
+  const name = 'fetch-drain-keep';
+  let n = 0;
+  let bytes = 0;
+  let calls = 0;
+  let bad = null;
+  const fsyncs0 = fsyncsOf(wal);
+  const files0 = countFiles(ctx.walDir);
+  const t0 = performance.now();
+  for (;;) {
+    const batch = await wal.fetch(FETCH_TOPIC, { maxBytes: cfg.readBytes, maxEntries: MAX_FETCH_ENTRIES });
+    const len = batch.length;
+    if (len === 0) break;
+    calls++;
+    // Per entry: the offset sequence and the byte count, as the batchRead scenarios do, read
+    // from the batch's table (no Entry, no Buffer view per entry).
+    for (let k = 0; k < len; k++) {
+      const off = batch.offset(k);
+      if (off !== n && bad === null) bad = `entry #${n} has offset ${off}`;
+      n++;
+      if (verifyAll && bad === null && !batch.payload(k).equals(payloads[off])) bad = `entry ${off}: bytes differ from the payload`;
+    }
+    bytes += batch.byteLength;
+    const k = (calls * 7919) % len;
+    if (bad === null && !batch.payload(k).equals(payloads[batch.offset(k)])) bad = `entry ${batch.offset(k)}: bytes differ from the payload`;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const fsyncs = fsyncsOf(wal) - fsyncs0;
+  const filesDeleted = files0 - countFiles(ctx.walDir);
+  if (bad !== null) problem(name, round, bad);
+  if (n !== expected) problem(name, round, `drained ${n} entries, expected ${expected}`);
+  if (bytes !== ctx.bytes) problem(name, round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
+  if (filesDeleted !== 0) problem(name, round, `${filesDeleted} files deleted, expected none`);
   return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls, fsyncs, filesDeleted });
 }
 
@@ -388,6 +430,7 @@ const GROUPS = [
     scenarios: [
       { name: 'batchRead-drain', run: (ctx) => runBatchReadDrain(ctx, TOPIC, 'batchRead-drain') },
       { name: 'batchRead-drain-keep', run: (ctx) => runBatchReadDrain(ctx, KEEP_TOPIC, 'batchRead-drain-keep') },
+      { name: 'fetch-drain-keep', run: runFetchDrain },
       { name: 'iterate-drain', run: runIterateDrain },
       { name: 'bare-read-4MiB', run: runBareRead },
       ...(crc32c ? [{ name: 'bare-read+crc32c', run: runBareReadCrc }] : []),
@@ -405,6 +448,7 @@ const GROUPS = [
       await appendFirst(wal, n, TOPIC);
       await appendFirst(wal, n, ITER_TOPIC);
       await appendFirst(wal, n, KEEP_TOPIC);
+      await appendFirst(wal, n, FETCH_TOPIC);
       await wal.flush();
       await wal.sync(); // untimed: no writeback of this data competes with the reads
       const barePath = path.join(dir, 'bare.dat');
@@ -535,7 +579,7 @@ function report() {
     const rs = by(n);
     const eps = rs.map((r) => r.entriesPerSec);
     let notes = '';
-    if (n === 'batchRead-drain' || n === 'batchRead-drain-keep') {
+    if (n === 'batchRead-drain' || n === 'batchRead-drain-keep' || n === 'fetch-drain-keep') {
       notes = `${fmtInt(med(n, 'calls'))} calls/run, ${fmtInt(med(n, 'entriesPerCall'))} entries/call; consumed segment files deleted meanwhile: ${fmtInt(med(n, 'filesDeleted'))}/run (${fmtInt(med(n, 'fsyncs'))} fsyncs)`;
     }
     else if (n === STRICT_NAME || n === 'fdatasync-per-read') {
@@ -564,6 +608,8 @@ function report() {
     ['batchRead-drain-keep / bare-read+crc32c', 'batchRead-drain-keep', 'bare-read+crc32c'],
     ['batchRead-drain / bare-read+crc32c', 'batchRead-drain', 'bare-read+crc32c'],
     ['iterate-drain / batchRead-drain-keep', 'iterate-drain', 'batchRead-drain-keep'],
+    ['fetch-drain-keep / batchRead-drain-keep', 'fetch-drain-keep', 'batchRead-drain-keep'],
+    ['fetch-drain-keep / bare-read+crc32c', 'fetch-drain-keep', 'bare-read+crc32c'],
     [`${STRICT_NAME} / fdatasync-per-read`, STRICT_NAME, 'fdatasync-per-read'],
   ];
   const ratioRows = [];
