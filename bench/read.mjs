@@ -157,8 +157,23 @@ function countFiles(dir) {
 // ---------------------------------------------------------------------------------------------
 // Drain group. ctx: { wal, barePath, n, bytes, verifyAll, round }
 
+/**
+ * The checks and the row of a drain scenario: every entry once, every byte, no damage, and
+ * (`keep`: a topic whose segments stay) no file deleted meanwhile.
+ */
+function drainRow(ctx, name, { n, bytes, calls, bad, t0, fsyncs0, files0, keep }) {
+  const seconds = (performance.now() - t0) / 1000;
+  const fsyncs = fsyncsOf(ctx.wal) - fsyncs0;
+  const filesDeleted = files0 - countFiles(ctx.walDir);
+  if (bad !== null) problem(name, ctx.round, bad);
+  if (n !== ctx.n) problem(name, ctx.round, `drained ${n} entries, expected ${ctx.n}`);
+  if (bytes !== ctx.bytes) problem(name, ctx.round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
+  if (keep && filesDeleted !== 0) problem(name, ctx.round, `${filesDeleted} files deleted, expected none`);
+  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls, fsyncs, filesDeleted });
+}
+
 async function runBatchReadDrain(ctx, topic = TOPIC, name = 'batchRead-drain') {
-  const { wal, n: expected, verifyAll, round } = ctx;
+  const { wal, verifyAll } = ctx;
   let n = 0;
   let bytes = 0;
   let calls = 0;
@@ -183,18 +198,11 @@ async function runBatchReadDrain(ctx, topic = TOPIC, name = 'batchRead-drain') {
     const s = batch[(calls * 7919) % len];
     if (bad === null && (s.offset >= payloads.length || !s.data.equals(payloads[s.offset]))) bad = `entry ${s.offset}: bytes differ from the payload`;
   }
-  const seconds = (performance.now() - t0) / 1000;
-  const fsyncs = fsyncsOf(wal) - fsyncs0;
-  const filesDeleted = files0 - countFiles(ctx.walDir);
-  if (bad !== null) problem(name, round, bad);
-  if (n !== expected) problem(name, round, `drained ${n} entries, expected ${expected}`);
-  if (bytes !== ctx.bytes) problem(name, round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
-  if (topic === KEEP_TOPIC && filesDeleted !== 0) problem(name, round, `${filesDeleted} files deleted, expected none`);
-  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls, fsyncs, filesDeleted });
+  return drainRow(ctx, name, { n, bytes, calls, bad, t0, fsyncs0, files0, keep: topic === KEEP_TOPIC });
 }
 
 async function runFetchDrain(ctx) {
-  const { wal, n: expected, verifyAll, round } = ctx;
+  const { wal, verifyAll } = ctx;
   const name = 'fetch-drain-keep';
   let n = 0;
   let bytes = 0;
@@ -220,14 +228,7 @@ async function runFetchDrain(ctx) {
     const k = (calls * 7919) % len;
     if (bad === null && !batch.payload(k).equals(payloads[batch.offset(k)])) bad = `entry ${batch.offset(k)}: bytes differ from the payload`;
   }
-  const seconds = (performance.now() - t0) / 1000;
-  const fsyncs = fsyncsOf(wal) - fsyncs0;
-  const filesDeleted = files0 - countFiles(ctx.walDir);
-  if (bad !== null) problem(name, round, bad);
-  if (n !== expected) problem(name, round, `drained ${n} entries, expected ${expected}`);
-  if (bytes !== ctx.bytes) problem(name, round, `drained ${bytes} payload bytes, expected ${ctx.bytes}`);
-  if (filesDeleted !== 0) problem(name, round, `${filesDeleted} files deleted, expected none`);
-  return throughputRow(n, bytes, seconds, { calls, entriesPerCall: n / calls, fsyncs, filesDeleted });
+  return drainRow(ctx, name, { n, bytes, calls, bad, t0, fsyncs0, files0, keep: true });
 }
 
 async function runIterateDrain(ctx) {

@@ -103,6 +103,13 @@ export class RecordBatch implements Iterable<Entry> {
     for (let e = 0; e < this.table.length; e += READ_ENTRY_FIELDS) yield this.view(e);
   }
 
+  /** @internal Every entry as an {@link Entry}, built now (what `batchRead` returns). */
+  toArray(): Entry[] {
+    const out = new Array<Entry>(this.length);
+    for (let k = 0; k < this.length; k++) out[k] = this.entry(k * READ_ENTRY_FIELDS);
+    return out;
+  }
+
   /** `i` when it is an entry's index; a TypeError or RangeError naming `index` otherwise. */
   private index(i: number): number {
     // The common case first: `i >>> 0 === i` holds only for integers in [0, 2^32).

@@ -18,8 +18,7 @@ import { RecordBatch } from './batch.js';
 import { lockNamespace, namespaceDir } from './namespace.js';
 import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOptions } from './options.js';
 import type { ProducerTopic } from './client/producer.js';
-import { type ReadReply, ShardClient } from './client/shard.js';
-import { READ_ENTRY_FIELDS } from '../shared/messages.js';
+import { ShardClient } from './client/shard.js';
 import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
 import type { IoPolicy } from '../shared/messages.js';
 import { shardsOnDisk } from '../shared/format/segment.js';
@@ -40,13 +39,6 @@ const MEMORY_LABEL = '(memory)';
 interface Topic extends ProducerTopic, Watchable {
   name: string;
   shard: ShardClient;
-}
-
-/** Entry `k` of a read reply: its data is a view of the transferred buffer, not a copy. */
-function entryOf(topic: string, r: ReadReply, k: number): Entry {
-  const e = r.entries;
-  const i = k * READ_ENTRY_FIELDS;
-  return { topic, offset: e[i]!, data: Buffer.from(r.data[e[i + 1]!]!, e[i + 2]!, e[i + 3]!) };
 }
 
 /**
@@ -278,11 +270,11 @@ export class Walrus {
     while (next < end) {
       this.checkOpen();
       const r = await t.shard.read(t.id, next, Math.min(MAX_BATCH_ENTRIES, end - next), READ_CHUNK_BYTES);
-      const n = r.entries.length / READ_ENTRY_FIELDS;
+      const entries = new RecordBatch(t.name, r.data, r.entries).toArray();
       // Nothing from `next` on: the rest up to `end` was consumed and its segments deleted.
-      if (n === 0) return;
-      for (let k = 0; k < n && next < end; k++) {
-        const e = entryOf(t.name, r, k);
+      if (entries.length === 0) return;
+      for (const e of entries) {
+        if (next >= end) break;
         yield e;
         next = e.offset + 1;
       }
@@ -359,15 +351,7 @@ export class Walrus {
       throw outOfRange('options.maxEntries', `an integer from 1 to ${MAX_FETCH_ENTRIES}`, maxEntries);
     }
     if (typeof checkpoint !== 'boolean') throw invalidArgType('options.checkpoint', 'of type boolean', checkpoint);
-    // What consume() does, with the reply kept whole instead of turned into Entry objects
-    // (consume is batchRead's and readNext's path and stays as it is).
-    const t = this.topicMap.get(topic);
-    if (t === undefined) {
-      encodeTopic(topic);
-      return RecordBatch.empty(topic);
-    }
-    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
-    return new RecordBatch(t.name, r.data, r.entries);
+    return this.take(topic, maxEntries, maxBytes, checkpoint);
   }
 
   /**
@@ -390,19 +374,21 @@ export class Walrus {
   }
 
   private async consume(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<Entry[]> {
+    return (await this.take(topic, maxEntries, maxBytes, checkpoint)).toArray();
+  }
+
+  /** One read from the cursor of `topic` (what readNext, batchRead and fetch share), the reply kept whole. */
+  private async take(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<RecordBatch> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
     const t = this.topicMap.get(topic);
     if (t === undefined) {
       encodeTopic(topic);
-      return [];
+      return RecordBatch.empty(topic);
     }
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
-    const n = r.entries.length / READ_ENTRY_FIELDS;
-    const out = new Array<Entry>(n);
-    for (let k = 0; k < n; k++) out[k] = entryOf(t.name, r, k);
-    return out;
+    return new RecordBatch(t.name, r.data, r.entries);
   }
 
   /**

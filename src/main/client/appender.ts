@@ -44,9 +44,10 @@ export class Appender {
   /** Appends one entry whose payload length has been validated; the shard is writable. */
   appendOne(t: ProducerTopic, data: Uint8Array | string, len: number): number {
     const p = this.producer;
-    if (recordFootprint(len) > p.externalThreshold) return this.appendExternal(t, [data], [len]);
+    const fp = recordFootprint(len);
+    if (fp > p.externalThreshold) return this.appendExternal(t, [data], [len]);
     p.begin();
-    return this.frame(t, 1, (first) => this.record(t, first, 1, data, len));
+    return this.frame(t, 1, (first) => this.record(t, first, 1, data, len, fp));
   }
 
   /** Appends a validated, non-empty batch atomically; returns the first offset. */
@@ -124,8 +125,7 @@ export class Appender {
   }
 
   /** Claims and writes the Entry record of entry `offset` of `t`, `remaining` from its batch's end. */
-  private record(t: ProducerTopic, offset: number, remaining: number, data: Uint8Array | string, len: number): void {
-    const fp = recordFootprint(len);
+  private record(t: ProducerTopic, offset: number, remaining: number, data: Uint8Array | string, len: number, fp = recordFootprint(len)): void {
     const pos = this.claim(fp);
     this.producer.writeHeader(pos, fp, len, t.id, RecordKind.Entry, offset, remaining);
     if (len > 0) this.producer.writePayload(pos, data, len);

@@ -51,7 +51,7 @@ export function workerExecArgv(argv: readonly string[]): string[] {
 }
 
 /** The `--conditions` / `-C` flags of `argv`, each with its value. */
-export function conditionFlags(argv: readonly string[]): string[] {
+function conditionFlags(argv: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
