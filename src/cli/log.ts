@@ -3,16 +3,21 @@
  * recovery scan (src/workers/recovery/index.ts `scanShard`, 'inspect' mode), which opens segment
  * files read-only and never writes, removes or truncates anything.
  *
- * The lock: if `walrus.lock` exists, the view takes a *shared* flock on it (opened read-only)
+ * The lock: if `walrus.lock` exists, the view takes a *shared* lock on it (opened read-only)
  * for as long as it is open, so no instance can open the log in the middle of a scan (its
- * exclusive flock fails with ERR_WALRUS_LOCKED). When an instance holds the log open, the
- * shared lock is refused: the log is *live* and the view is a best-effort snapshot of files
- * that are changing under it.
+ * exclusive lock fails with ERR_WALRUS_LOCKED): with the addon a shared flock; on the
+ * portable path the platform's open-time lock where there is one (O_SHLOCK on macOS and the
+ * BSDs; on Windows any open, which an instance's share-nothing open refuses). When an
+ * instance holds the log open (its lock, or on Linux a live owner record: src/main/lock.ts),
+ * the view is *live* and is a best-effort snapshot of files that are changing under it. On
+ * Linux without the addon the view takes no lock, so an instance may open the log during a
+ * scan; the scan still changes nothing.
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LOCK_FILE, sanitizeKey } from '../main/namespace.js';
-import { native } from '../shared/native.js';
+import { LOCK_FILE, readerLockFlag, recordedHolder } from '../main/lock.js';
+import { sanitizeKey } from '../main/namespace.js';
+import { ioPath, native } from '../shared/native.js';
 import { type ShardScan, scanShard } from '../workers/recovery/index.js';
 import { listSegments, shardsOnDisk } from '../shared/format/segment.js';
 import { ShardStore } from '../workers/store/store.js';
@@ -59,10 +64,20 @@ export function lockForReading(ns: string): LockState {
     return { live: false, fd: -1 };
   }
   const { O_RDONLY, O_CLOEXEC, O_NOFOLLOW } = native.constants;
-  const fd = native.open(lockPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-  if (native.flock(fd, false)) return { live: false, fd };
-  native.close(fd);
-  return { live: true, fd: -1 };
+  const flag = readerLockFlag();
+  let fd: number;
+  try {
+    fd = native.open(lockPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (flag ?? 0), 0);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (flag !== null && (code === 'EWOULDBLOCK' || code === 'EAGAIN' || code === 'EBUSY')) return { live: true, fd: -1 };
+    throw err;
+  }
+  if ((ioPath === 'native' && !native.flock(fd, false)) || recordedHolder(ns) !== null) {
+    native.close(fd);
+    return { live: true, fd: -1 };
+  }
+  return { live: false, fd };
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Namespace directories and the directory lock.
+ * Namespace directories (their lock is lock.ts).
  *
  * A key becomes one directory name, injectively: ASCII letters, digits, '_' and '-' stay as
  * they are, every other UTF-8 byte becomes '%' and two upper-case hex digits ('%' itself
@@ -11,8 +11,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { WalrusError, ioError } from '../shared/errors.js';
-import { native } from '../shared/native.js';
+import { ioError } from '../shared/errors.js';
 import { fsyncDir } from '../shared/file-io.js';
 
 const SAFE = /^[A-Za-z0-9_-]$/;
@@ -48,35 +47,4 @@ export function namespaceDir(dir: string, key: string): string {
     throw ioError(err, 'creating the data directory failed', ns);
   }
   return ns;
-}
-
-export const LOCK_FILE = 'walrus.lock';
-
-/**
- * Takes the namespace lock: flock(LOCK_EX|LOCK_NB) on `walrus.lock`, held as long as the
- * returned descriptor is open. The kernel drops it when the process dies, however it dies;
- * a second open of the same namespace, in this process or another, gets its own open file
- * description and is refused.
- */
-export function lockNamespace(ns: string): number {
-  const path = join(ns, LOCK_FILE);
-  const { O_RDWR, O_CREAT, O_CLOEXEC, O_NOFOLLOW } = native.constants;
-  let fd: number;
-  try {
-    fd = native.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600);
-  } catch (err) {
-    throw ioError(err, 'opening the lock file failed', path);
-  }
-  let locked: boolean;
-  try {
-    locked = native.flock(fd, true);
-  } catch (err) {
-    native.close(fd);
-    throw ioError(err, 'locking the data directory failed', path);
-  }
-  if (!locked) {
-    native.close(fd);
-    throw new WalrusError('ERR_WALRUS_LOCKED', `the log in ${ns} is already open (by this or another process)`, { file: path });
-  }
-  return fd;
 }

@@ -70,6 +70,16 @@ export interface WalrusOptions {
    * forces false. The mmap backend does not use it (it has no write system calls).
    */
   ioUring?: boolean | 'auto';
+  /**
+   * How the shard workers reach the files (docs/ARCHITECTURE.md, "The two I/O paths"):
+   * `'native'`, the C++ addon (io_uring or pwritev, and the 'mmap' and 'memory' backends);
+   * `'portable'`, node:fs only (writev and fdatasync through libuv; 'fd' backend only: the
+   * others then fail with ERR_WALRUS_ADDON_REQUIRED); `'auto'` (default): the addon when it
+   * loads in this process, else the portable path. `'native'` where the addon does not load
+   * fails with ERR_WALRUS_ADDON_REQUIRED. WALRUS_NATIVE=0 forces `'portable'`.
+   * `stats().io` says which path a log uses.
+   */
+  io?: 'auto' | 'native' | 'portable';
   /** Pin each shard worker to its own CPU. Default: false. */
   pinWorkers?: boolean;
   /**
@@ -100,6 +110,7 @@ export interface ResolvedOptions {
   segmentBlocks: number;
   backpressureMs: number;
   ioUring: boolean | 'auto';
+  io: 'auto' | 'native' | 'portable';
   pinWorkers: boolean;
   retentionBytes: number;
   retentionMs: number;
@@ -128,6 +139,7 @@ const KNOWN = new Set([
   'segmentBlocks',
   'backpressureMs',
   'ioUring',
+  'io',
   'pinWorkers',
   'retentionBytes',
   'retentionMs',
@@ -184,6 +196,8 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
   if (blockBytes % 4096 !== 0) throw invalidArgValue('options.blockBytes', blockBytes, 'must be a multiple of 4096');
 
   const ioUring = o.ioUring === 'auto' ? 'auto' : bool<'auto'>(o, 'ioUring', 'auto');
+  const io = o.io ?? 'auto';
+  if (io !== 'auto' && io !== 'native' && io !== 'portable') throw invalidArgValue('options.io', io, "must be 'auto', 'native' or 'portable'");
   const debug = debuglog('walrus').enabled && process.env.WALRUS_QUIET !== '1';
   return {
     dir: resolve(dir),
@@ -199,6 +213,8 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     backpressureMs: backpressure(o),
     // Validated first, so a bad value is reported even when the variable is set.
     ioUring: process.env.WALRUS_DISABLE_IO_URING === '1' ? false : ioUring,
+    // WALRUS_NATIVE=0 is applied where the path is resolved (native.ts resolveIoPath).
+    io,
     pinWorkers: bool(o, 'pinWorkers', false) === true,
     retentionBytes: int(o, 'retentionBytes', 1, Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY),
     retentionMs: int(o, 'retentionMs', 1, Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY),

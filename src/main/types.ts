@@ -54,8 +54,12 @@ export interface WalrusStats {
   recoveredTornBytes: number;
   /** Whether the previous instance closed cleanly. */
   recoveredClean: boolean;
-  /** How write batches reach the kernel: see the `ioUring` option; `'mmap'` for that backend. */
-  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap';
+  /**
+   * How write batches reach the kernel, for every shard of the log: see the `ioUring`
+   * option; `'mmap'` for that backend; `'portable'` when the log uses the portable I/O path
+   * (the `io` option: node:fs writev and fdatasync, no io_uring).
+   */
+  io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap' | 'portable';
   /** One entry per shard, by shard index. */
   shards: ShardStats[];
 }

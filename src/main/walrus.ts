@@ -8,14 +8,15 @@
  * the API and its documentation; every method is short.
  */
 import { availableParallelism } from 'node:os';
-import { native } from '../shared/native.js';
+import { type IoPath, native, resolveIoPath } from '../shared/native.js';
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
 import { RECORD_HEADER_BYTES, recordFootprint } from '../shared/format/layout.js';
 import { createRing } from '../shared/ring.js';
 import { encodeTopic, topicHash } from '../shared/format/topic.js';
 import { FETCH_DEFAULT_MAX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_FETCH_ENTRIES, READ_CHUNK_BYTES } from './limits.js';
 import { RecordBatch } from './batch.js';
-import { lockNamespace, namespaceDir } from './namespace.js';
+import { type DirectoryLock, lockNamespace } from './lock.js';
+import { namespaceDir } from './namespace.js';
 import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOptions } from './options.js';
 import type { ProducerTopic } from './client/producer.js';
 import { ShardClient } from './client/shard.js';
@@ -70,8 +71,8 @@ export class Walrus {
   private constructor(
     private readonly opts: ResolvedOptions,
     private readonly shards: ShardClient[],
-    private readonly lockFd: number,
-    private readonly recovered: { tornBytes: number; clean: boolean; uring: IoPolicy },
+    private readonly lock: DirectoryLock | null,
+    private readonly recovered: { tornBytes: number; clean: boolean; uring: IoPolicy; io: IoPath },
   ) {
     process.on('beforeExit', this.onBeforeExit);
     if (opts.backend !== 'memory') process.on('exit', this.onExit);
@@ -81,15 +82,20 @@ export class Walrus {
   static async open(options?: WalrusOptions): Promise<Walrus> {
     const opts = resolveOptions(options, backendDefault());
     const memory = opts.backend === 'memory';
+    const io = resolveIoPath(opts.io);
+    if (io === 'portable' && opts.backend !== 'fd') {
+      const why = process.env.WALRUS_NATIVE === '0' ? 'WALRUS_NATIVE=0 is set' : opts.io === 'portable' ? "options.io is 'portable'" : 'the addon did not load in this process';
+      throw new WalrusError('ERR_WALRUS_ADDON_REQUIRED', `the '${opts.backend}' backend needs the native addon, and this log would use the portable I/O path (${why})`);
+    }
     // A memory log has no directory and no lock: `ns` only labels its (pathless) segments.
     const ns = memory ? MEMORY_LABEL : namespaceDir(opts.dir, opts.key);
-    const lockFd = memory ? -1 : lockNamespace(ns);
+    const lock = memory ? null : lockNamespace(ns);
     const started: ShardClient[] = [];
     try {
       const onDisk = memory ? [] : shardsOnDisk(ns);
       const count = Math.max(opts.shards, onDisk.length > 0 ? onDisk[onDisk.length - 1]! + 1 : 0);
       const mmap = opts.backend === 'mmap';
-      const uring: IoPolicy = mmap || opts.ioUring === false || !native.uringSupported() ? 'never' : opts.ioUring === 'auto' ? 'multi' : 'always';
+      const uring: IoPolicy = mmap || io === 'portable' || opts.ioUring === false || !native.uringSupported() ? 'never' : opts.ioUring === 'auto' ? 'multi' : 'always';
       const results = await Promise.allSettled(
         Array.from({ length: count }, (_, i) =>
           ShardClient.start(
@@ -108,6 +114,7 @@ export class Walrus {
               retentionMs: opts.retentionMs,
               uring,
               backend: mmap ? 'mmap' : 'fd',
+              walrusIoPath: io,
               cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
               debug: opts.debug,
             },
@@ -120,7 +127,7 @@ export class Walrus {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       let tornBytes = 0;
       let clean = true;
-      const wal = new Walrus(opts, started, lockFd, { tornBytes: 0, clean: true, uring });
+      const wal = new Walrus(opts, started, lock, { tornBytes: 0, clean: true, uring, io });
       for (const r of results) {
         const { shard, ready } = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof ShardClient.start>>>).value;
         tornBytes += ready.tornBytes;
@@ -140,7 +147,7 @@ export class Walrus {
       return wal;
     } catch (err) {
       await Promise.allSettled(started.map((s) => s.terminate()));
-      if (lockFd >= 0) native.close(lockFd);
+      lock?.release();
       throw err;
     }
   }
@@ -530,7 +537,7 @@ export class Walrus {
     return {
       recoveredTornBytes: this.recovered.tornBytes,
       recoveredClean: this.recovered.clean,
-      io: this.opts.backend === 'mmap' ? 'mmap' : IO_NAMES[this.recovered.uring],
+      io: this.recovered.io === 'portable' ? 'portable' : this.opts.backend === 'mmap' ? 'mmap' : IO_NAMES[this.recovered.uring],
       shards: this.shards.map((s) => {
         const { fsyncs, writeSubmits, bytesWritten, recordsWritten } = s.stats();
         return { fsyncs, writeSubmits, bytesWritten, recordsWritten };
@@ -554,7 +561,7 @@ export class Walrus {
     } finally {
       // Only now: process.exit() while close() runs still waits for the rings to be written.
       process.off('exit', this.onExit);
-      if (this.lockFd >= 0) native.close(this.lockFd);
+      this.lock?.release();
     }
   }
 

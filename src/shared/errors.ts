@@ -14,7 +14,8 @@ export type WalrusErrorCode =
   | 'ERR_WALRUS_CORRUPT'
   | 'ERR_WALRUS_IO'
   | 'ERR_WALRUS_BACKPRESSURE'
-  | 'ERR_WALRUS_DECODE';
+  | 'ERR_WALRUS_DECODE'
+  | 'ERR_WALRUS_ADDON_REQUIRED';
 
 /** Extra fields of a {@link WalrusError}, by code (the constructor's third argument). */
 export interface WalrusErrorDetails {
@@ -152,6 +153,7 @@ const WALRUS_CODES: ReadonlySet<string> = new Set<WalrusErrorCode>([
   'ERR_WALRUS_IO',
   'ERR_WALRUS_BACKPRESSURE',
   'ERR_WALRUS_DECODE',
+  'ERR_WALRUS_ADDON_REQUIRED',
 ]);
 
 export function deserializeError(s: SerializedError): Error {

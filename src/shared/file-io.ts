@@ -13,8 +13,13 @@ export const OPEN_READ_ONLY = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
 export const CREATE_NEW = O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
 export const FILE_MODE = 0o600;
 
-/** fsync of a directory, so a file created or removed in it survives power loss. */
+/**
+ * fsync of a directory, so a file created or removed in it survives power loss. Not on
+ * Windows, where a directory cannot be opened as a file (node:fs: EISDIR) and NTFS journals
+ * its directory changes itself (docs/DURABILITY.md, "The portable I/O path").
+ */
 export function fsyncDir(dir: string): void {
+  if (process.platform === 'win32') return;
   let fd = -1;
   try {
     fd = native.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);

@@ -4,6 +4,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.js';
+import type { IoPath } from './native.js';
 import type { FsyncSchedule, ReadConsistency } from './schedule.js';
 
 export type IoPolicy = 'always' | 'multi' | 'never';
@@ -32,6 +33,11 @@ export interface ShardInit {
   uring: IoPolicy;
   /** 'mmap': segments are mapped and written by copies, made durable with msync (uring is then 'never'). */
   backend: 'fd' | 'mmap';
+  /**
+   * The I/O path the log resolved at open. native.ts reads it from workerData under this
+   * name (WORKER_IO_PATH_KEY) as the worker's modules load, so the worker uses exactly it.
+   */
+  walrusIoPath: IoPath;
   /** The worker posts its failure (a SerializedError) here before it sets State to Failed. */
   failPort: MessagePort;
   /** CPU to pin the worker to, or -1. */

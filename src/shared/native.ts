@@ -1,5 +1,7 @@
 /**
- * The addon's surface, typed. C++ stays thin: it performs system calls and checksums and
+ * The addon's surface, typed, and the choice, once per thread, of what provides it: the C++
+ * addon, or the portable I/O path (src/shared/portable/: the same surface on node:fs, for
+ * where the addon cannot load). C++ stays thin: it performs system calls and checksums and
  * reports every failure; policy, defaults and argument validation live in TypeScript.
  *
  * Every failing system call throws an `Error` whose `code` is the errno name (`'EIO'`),
@@ -7,6 +9,10 @@
  * `'fdatasync'`, `'io_uring_enter'`, ...). Callers wrap it with `ioError()` (errors.ts).
  */
 import { createRequire } from 'node:module';
+import { workerData } from 'node:worker_threads';
+import { WalrusError } from './errors.js';
+import type { ShardInit } from './messages.js';
+import { portableBinding } from './portable/index.js';
 
 export interface IoContext {
   /** True when this context submits through io_uring, false when it uses pwritev or mappings. */
@@ -202,12 +208,96 @@ export interface NativeBinding {
   readonly testSeams?: TestSeams;
 }
 
-const requireNative = createRequire(import.meta.url);
+/**
+ * Which implementation of NativeBinding a thread uses: `'native'`, the addon
+ * (build/Release/walrus.node), or `'portable'`, src/shared/portable/ on node:fs.
+ */
+export type IoPath = 'native' | 'portable';
 
 /**
- * The addon, loaded once per thread (Node loads a context-aware addon per isolate). The
+ * The key of a shard worker's workerData (messages.ts ShardInit) that names the I/O path
+ * its log resolved at open: a worker uses exactly that one, never its own fallback.
+ */
+export const WORKER_IO_PATH_KEY = 'walrusIoPath' satisfies keyof ShardInit;
+
+const requireNative = createRequire(import.meta.url);
+let addonLoad: { binding: NativeBinding } | { error: unknown } | undefined;
+
+/**
+ * The addon, loaded at most once per thread (Node loads a context-aware addon per isolate),
+ * or null when it cannot load here (no build, another platform or C library). The
  * package's `imports` map resolves `#walrus-addon` to `build/Release/walrus.node`, or, in a
  * process run with `--conditions=walrus-test` (the test suite; worker threads inherit it), to
  * the test build `walrus_test.node` (see {@link TestSeams}).
  */
-export const native: NativeBinding = requireNative('#walrus-addon') as NativeBinding;
+function loadAddon(): NativeBinding | null {
+  if (addonLoad === undefined) {
+    try {
+      addonLoad = { binding: requireNative('#walrus-addon') as NativeBinding };
+    } catch (error) {
+      addonLoad = { error };
+    }
+  }
+  return 'binding' in addonLoad ? addonLoad.binding : null;
+}
+
+/** Why the addon did not load, on one line. */
+function addonFailure(): string {
+  const error = addonLoad !== undefined && 'error' in addonLoad ? addonLoad.error : undefined;
+  const text = error instanceof Error ? error.message : String(error);
+  return text.split('\n')[0]!.trim();
+}
+
+function requestedByWorker(): IoPath | undefined {
+  const data = workerData as Record<string, unknown> | null | undefined;
+  const path = typeof data === 'object' && data !== null ? data[WORKER_IO_PATH_KEY] : undefined;
+  return path === 'native' || path === 'portable' ? path : undefined;
+}
+
+/**
+ * This thread's choice. A shard worker uses the path its log resolved (workerData). Any
+ * other thread: the portable path when `WALRUS_NATIVE=0`, else the addon when it loads,
+ * else the portable path, announced by one line on stderr (unless `WALRUS_QUIET=1`).
+ */
+function choose(): { binding: NativeBinding; path: IoPath } {
+  const requested = requestedByWorker() ?? (process.env.WALRUS_NATIVE === '0' ? 'portable' : undefined);
+  if (requested === 'portable') return { binding: portableBinding, path: 'portable' };
+  const addon = loadAddon();
+  if (addon !== null) return { binding: addon, path: 'native' };
+  if (requested === 'native') {
+    // The log's thread loaded the addon, this worker cannot: nothing to fall back to
+    // (the log was promised the native path).
+    throw new WalrusError('ERR_WALRUS_ADDON_REQUIRED', `the native addon did not load in a shard worker: ${addonFailure()}`);
+  }
+  if (process.env.WALRUS_QUIET !== '1') {
+    process.stderr.write(
+      `walrus-ts: the native addon did not load (${addonFailure()}); using the portable node:fs I/O path (no io_uring, 'mmap' or 'memory' backend). WALRUS_NATIVE=0 selects it without this line, WALRUS_QUIET=1 hides it.\n`,
+    );
+  }
+  return { binding: portableBinding, path: 'portable' };
+}
+
+const chosen = choose();
+
+/**
+ * The binding this thread uses, chosen once when this module is first evaluated in the
+ * thread, before any module that imports it runs (see `choose` above and docs/ARCHITECTURE.md,
+ * "The two I/O paths"): modules may read it at load time (file-io.ts takes its `constants`).
+ */
+export const native: NativeBinding = chosen.binding;
+
+/** The path {@link native} is in this thread. */
+export const ioPath: IoPath = chosen.path;
+
+/**
+ * The I/O path of a log opened with the `io` option `requested`, for its shard workers:
+ * `'portable'` when WALRUS_NATIVE=0 (the variable wins over the option, as
+ * WALRUS_DISABLE_IO_URING does over `ioUring`) or when asked; `'auto'`: this thread's path;
+ * `'native'`: the addon, or ERR_WALRUS_ADDON_REQUIRED when it does not load here.
+ */
+export function resolveIoPath(requested: 'auto' | IoPath): IoPath {
+  if (process.env.WALRUS_NATIVE === '0' || requested === 'portable') return 'portable';
+  if (requested === 'auto') return ioPath;
+  if (loadAddon() !== null) return 'native';
+  throw new WalrusError('ERR_WALRUS_ADDON_REQUIRED', `options.io is 'native' but the native addon did not load: ${addonFailure()}`);
+}
