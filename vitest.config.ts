@@ -2,8 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * The files that the 'mmap' project runs again with WALRUS_TEST_BACKEND=mmap (the default
- * backend of every open that names none, test/setup-backend.ts): the conformance, crash,
- * corruption and fault tests. Files about the addon, the ring, the layout and option parsing
+ * backend of every open that names none, test/setup-backend.ts), and the 'portable' project
+ * on the portable I/O path: the conformance, crash, corruption and fault tests. Files about the addon, the ring, the layout and option parsing
  * do not depend on the backend and run once.
  */
 const DISK_BACKEND_FILES = [
@@ -37,6 +37,11 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'fd', include: ['test/**/*.test.ts'], env: { WALRUS_TEST_BACKEND: 'fd' } } },
       { extends: true, test: { name: 'mmap', include: DISK_BACKEND_FILES, env: { WALRUS_TEST_BACKEND: 'mmap' } } },
+      // The same files on the portable I/O path (src/shared/portable/): WALRUS_NATIVE=0 makes
+      // every thread of the test process and of its children use node:fs instead of the addon,
+      // 'fd' backend (the only one that path has). Tests that need what only the addon's test
+      // build has (the power-loss journal) or backends it lacks skip there, each saying why.
+      { extends: true, test: { name: 'portable', include: DISK_BACKEND_FILES, env: { WALRUS_TEST_BACKEND: 'fd', WALRUS_NATIVE: '0' } } },
     ],
   },
 });

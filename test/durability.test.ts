@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
-import { collect, tempDir } from './helpers.js';
+import { PORTABLE, collect, tempDir } from './helpers.js';
 
 /** The mmap project (vitest.config.ts) runs these against the mmap backend, where msync is the fsync. */
 const MMAP = process.env.WALRUS_TEST_BACKEND === 'mmap';
-const paths = MMAP ? (['mmap'] as const) : native.uringSupported() ? (['io_uring', 'pwritev'] as const) : (['pwritev'] as const);
+/** The portable project runs them on the portable I/O path, which has no io_uring and says 'portable'. */
+const paths = MMAP ? (['mmap'] as const) : PORTABLE ? (['portable'] as const) : native.uringSupported() ? (['io_uring', 'pwritev'] as const) : (['pwritev'] as const);
 
 function fsyncs(wal: Walrus): number {
   return wal.stats().shards.reduce((a, s) => a + s.fsyncs, 0);
@@ -129,13 +130,14 @@ describe.skipIf(MMAP)('I/O path selection (fd backend)', () => {
   it("defaults to 'auto' (io_uring for batches touching several files) where io_uring works", async () => {
     const wal = await Walrus.open({ dir: tempDir() });
     try {
-      expect(wal.stats().io).toBe(native.uringSupported() ? 'io_uring+pwritev' : 'pwritev');
+      expect(wal.stats().io).toBe(PORTABLE ? 'portable' : native.uringSupported() ? 'io_uring+pwritev' : 'pwritev');
     } finally {
       await wal.close();
     }
   });
 
-  it('WALRUS_DISABLE_IO_URING=1 forces pwritev even when ioUring is true', async () => {
+  // On the portable path there is no io_uring to disable (stats().io is 'portable' whatever ioUring says).
+  it.skipIf(PORTABLE)('WALRUS_DISABLE_IO_URING=1 forces pwritev even when ioUring is true', async () => {
     const before = process.env.WALRUS_DISABLE_IO_URING;
     process.env.WALRUS_DISABLE_IO_URING = '1';
     try {

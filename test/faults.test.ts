@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Walrus, FsyncSchedule } from '../dist/index.js';
 import { native } from '../dist/shared/native.js';
 import { type IoFailure, closeAfterFault, expectRefusedAfter } from './fault-checks.js';
-import { collect, pseudoRandom, tempDir } from './helpers.js';
+import { PORTABLE, collect, pseudoRandom, tempDir } from './helpers.js';
 
 const EIO = 5;
 const ENOSPC = 28;
@@ -23,13 +23,14 @@ const TOPICS = ['a', 'b'];
 const MAX_NTH = 80;
 
 type Kind = 'write' | 'fsync' | 'map';
-type Path = 'io_uring' | 'pwritev' | 'mmap';
+type Path = 'io_uring' | 'pwritev' | 'mmap' | 'portable';
 
 const MMAP = process.env.WALRUS_TEST_BACKEND === 'mmap';
 /** Both fd I/O paths, or pwritev alone (said once) where io_uring is not available. */
 const FD_PATHS: Path[] = native.uringSupported() ? ['io_uring', 'pwritev'] : ['pwritev'];
-if (!MMAP && FD_PATHS.length === 1) console.warn('skipped: io_uring is not supported here (native.uringSupported() is false); only the pwritev path is tested');
-const PATHS: Path[] = MMAP ? ['mmap'] : FD_PATHS;
+if (!MMAP && !PORTABLE && FD_PATHS.length === 1) console.warn('skipped: io_uring is not supported here (native.uringSupported() is false); only the pwritev path is tested');
+/** The portable project: the portable I/O path, its faults injected by test/portable-faults.cjs. */
+const PATHS: Path[] = MMAP ? ['mmap'] : PORTABLE ? ['portable'] : FD_PATHS;
 
 /**
  * The payload of the i-th append of the workload: sizes vary (padding); with 4 KiB blocks and
@@ -44,7 +45,8 @@ function expectedSyscall(kind: Kind, path: Path, short: boolean): string {
   if (kind === 'map') return 'mmap';
   if (kind === 'fsync') return path === 'mmap' ? 'msync' : 'fdatasync';
   // A short write is completed with pwritev on both paths; that attempt is the one that fails.
-  if (short || path === 'pwritev') return 'pwritev';
+  // The portable path reports its writev calls as the addon's pwritev path does.
+  if (short || path === 'pwritev' || path === 'portable') return 'pwritev';
   return 'writev';
 }
 
@@ -120,7 +122,7 @@ async function runCase(path: Path, kind: Kind, nth: number, errno: number, short
 }
 
 describe.skipIf(MMAP)('IoContext.injectFault (the addon seam; mapped contexts: test/mmap.test.ts)', () => {
-  it.each(FD_PATHS)('fails the nth write or fdatasync, writes half before a short failure, and clears (%s)', (path) => {
+  it.each(PATHS)('fails the nth write or fdatasync, writes half before a short failure, and clears (%s)', (path) => {
     const dir = tempDir('walrus-seam-');
     const file = join(dir, 'f');
     const fd = native.open(file, native.constants.O_RDWR | native.constants.O_CREAT | native.constants.O_CLOEXEC, 0o644);

@@ -53,12 +53,19 @@ export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
 export { pseudoRandom } from './fixtures/payload.mjs';
 
 /**
+ * The 'portable' project (vitest.config.ts): every thread uses the portable I/O path, which
+ * has the 'fd' backend only ('mmap' and 'memory' fail with ERR_WALRUS_ADDON_REQUIRED, which
+ * test/portable.test.ts checks), and no power-loss journal (the addon's test build has it).
+ */
+export const PORTABLE = process.env.WALRUS_NATIVE === '0';
+
+/**
  * Backends whose semantics the semantic suites (append, consumer, ring, streams, typed
  * records) check: each suite runs once per backend with `describe.each`. The disk backend is
  * the one the vitest project selects (WALRUS_TEST_BACKEND, test/setup-backend.ts), so the
  * 'mmap' project runs these suites on mmap; the memory backend runs once, in the 'fd'
- * project. Durability and crash suites are about files and stay on the disk backends.
+ * project (not in the 'portable' one, which has no memory backend). Durability and crash suites are about files and stay on the disk backends.
  */
 export type SemanticBackend = 'fd' | 'mmap' | 'memory';
 export const SEMANTIC_BACKENDS: readonly SemanticBackend[] =
-  process.env.WALRUS_TEST_BACKEND === 'mmap' ? ['mmap'] : ['fd', 'memory'];
+  process.env.WALRUS_TEST_BACKEND === 'mmap' ? ['mmap'] : PORTABLE ? ['fd'] : ['fd', 'memory'];
