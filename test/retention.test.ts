@@ -60,14 +60,16 @@ describe('deletion of consumed segments', () => {
       const took = await waitFor(() => segments(dir).length <= 2, 5000);
       expect(took).toBeLessThan(5000);
       expect(bytesOnDisk(dir)).toBeLessThan(spaceBefore);
-      // Appending and consuming go on.
+      // Appending goes on; iterate starts at the first entry still stored. (Before 'after'
+      // is consumed: once it is, its segment may be retired and deleted too, so what
+      // iterate finds then depends on when retention ran.)
       wal.append('q', 'after');
-      expect((await wal.readNext('q'))?.data.toString()).toBe('after');
-      // iterate starts at the first entry still stored.
       const rest = await collect(wal.iterate('q'));
       expect(rest.length).toBeLessThan(301);
       expect(rest[rest.length - 1]!.data.toString()).toBe('after');
       for (const e of rest.slice(0, -1)) expect(Buffer.compare(e.data, pseudoRandom(e.offset + 1, 200))).toBe(0);
+      // Consuming goes on.
+      expect((await wal.readNext('q'))?.data.toString()).toBe('after');
     } finally {
       await wal.close();
     }

@@ -3,6 +3,7 @@
  * streams. A leaf module (types only): typed.ts and streams.ts take them from here, not from
  * walrus.ts.
  */
+import type { ReadConsistency } from '../shared/schedule.js';
 
 /** An entry as reads return it. */
 export interface Entry {
@@ -62,4 +63,29 @@ export interface WalrusStats {
   io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap' | 'portable';
   /** One entry per shard, by shard index. */
   shards: ShardStats[];
+}
+
+/** Options of {@link Walrus.consumer}. */
+export interface ConsumerOptions {
+  /** The consistency of the consumer's checkpointing reads; default: the instance's `consistency`. */
+  consistency?: ReadConsistency;
+}
+
+/** A named consumer as {@link Walrus.consumers} lists it. */
+export interface ConsumerInfo {
+  name: string;
+  /** The topics it has a position in, by name. */
+  topics: ConsumerTopicInfo[];
+}
+
+export interface ConsumerTopicInfo {
+  topic: string;
+  /** Committed: every entry before it is consumed. */
+  committed: number;
+  /** Where its next checkpointing read starts. */
+  position: number;
+  /** Entries appended and not yet consumed (end - committed). */
+  lag: number;
+  /** Entries deleted by a retention bound before this consumer read them, since the log was opened. */
+  skipped: number;
 }

@@ -21,13 +21,15 @@ import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOption
 import type { ProducerTopic } from './client/producer.js';
 import { ShardClient } from './client/shard.js';
 import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
-import type { IoPolicy } from '../shared/messages.js';
+import type { ConsumerRef, IoPolicy } from '../shared/messages.js';
 import { shardsOnDisk } from '../shared/format/segment.js';
 import { FileStructures, MemoryStructures } from './records/structures.js';
-import { TypedTopic, ValueCodec } from './records/typed.js';
+import { type ByteLog, TypedTopic, ValueCodec } from './records/typed.js';
+import { Consumer, type ConsumerPort, checkConsumerName, checkOffset } from './consumer.js';
+import { isReadConsistency } from '../shared/schedule.js';
 import type { Readable, Writable } from 'node:stream';
 import { type ReadStreamOptions, type WriteStreamOptions, createReadStream, createWriteStream } from './streams.js';
-import type { Entry, FetchOptions, SubscribeOptions, WalrusStats } from './types.js';
+import type { ConsumerInfo, ConsumerOptions, Entry, FetchOptions, SubscribeOptions, WalrusStats } from './types.js';
 
 const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwritev' } as const;
 
@@ -302,7 +304,11 @@ export class Walrus {
    *   plus the last read's are delivered again, none is skipped (docs/DURABILITY.md).
    */
   async readNext(topic: string, checkpoint = true): Promise<Entry | null> {
-    const entries = await this.consume(topic, 1, Number.MAX_SAFE_INTEGER, checkpoint);
+    return this.readNextAs(null, topic, checkpoint);
+  }
+
+  private async readNextAs(ref: ConsumerRef | null, topic: string, checkpoint: boolean): Promise<Entry | null> {
+    const entries = await this.consume(topic, 1, Number.MAX_SAFE_INTEGER, checkpoint, ref);
     return entries[0] ?? null;
   }
 
@@ -316,9 +322,13 @@ export class Walrus {
    * delivered again.
    */
   async batchRead(topic: string, maxBytes: number, checkpoint = true): Promise<Entry[]> {
+    return this.batchReadAs(null, topic, maxBytes, checkpoint);
+  }
+
+  private async batchReadAs(ref: ConsumerRef | null, topic: string, maxBytes: number, checkpoint: boolean): Promise<Entry[]> {
     if (typeof maxBytes !== 'number') throw invalidArgType('maxBytes', 'of type number', maxBytes);
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw outOfRange('maxBytes', 'a non-negative safe integer', maxBytes);
-    return this.consume(topic, MAX_BATCH_ENTRIES, maxBytes, checkpoint);
+    return this.consume(topic, MAX_BATCH_ENTRIES, maxBytes, checkpoint, ref);
   }
 
   /**
@@ -347,6 +357,10 @@ export class Walrus {
    * ```
    */
   async fetch(topic: string, options: FetchOptions = {}): Promise<RecordBatch> {
+    return this.fetchAs(null, topic, options);
+  }
+
+  private async fetchAs(ref: ConsumerRef | null, topic: string, options: FetchOptions): Promise<RecordBatch> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
@@ -358,7 +372,7 @@ export class Walrus {
       throw outOfRange('options.maxEntries', `an integer from 1 to ${MAX_FETCH_ENTRIES}`, maxEntries);
     }
     if (typeof checkpoint !== 'boolean') throw invalidArgType('options.checkpoint', 'of type boolean', checkpoint);
-    return this.take(topic, maxEntries, maxBytes, checkpoint);
+    return this.take(topic, maxEntries, maxBytes, checkpoint, ref);
   }
 
   /**
@@ -370,22 +384,30 @@ export class Walrus {
    * checkpointing read has already committed, durably, so this only waits for that.
    */
   async commit(topic: string): Promise<void> {
+    return this.commitAs(null, topic, undefined);
+  }
+
+  private async commitAs(ref: ConsumerRef | null, topic: string, offset: number | undefined): Promise<void> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    if (offset !== undefined) checkOffset(offset, 'offset');
     const t = this.topicMap.get(topic);
     if (t === undefined) {
       encodeTopic(topic);
       return;
     }
-    await t.shard.commit(t.id);
+    await t.shard.commit(t.id, ref, offset);
   }
 
-  private async consume(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<Entry[]> {
-    return (await this.take(topic, maxEntries, maxBytes, checkpoint)).toArray();
+  private async consume(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null = null): Promise<Entry[]> {
+    return (await this.take(topic, maxEntries, maxBytes, checkpoint, ref)).toArray();
   }
 
-  /** One read from the cursor of `topic` (what readNext, batchRead and fetch share), the reply kept whole. */
-  private async take(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown): Promise<RecordBatch> {
+  /**
+   * One read from where the consumer (null: the default one) stands in `topic` (what
+   * readNext, batchRead and fetch share), the reply kept whole.
+   */
+  private async take(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null = null): Promise<RecordBatch> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
@@ -394,7 +416,7 @@ export class Walrus {
       encodeTopic(topic);
       return RecordBatch.empty(topic);
     }
-    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint);
+    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref);
     return new RecordBatch(t.name, r.data, r.entries);
   }
 
@@ -404,18 +426,22 @@ export class Walrus {
    * the instance closes.
    */
   subscribe(topic: string, options: SubscribeOptions = {}): AsyncIterableIterator<Entry> {
+    return this.subscribeAs(null, topic, options);
+  }
+
+  private subscribeAs(ref: ConsumerRef | null, topic: string, options: SubscribeOptions): AsyncIterableIterator<Entry> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
     const { signal } = options;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
-    return this.tail(this.topicFor(topic), signal);
+    return this.tail(this.topicFor(topic), signal, ref);
   }
 
   /** subscribe's iterator: the live tail, one entry at a time. */
-  private async *tail(t: Topic, signal: AbortSignal | undefined): AsyncIterableIterator<Entry> {
+  private async *tail(t: Topic, signal: AbortSignal | undefined, ref: ConsumerRef | null): AsyncIterableIterator<Entry> {
     for (;;) {
-      const batch = await this.nextBatch(t, 1, Number.MAX_SAFE_INTEGER, true, signal);
+      const batch = await this.nextBatch(t, 1, Number.MAX_SAFE_INTEGER, true, signal, ref);
       if (batch === null) return;
       yield batch[0]!;
     }
@@ -427,7 +453,7 @@ export class Walrus {
    * it finds none (or, when not `live`, null). Null once the instance closes; rejects with an
    * AbortError once `signal` aborts, before anything more is read.
    */
-  private async nextBatch(t: Topic, maxEntries: number, maxBytes: number, live: boolean, signal: AbortSignal | undefined): Promise<Entry[] | null> {
+  private async nextBatch(t: Topic, maxEntries: number, maxBytes: number, live: boolean, signal: AbortSignal | undefined, ref: ConsumerRef | null = null): Promise<Entry[] | null> {
     const closed = this.closedSignal();
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
@@ -436,7 +462,7 @@ export class Walrus {
       const seen = t.next;
       let entries: Entry[];
       try {
-        entries = await this.consume(t.name, Math.min(maxEntries, MAX_BATCH_ENTRIES), maxBytes, true);
+        entries = await this.consume(t.name, Math.min(maxEntries, MAX_BATCH_ENTRIES), maxBytes, true, ref);
       } catch (err) {
         if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return null;
         throw err;
@@ -468,11 +494,16 @@ export class Walrus {
    * ```
    */
   typed<T = unknown>(topic: string): TypedTopic<T> {
+    return this.typedOver<T>(this, topic);
+  }
+
+  /** A typed view of `topic` that reads through `log` (the instance, or a named consumer). */
+  private typedOver<T>(log: ByteLog, topic: string): TypedTopic<T> {
     this.checkOpen();
     encodeTopic(topic);
     if (this.codec === null) this.codec = new ValueCodec(this.nsDir === null ? new MemoryStructures() : new FileStructures(this.nsDir));
     const codec = this.codec;
-    return new TypedTopic<T>(this, topic, {
+    return new TypedTopic<T>(log, topic, {
       // Checked first: structures are never saved into a directory this instance released.
       encode: (value) => {
         this.checkOpen();
@@ -517,10 +548,110 @@ export class Walrus {
    * `subscribe` where every entry must be handled at least once.
    */
   createReadStream(topic: string, options?: ReadStreamOptions): Readable {
+    return this.createReadStreamAs(null, this, topic, options);
+  }
+
+  private createReadStreamAs(ref: ConsumerRef | null, log: ByteLog, topic: string, options: ReadStreamOptions | undefined): Readable {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     const t = this.topicFor(topic);
-    return createReadStream({ next: (n, maxBytes, live, signal) => this.nextBatch(t, n, maxBytes, live, signal) }, () => this.typed(topic), options);
+    return createReadStream({ next: (n, maxBytes, live, signal) => this.nextBatch(t, n, maxBytes, live, signal, ref) }, () => this.typedOver(log, topic), options);
+  }
+
+  /**
+   * A named consumer: reads with a durable position of its own in every topic, so that
+   * independent readers of the same topics never take entries from each other. See
+   * {@link Consumer}. The instance's own reads (`readNext`, `batchRead`, `fetch`,
+   * `subscribe`, ...) are the default consumer, unchanged.
+   *
+   * ```ts
+   * const audit = wal.consumer('audit', { consistency: ReadConsistency.atLeastOnce(100) });
+   * for await (const e of audit.subscribe('orders')) record(e);
+   * ```
+   */
+  consumer(name: string, options: ConsumerOptions = {}): Consumer {
+    this.checkOpen();
+    checkConsumerName(name);
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
+    const consistency = options.consistency ?? this.opts.consistency;
+    if (!isReadConsistency(consistency)) throw invalidArgType('options.consistency', 'a ReadConsistency value', consistency);
+    const ref: ConsumerRef = { name, consistency };
+    const log: ByteLog = {
+      append: (topic, data) => this.append(topic, data),
+      batchAppend: (topic, entries) => this.batchAppend(topic, entries),
+      appendAndSync: (topic, data) => this.appendAndSync(topic, data),
+      iterate: (topic, from) => this.iterate(topic, from),
+      readNext: (topic, checkpoint = true) => this.readNextAs(ref, topic, checkpoint),
+      batchRead: (topic, maxBytes, checkpoint = true) => this.batchReadAs(ref, topic, maxBytes, checkpoint),
+      fetch: (topic, o = {}) => this.fetchAs(ref, topic, o),
+      subscribe: (topic, o = {}) => this.subscribeAs(ref, topic, o),
+    };
+    const port: ConsumerPort = {
+      readNext: log.readNext,
+      batchRead: log.batchRead,
+      fetch: log.fetch,
+      subscribe: log.subscribe,
+      createReadStream: (topic, o) => this.createReadStreamAs(ref, log, topic, o),
+      typed: (topic) => this.typedOver(log, topic),
+      commit: (topic, offset) => this.commitAs(ref, topic, offset),
+      seek: (topic, offset) => this.seekAs(ref, topic, offset),
+      position: (topic) => this.positionAs(ref, topic),
+    };
+    return new Consumer(name, consistency, port);
+  }
+
+  private async seekAs(ref: ConsumerRef, topic: string, offset: number): Promise<void> {
+    this.checkOpen();
+    encodeTopic(topic);
+    checkOffset(offset, 'offset');
+    const t = this.topicMap.get(topic);
+    // A topic with no entry: every offset is clamped to its end, 0, where a first read starts anyway.
+    if (t !== undefined) await t.shard.seek(t.id, ref, offset);
+  }
+
+  private async positionAs(ref: ConsumerRef | null, topic: string) {
+    this.checkOpen();
+    encodeTopic(topic);
+    const t = this.topicMap.get(topic);
+    if (t === undefined) return { cursor: 0, delivered: 0, start: 0, end: 0 };
+    return t.shard.position(t.id, ref);
+  }
+
+  /**
+   * The named consumers and, for each topic they have a position in, where they stand: the
+   * committed position, the next read's, the lag (entries appended and not yet consumed)
+   * and the entries a retention bound deleted before they were read (since this open).
+   */
+  async consumers(): Promise<ConsumerInfo[]> {
+    this.checkOpen();
+    const names = this.shards.map(() => new Map<number, string>());
+    for (const t of this.topicMap.values()) names[this.shards.indexOf(t.shard)]!.set(t.id, t.name);
+    const lists = await Promise.all(this.shards.map((s) => s.consumers()));
+    const out = new Map<string, ConsumerInfo>();
+    lists.forEach((list, k) => {
+      for (const [name, topics] of list) {
+        let info = out.get(name);
+        if (!info) out.set(name, (info = { name, topics: [] }));
+        for (const [id, committed, position, skipped, end] of topics) {
+          const topic = names[k]!.get(id);
+          if (topic !== undefined) info.topics.push({ topic, committed, position, lag: end - committed, skipped });
+        }
+      }
+    });
+    const sorted = [...out.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const c of sorted) c.topics.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+    return sorted;
+  }
+
+  /**
+   * Deletes named consumer `name` and its positions, durably: it no longer holds back the
+   * deletion of consumed entries, and a later `consumer(name)` starts afresh. Resolves
+   * (doing nothing) for a name no consumer has.
+   */
+  async deleteConsumer(name: string): Promise<void> {
+    this.checkOpen();
+    checkConsumerName(name);
+    await Promise.all(this.shards.map((s) => s.dropConsumer(name)));
   }
 
   /** Every topic that has at least one entry. */

@@ -53,6 +53,12 @@ export interface RecoveredTopic {
   next: number;
 }
 
+/** A named consumer as requests name it: wal.consumer(name, { consistency }). */
+export interface ConsumerRef {
+  name: string;
+  consistency: ReadConsistency;
+}
+
 export type ToWorker =
   /**
    * The payloads of the External ring record at logical ring position `pos`: `lengths[i]`
@@ -60,8 +66,11 @@ export type ToWorker =
    */
   | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array }
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
-  /** Read from the topic's cursor (workers/read/consumer.ts); advance it when `checkpoint`. */
-  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
+  /**
+   * Read from where the consumer stands in the topic (workers/read/consumer.ts; `consumer`
+   * null: the default consumer); advance it when `checkpoint`.
+   */
+  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
   /**
    * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far
    * durable, even when no entry was appended since the last fsync. Answered with 'synced'.
@@ -71,7 +80,15 @@ export type ToWorker =
    * commit(topic): every entry checkpointing reads of the topic returned is consumed; write
    * the cursor record and fsync. Answered with 'synced'.
    */
-  | { type: 'commit'; id: number; topicId: number }
+  | { type: 'commit'; id: number; topicId: number; consumer: ConsumerRef | null; offset?: number }
+  /** seek(): the consumer's position in the topic moves to `offset` (clamped), durably. Answered with 'synced'. */
+  | { type: 'seek'; id: number; topicId: number; consumer: ConsumerRef; offset: number }
+  /** Where the consumer stands in the topic. Answered with 'position'. */
+  | { type: 'position'; id: number; topicId: number; consumer: ConsumerRef | null }
+  /** The named consumers of the shard and their positions. Answered with 'consumers'. */
+  | { type: 'consumers'; id: number }
+  /** Deletes a named consumer, durably. Answered with 'synced'. */
+  | { type: 'dropConsumer'; id: number; name: string }
   | { type: 'close'; id: number };
 
 export type FromWorker =
@@ -95,6 +112,10 @@ export type FromWorker =
   /** The shard hit an I/O error and refuses further appends. */
   | { type: 'failed'; error: SerializedError }
   | { type: 'synced'; id: number }
+  /** committed and delivered: the consumer's positions; start and end: the topic's stored entries. */
+  | { type: 'position'; id: number; cursor: number; delivered: number; start: number; end: number }
+  /** Per named consumer: name, then [topic id, committed, delivered, skipped, topic end] per topic. */
+  | { type: 'consumers'; id: number; list: [string, [number, number, number, number, number][]][] }
   | { type: 'closed'; id: number };
 
 export const READ_ENTRY_FIELDS = 4;

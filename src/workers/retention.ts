@@ -24,7 +24,7 @@
 import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/format/layout.js';
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog } from './store/model.js';
-import { moveCursor, statedIn } from './store/blocks.js';
+import { defaultCounts, statedIn, updateFloor } from './store/blocks.js';
 import { encodeMeta, type MetaRecord } from '../shared/format/meta.js';
 import { fsyncDir } from '../shared/file-io.js';
 import { segmentBytes } from '../shared/format/segment.js';
@@ -133,11 +133,12 @@ export class Retention {
       // chain in the middle (store.ts keeps blocks in segment order so that this never
       // happens; a log written before that rule may still hold such a file: it is kept).
       if (where === 'behind') return null;
-      // A block still being written is consumed too once the cursor is at its end: the
-      // topic's next entry then starts a new block (see delete()). The committed cursor, not
-      // `delivered`: an entry a read returned and nobody committed yet may be delivered
-      // again after a crash, so its block must stay.
-      if (!forced && t.id !== META_TOPIC_ID && t.cursor < b.next) return null;
+      // A block still being written is consumed too once the floor is at its end: the
+      // topic's next entry then starts a new block (see delete()). The floor is the lowest
+      // committed position of the topic's consumers (blocks.ts floorOf), not `delivered`:
+      // an entry a read returned and nobody committed yet may be delivered again after a
+      // crash, so its block must stay.
+      if (!forced && t.id !== META_TOPIC_ID && t.floor < b.next) return null;
       touched.add(t);
     }
     for (const b of shared) for (const t of b.members!) touched.add(t);
@@ -174,10 +175,7 @@ export class Retention {
       while (gone < t.small.length && t.small[gone]!.block.segment === seg) t.smallBytes -= t.small[gone++]!.fp;
       if (gone > 0) t.small.splice(0, gone);
       t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
-      // Forced out by a retention bound before it was consumed: the cursor jumps forward.
-      if (t.cursor < t.start) moveCursor(t, t.start);
-      // Never read from a deleted entry (only a forced deletion can overtake `delivered`).
-      if (t.delivered < t.start) t.delivered = t.start;
+      this.skipForward(t);
       restate.add(t);
     }
     if (touched.has(meta)) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
@@ -197,6 +195,33 @@ export class Retention {
   }
 
   /**
+   * After a deletion moved `t.start`: a consumer whose committed position was behind it (a
+   * retention bound forced the entries out before it consumed them) jumps forward to it, and
+   * a named consumer counts the entries it lost (`skipped`, in wal.consumers()). No read
+   * starts at a deleted entry (only a forced deletion can overtake `delivered`). A default
+   * consumer that does not count for the topic (it never read it: blocks.ts defaultCounts)
+   * stays where it is; its first read starts at the first stored entry.
+   */
+  private skipForward(t: TopicLog): void {
+    if (defaultCounts(t)) {
+      if (t.cursor < t.start) t.cursor = t.start;
+      if (t.delivered < t.start) t.delivered = t.start;
+    }
+    if (t.positions !== null) {
+      for (const [id, p] of t.positions) {
+        if (p.cursor < t.start) {
+          const c = this.store.consumers.get(id)!;
+          c.skipped.set(t.id, (c.skipped.get(t.id) ?? 0) + (t.start - p.cursor));
+          this.debug(`consumer ${JSON.stringify(c.name)} skipped ${t.start - p.cursor} entries of topic id ${t.id}: deleted by a retention bound before it read them`);
+          p.cursor = t.start;
+        }
+        if (p.delivered < t.start) p.delivered = t.start;
+      }
+    }
+    updateFloor(t);
+  }
+
+  /**
    * Writes the snapshot of a deletion of `seg`: the topics of `restate`, with `s` = seg.seq.
    * A snapshot that does not fit in the current segment opens a new one and seals the current
    * segment, whose deletion would then restate the topics last stated there, whose snapshot
@@ -210,7 +235,12 @@ export class Retention {
     let m: MetaRecord = { k: 'snapshot', s: seg.seq, t: entriesOf(restate) };
     let payload = encodeMeta(m);
     let stated: Iterable<TopicLog> = restate;
-    if (store.metaRecordRolls(recordFootprint(payload.length))) {
+    // Every snapshot is followed by a record restating every named consumer (format 3), so
+    // the meta blocks a snapshot makes obsolete never hold the last word on one; the two
+    // must fit together for the no-churn rule below.
+    const consumers = this.writer.consumersRecord();
+    const consumersBytes = store.consumers.size > 0 ? recordFootprint(encodeMeta(consumers).length) : 0;
+    if (store.metaRecordRolls(recordFootprint(payload.length) + consumersBytes)) {
       const all: TopicLog[] = [];
       for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push(t);
       m = { k: 'snapshot', t: entriesOf(all) };
@@ -223,6 +253,7 @@ export class Retention {
       t.cursorWritten = t.cursor;
       t.nameSeq = t.startSeq = t.cursorSeq = at;
     }
+    this.writer.restateConsumers(consumers);
   }
 }
 

@@ -40,7 +40,7 @@ class ShardWorker {
     private readonly store: ShardStore,
     private readonly writer: Writer,
   ) {
-    this.consumers = new Consumers(writer, init.consistency, post);
+    this.consumers = new Consumers(store, writer, init.consistency, post);
     this.retention = new Retention(store, writer, debug, { bytes: init.retentionBytes, ms: init.retentionMs });
   }
 
@@ -67,8 +67,32 @@ class ShardWorker {
         this.syncCursors(m.id);
         return;
       case 'commit':
-        this.consumers.commit(this.store.topics.get(m.topicId));
+      case 'seek':
+        this.drainForRead();
+        try {
+          const t = this.store.topics.get(m.topicId);
+          if (m.type === 'commit') this.consumers.commit(t, m.consumer, m.offset);
+          else this.consumers.seek(t, m.consumer, m.offset);
+        } catch (err) {
+          post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, `${m.type} failed`)) });
+          return;
+        }
         this.retention.dirty = true;
+        this.syncCursors(m.id);
+        return;
+      case 'position': {
+        this.drainForRead();
+        const t = this.store.topics.get(m.topicId);
+        const p = this.consumers.position(t, m.consumer);
+        post({ type: 'position', id: m.id, cursor: p.cursor, delivered: p.delivered, start: t?.start ?? 0, end: t?.complete ?? 0 });
+        return;
+      }
+      case 'consumers':
+        post({ type: 'consumers', id: m.id, list: this.consumers.list() });
+        return;
+      case 'dropConsumer':
+        this.drainForRead();
+        if (this.consumers.drop(m.name)) this.retention.dirty = true;
         this.syncCursors(m.id);
         return;
       case 'close':

@@ -7,7 +7,7 @@
 import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { WalrusError, closedError, deserializeError, type SerializedError } from '../../shared/errors.js';
 import { ShardState } from '../../shared/format/layout.js';
-import type { FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../../shared/messages.js';
+import type { ConsumerRef, FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../../shared/messages.js';
 import { unreachable } from '../../shared/messages.js';
 import { RingBig, RingSlot, loadBig, wakeWorker } from '../../shared/ring.js';
 import type { ReadConsistency } from '../../shared/schedule.js';
@@ -197,6 +197,8 @@ export class ShardClient {
       case 'readResult':
       case 'synced':
       case 'closed':
+      case 'position':
+      case 'consumers':
         this.settle(m.id, m);
         return;
       case 'requestFailed': {
@@ -315,9 +317,13 @@ export class ShardClient {
   private request(
     msg:
       | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
-      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean }
+      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
       | { type: 'syncCursors' }
-      | { type: 'commit'; topicId: number }
+      | { type: 'commit'; topicId: number; consumer: ConsumerRef | null; offset?: number }
+      | { type: 'seek'; topicId: number; consumer: ConsumerRef; offset: number }
+      | { type: 'position'; topicId: number; consumer: ConsumerRef | null }
+      | { type: 'consumers' }
+      | { type: 'dropConsumer'; name: string }
       | { type: 'close' },
   ): Promise<FromWorker> {
     if (this.exited) return Promise.reject(closedError());
@@ -334,13 +340,40 @@ export class ShardClient {
     return readReply(await this.request({ type: 'read', topicId, from, maxEntries, maxBytes }));
   }
 
-  /** Reads from the topic's cursor, advancing it when `checkpoint` (see workers/read/consumer.ts). */
-  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean): Promise<ReadReply> {
-    const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint }));
+  /**
+   * Reads from where the consumer (null: the default one) stands in the topic, advancing it
+   * when `checkpoint` (see workers/read/consumer.ts).
+   */
+  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean, consumer: ConsumerRef | null = null): Promise<ReadReply> {
+    const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint, consumer }));
     // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
     // the cursor record of) what the read before it returned: sync() must cover it.
-    if (checkpoint && this.consistency.kind !== 'strictlyAtOnce') this.cursorsUnsynced = true;
+    if (checkpoint && (consumer?.consistency ?? this.consistency).kind !== 'strictlyAtOnce') this.cursorsUnsynced = true;
     return r;
+  }
+
+  /** Moves the named consumer's position in the topic, durably (see Consumers.seek). */
+  async seek(topicId: number, consumer: ConsumerRef, offset: number): Promise<void> {
+    await this.request({ type: 'seek', topicId, consumer, offset });
+  }
+
+  /** Where the consumer stands in the topic, and the topic's stored range. */
+  async position(topicId: number, consumer: ConsumerRef | null): Promise<{ cursor: number; delivered: number; start: number; end: number }> {
+    const m = await this.request({ type: 'position', topicId, consumer });
+    if (m.type !== 'position') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a position request`);
+    return m;
+  }
+
+  /** The named consumers with a position in this shard. */
+  async consumers(): Promise<[string, [number, number, number, number, number][]][]> {
+    const m = await this.request({ type: 'consumers' });
+    if (m.type !== 'consumers') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a consumers request`);
+    return m.list;
+  }
+
+  /** Deletes a named consumer's positions in this shard, durably. */
+  async dropConsumer(name: string): Promise<void> {
+    await this.request({ type: 'dropConsumer', name });
   }
 
   /** Makes every cursor record of this shard durable, when a checkpoint may have left one unsynced. */
@@ -350,9 +383,12 @@ export class ShardClient {
     await this.request({ type: 'syncCursors' });
   }
 
-  /** Commits what checkpointing reads of the topic returned, durably (see workers/read/consumer.ts). */
-  async commit(topicId: number): Promise<void> {
-    await this.request({ type: 'commit', topicId });
+  /**
+   * Commits what checkpointing reads of the topic returned (or everything before `offset`),
+   * durably (see workers/read/consumer.ts).
+   */
+  async commit(topicId: number, consumer: ConsumerRef | null = null, offset?: number): Promise<void> {
+    await this.request(offset === undefined ? { type: 'commit', topicId, consumer } : { type: 'commit', topicId, consumer, offset });
   }
 
   /**

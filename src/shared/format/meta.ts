@@ -29,7 +29,28 @@ export type MetaRecord =
    * those segments are obsolete. Without `s` (format 1): every topic, so meta blocks that end
    * before it are obsolete.
    */
-  | { k: 'snapshot'; t: [number, string, number, number][]; s?: number };
+  | { k: 'snapshot'; t: [number, string, number, number][]; s?: number }
+  /** Format 3: named consumer `c` (an id > 0 of this shard) is called `name`. */
+  | { k: 'consumer'; c: number; name: string }
+  /** Format 3: committed positions of named consumer `c`, as pairs [topic id, next]. */
+  | { k: 'positions'; c: number; t: [number, number][] }
+  /**
+   * Format 3: every named consumer of the shard, as [id, name, [[topic id, next], ...]]:
+   * replaces what earlier records said of named consumers (a consumer it omits is gone).
+   * Written right after each snapshot record, so that meta blocks a snapshot makes obsolete
+   * never hold the only statement of a consumer.
+   */
+  | { k: 'consumers'; c: [number, string, [number, number][]][] }
+  /** Format 3: named consumer `c` was deleted with its positions. */
+  | { k: 'dropConsumer'; c: number };
+
+/**
+ * Named consumers a shard keeps positions for, at most (wal.consumer: ERR_WALRUS_CONSUMER_LIMIT
+ * beyond). Each costs its positions (~150 bytes of worker memory per topic it reads, and ~12
+ * bytes in every `consumers` record, which follows each snapshot), so their number is bounded
+ * for recovery and memory as topics are.
+ */
+export const MAX_CONSUMERS = 1024;
 
 // Plain maps, no shared record structures: every meta record decodes on its own.
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -54,6 +75,10 @@ export function encodeMeta(m: MetaRecord): Uint8Array {
     }
     case 'topics':
       return packr.pack({ k: m.k, t: m.t.map(([id, name]) => [id, utf8Bytes(name)]) });
+    case 'consumer':
+      return packr.pack({ k: m.k, c: m.c, name: utf8Bytes(m.name) });
+    case 'consumers':
+      return packr.pack({ k: m.k, c: m.c.map(([c, name, t]) => [c, utf8Bytes(name), t]) });
     default:
       return packr.pack(m);
   }
@@ -121,10 +146,36 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
       return { k: 'topics', t };
     }
     case 'cursors':
-      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && p[0] > 0 && isOffset(p[1]))) {
-        return { k: 'cursors', t: m.t as [number, number][] };
-      }
+      if (isPairs(m.t)) return { k: 'cursors', t: m.t };
       return 'malformed cursors record';
+    case 'consumer': {
+      const c = (m as { c?: unknown }).c;
+      const name = decodeName(m.name);
+      if (isId(c) && c > 0 && name !== null) return { k: 'consumer', c, name };
+      return 'malformed consumer record';
+    }
+    case 'positions': {
+      const c = (m as { c?: unknown }).c;
+      if (isId(c) && c > 0 && isPairs(m.t)) return { k: 'positions', c, t: m.t };
+      return 'malformed positions record';
+    }
+    case 'consumers': {
+      const list = (m as { c?: unknown }).c;
+      if (!Array.isArray(list)) return 'malformed consumers record';
+      const out: [number, string, [number, number][]][] = [];
+      for (const x of list as unknown[]) {
+        if (!Array.isArray(x) || x.length !== 3) return 'malformed consumers record';
+        const name = decodeName(x[1]);
+        if (!isId(x[0]) || x[0] <= 0 || name === null || !isPairs(x[2])) return 'malformed consumers record';
+        out.push([x[0], name, x[2]]);
+      }
+      return { k: 'consumers', c: out };
+    }
+    case 'dropConsumer': {
+      const c = (m as { c?: unknown }).c;
+      if (isId(c) && c > 0) return { k: 'dropConsumer', c };
+      return 'malformed dropConsumer record';
+    }
     case 'sync':
     case 'close':
       if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {
@@ -134,6 +185,11 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
     default:
       return `unknown meta record kind ${JSON.stringify(m.k)}`;
   }
+}
+
+/** Pairs [topic id > 0, offset]. */
+function isPairs(v: unknown): v is [number, number][] {
+  return Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && p[0] > 0 && isOffset(p[1]));
 }
 
 function isId(v: unknown): v is number {

@@ -8,18 +8,23 @@ export const MAX_TOPIC_BYTES = 255;
  * MAX_TOPIC_BYTES UTF-8 bytes without NUL or lone surrogates (they cannot round-trip).
  */
 export function encodeTopic(topic: unknown, argName = 'topic'): Buffer {
-  if (typeof topic !== 'string') throw invalidArgType(argName, 'of type string', topic);
-  if (topic.length === 0) throw new WalrusError('ERR_WALRUS_INVALID_TOPIC', 'invalid topic: the name is empty');
-  if (!topic.isWellFormed()) {
-    throw new WalrusError('ERR_WALRUS_INVALID_TOPIC', 'invalid topic: the name contains a lone surrogate');
-  }
-  if (topic.includes('\0')) throw new WalrusError('ERR_WALRUS_INVALID_TOPIC', 'invalid topic: the name contains NUL');
-  const bytes = Buffer.from(topic, 'utf8');
+  return encodeName(topic, argName, 'ERR_WALRUS_INVALID_TOPIC', 'topic');
+}
+
+/**
+ * The checks of a name (a topic's, a named consumer's): a string (else a TypeError naming
+ * `argName`), not empty, well-formed UTF-16 (no lone surrogate: it could not round-trip
+ * through UTF-8), no NUL, at most MAX_TOPIC_BYTES UTF-8 bytes (else a WalrusError with
+ * `code`). Returns its UTF-8 bytes.
+ */
+export function encodeName(name: unknown, argName: string, code: 'ERR_WALRUS_INVALID_TOPIC' | 'ERR_WALRUS_INVALID_CONSUMER', what: string): Buffer {
+  if (typeof name !== 'string') throw invalidArgType(argName, 'of type string', name);
+  if (name.length === 0) throw new WalrusError(code, `invalid ${what}: the name is empty`);
+  if (!name.isWellFormed()) throw new WalrusError(code, `invalid ${what}: the name contains a lone surrogate`);
+  if (name.includes('\0')) throw new WalrusError(code, `invalid ${what}: the name contains NUL`);
+  const bytes = Buffer.from(name, 'utf8');
   if (bytes.length > MAX_TOPIC_BYTES) {
-    throw new WalrusError(
-      'ERR_WALRUS_INVALID_TOPIC',
-      `invalid topic: the name is ${bytes.length} UTF-8 bytes long, the limit is ${MAX_TOPIC_BYTES}`,
-    );
+    throw new WalrusError(code, `invalid ${what}: the name is ${bytes.length} UTF-8 bytes long, the limit is ${MAX_TOPIC_BYTES}`);
   }
   return bytes;
 }

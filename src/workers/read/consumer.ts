@@ -18,12 +18,21 @@
  * kill -9 at most (n - 1) + the entries of the last read returned are delivered again, and
  * none is skipped. commit() commits `delivered` explicitly and makes it durable; close()
  * writes every committed cursor exactly.
+ *
+ * Named consumers (wal.consumer(name)) follow the same rules with positions of their own
+ * (a `Position` per topic, persisted by `positions` records) and a consistency of their own,
+ * carried by each request. A named consumer gets a position in a topic at its first
+ * checkpointing read, commit or seek there, at the topic's first stored entry, written at
+ * once. Deletion of consumed entries waits for the lowest committed position of the topic's
+ * consumers (blocks.ts floorOf).
  */
 import { WalrusError, ioError, serializeError } from '../../shared/errors.js';
-import { READ_ENTRY_FIELDS, readTransfer, type FromWorker } from '../../shared/messages.js';
+import { READ_ENTRY_FIELDS, readTransfer, type ConsumerRef, type FromWorker } from '../../shared/messages.js';
+import { MAX_CONSUMERS } from '../../shared/format/meta.js';
 import type { ReadConsistency } from '../../shared/schedule.js';
-import { type TopicLog } from '../store/model.js';
-import { moveCursor } from '../store/blocks.js';
+import type { Cursor, TopicLog } from '../store/model.js';
+import type { ShardStore } from '../store/store.js';
+import { moveCursor, updateFloor } from '../store/blocks.js';
 import { EMPTY_READ, readEntries, type ReadOutput } from './reader.js';
 import type { Writer } from '../write/writer.js';
 
@@ -35,6 +44,14 @@ export interface ConsumeRequest {
   maxEntries: number;
   maxBytes: number;
   checkpoint: boolean;
+  /** A named consumer, or null for the default one. */
+  consumer: ConsumerRef | null;
+}
+
+/** Where a consumer stands in a topic, as `position` answers it. */
+export interface PositionState {
+  cursor: number;
+  delivered: number;
 }
 
 export class Consumers {
@@ -49,6 +66,7 @@ export class Consumers {
   private unwritten: Reply[] = [];
 
   constructor(
+    private readonly store: ShardStore,
     private readonly writer: Writer,
     private readonly consistency: ReadConsistency,
     private readonly post: (m: FromWorker, transfer?: ArrayBuffer[]) => void,
@@ -70,34 +88,36 @@ export class Consumers {
   }
 
   /**
-   * Reads from `delivered` of `t` (undefined: a topic this shard does not hold); a
-   * checkpointing read commits as its mode says (see the file comment). `failed` is the
-   * shard's failure, if any: a StrictlyAtOnce checkpoint cannot be made durable then, so it
-   * is refused.
+   * Reads from where the consumer of `m` stands in `t` (undefined: a topic this shard does
+   * not hold); a checkpointing read commits as its consistency says (see the file comment).
+   * `failed` is the shard's failure, if any: a StrictlyAtOnce checkpoint cannot be made
+   * durable then, so it is refused.
    */
   consume(t: TopicLog | undefined, m: ConsumeRequest, failed: WalrusError | null): void {
     try {
-      const strict = this.consistency.kind === 'strictlyAtOnce';
+      const consistency = m.consumer?.consistency ?? this.consistency;
+      const strict = consistency.kind === 'strictlyAtOnce';
+      const c = t ? this.cursorOf(t, m.consumer, m.checkpoint) : null;
       // atLeastOnce: coming back for more commits everything returned before this read,
       // whatever this read finds.
-      if (t && m.checkpoint && !strict) moveCursor(t, t.delivered);
-      const out: ReadOutput = t ? readEntries(t, t.delivered, m.maxEntries, m.maxBytes) : EMPTY_READ();
+      if (t && c && m.checkpoint && !strict) moveCursor(t, c.delivered, c);
+      const out: ReadOutput = t ? readEntries(t, c ? c.delivered : t.start, m.maxEntries, m.maxBytes) : EMPTY_READ();
       const n = out.entries.length / READ_ENTRY_FIELDS;
       const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries };
-      if (!t || !m.checkpoint || (strict && n === 0)) {
+      if (!t || !c || !m.checkpoint || (strict && n === 0)) {
         this.send(reply);
         return;
       }
       if (strict && failed) throw failed;
-      if (n > 0) t.delivered = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
+      if (n > 0) c.delivered = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
       if (strict) {
-        moveCursor(t, t.delivered);
-        this.writer.appendCursor(t);
+        moveCursor(t, c.delivered, c);
+        this.persist(t, m.consumer);
         this.awaiting.push(reply);
         return;
       }
-      if (!failed && t.cursor - t.cursorWritten >= this.consistency.persistEvery) {
-        this.writer.appendCursor(t);
+      if (!failed && c.cursor - c.cursorWritten >= consistency.persistEvery) {
+        this.persist(t, m.consumer);
         this.unwritten.push(reply);
         return;
       }
@@ -108,17 +128,70 @@ export class Consumers {
   }
 
   /**
-   * commit(): everything checkpointing reads of `t` returned is consumed. Queues the cursor
-   * record if the committed cursor moved past the last one written; the caller then writes
-   * and fsyncs before answering.
+   * commit(): everything checkpointing reads of `t` returned to the consumer is consumed;
+   * with `offset`, everything before `offset` instead (clamped to the stored entries: at
+   * least the first stored one, at most the topic's end), and reads continue from there if
+   * it is past where they were. Queues the cursor record if the committed position moved
+   * past the last one written; the caller then writes and fsyncs before answering.
    */
-  commit(t: TopicLog | undefined): void {
+  commit(t: TopicLog | undefined, consumer: ConsumerRef | null, offset: number | undefined): void {
     if (!t) return;
-    moveCursor(t, t.delivered);
-    if (t.cursor !== t.cursorWritten) this.writer.appendCursor(t);
+    const c = this.cursorOf(t, consumer, true)!;
+    const target = offset === undefined ? c.delivered : clampOffset(t, offset);
+    moveCursor(t, target, c);
+    if (c.delivered < target) c.delivered = target;
+    if (c.cursor !== c.cursorWritten) this.persist(t, consumer);
   }
 
-  /** The fsync covering every held cursor record completed: answer their reads. */
+  /**
+   * seek(): the consumer's next read of `t` starts at `offset`, clamped to the stored entries
+   * (below the first stored entry: that entry; past the end: the end), and everything before
+   * it counts as consumed (committed, written; the caller fsyncs before answering).
+   */
+  seek(t: TopicLog | undefined, consumer: ConsumerRef | null, offset: number): void {
+    if (!t) return;
+    const c = this.cursorOf(t, consumer, true)!;
+    const target = clampOffset(t, offset);
+    moveCursor(t, target, c);
+    c.delivered = target;
+    if (c.cursor !== c.cursorWritten) this.persist(t, consumer);
+  }
+
+  /** Where the consumer stands in `t` (a consumer with no position there: the first stored entry). */
+  position(t: TopicLog | undefined, consumer: ConsumerRef | null): PositionState {
+    if (!t) return { cursor: 0, delivered: 0 };
+    const c = this.cursorOf(t, consumer, false);
+    if (!c) return { cursor: t.start, delivered: t.start };
+    return { cursor: Math.max(c.cursor, t.start), delivered: Math.max(c.delivered, t.start) };
+  }
+
+  /** Every named consumer: name, then [topic id, committed, delivered, skipped, topic end] per topic. */
+  list(): [string, [number, number, number, number, number][]][] {
+    const out: [string, [number, number, number, number, number][]][] = [];
+    for (const c of this.store.consumers.values()) {
+      const topics: [number, number, number, number, number][] = [];
+      for (const [t, p] of c.topics) topics.push([t.id, p.cursor, p.delivered, c.skipped.get(t.id) ?? 0, t.complete]);
+      out.push([c.name, topics]);
+    }
+    return out;
+  }
+
+  /** Deletes named consumer `name` and its positions (the caller writes and fsyncs); false if it has none here. */
+  drop(name: string): boolean {
+    const c = this.store.consumerByName.get(name);
+    if (!c) return false;
+    for (const t of c.topics.keys()) {
+      t.positions!.delete(c.id);
+      if (t.positions!.size === 0) t.positions = null;
+      updateFloor(t);
+    }
+    this.store.consumers.delete(c.id);
+    this.store.consumerByName.delete(name);
+    this.writer.dropConsumer(c);
+    return true;
+  }
+
+  /** The held StrictlyAtOnce reads' fsync completed: answer them. */
   released(): void {
     for (const r of this.awaiting.splice(0)) this.send(r);
   }
@@ -128,7 +201,46 @@ export class Consumers {
     for (const r of [...this.awaiting.splice(0), ...this.unwritten.splice(0)]) this.post({ type: 'requestFailed', id: r.id, error: serializeError(err) });
   }
 
+  /**
+   * The consumer's cursor in `t`: the topic's own fields for the default consumer; for a
+   * named one its position, made (at the first stored entry, its record queued) when
+   * `create` and it has none; null when it has none and `create` is false.
+   */
+  private cursorOf(t: TopicLog, ref: ConsumerRef | null, create: boolean): Cursor | null {
+    if (ref === null) return t;
+    let c = this.store.consumerByName.get(ref.name);
+    if (!c) {
+      if (!create) return null;
+      if (this.store.consumers.size >= MAX_CONSUMERS) {
+        throw new WalrusError('ERR_WALRUS_CONSUMER_LIMIT', `a shard keeps positions for at most ${MAX_CONSUMERS} named consumers; delete one (wal.deleteConsumer) before using ${JSON.stringify(ref.name)}`);
+      }
+      c = this.store.addConsumer(++this.store.maxConsumerId, ref.name);
+      this.writer.declareConsumer(c);
+    }
+    let p = c.topics.get(t);
+    if (!p) {
+      if (!create) return null;
+      p = { cursor: t.start, delivered: t.start, cursorWritten: -1 };
+      c.topics.set(t, p);
+      (t.positions ??= new Map()).set(c.id, p);
+      updateFloor(t);
+      this.writer.appendPosition(c, t);
+    }
+    return p;
+  }
+
+  /** Queues the record of the consumer's committed position in `t` (written by the next submit). */
+  private persist(t: TopicLog, ref: ConsumerRef | null): void {
+    if (ref === null) this.writer.appendCursor(t);
+    else this.writer.appendPosition(this.store.consumerByName.get(ref.name)!, t);
+  }
+
   private send(r: Reply): void {
     this.post(r, readTransfer(r.data, r.entries));
   }
+}
+
+/** `offset` within the stored entries of `t`: [t.start, t.complete]. */
+function clampOffset(t: TopicLog, offset: number): number {
+  return Math.max(t.start, Math.min(offset, t.complete));
 }

@@ -5,6 +5,8 @@
 import { META_TOPIC_ID } from '../../shared/format/layout.js';
 import type { MetaRecord } from '../../shared/format/meta.js';
 import type { ShardStore } from '../store/store.js';
+import type { TopicLog } from '../store/model.js';
+import { floorOf } from '../store/blocks.js';
 
 /** Sets every topic's durable mark, cursor and delivery position from what was recovered. */
 export function settleCursors(store: ShardStore, marks: Map<number, number>): void {
@@ -14,11 +16,24 @@ export function settleCursors(store: ShardStore, marks: Map<number, number>): vo
     // the torn tail (a cursor written without an fsync, under atLeastOnce, can outrun the
     // data it counted only when both were unsynced).
     if (t.id === META_TOPIC_ID) continue; // the meta topic has no reader
-    t.cursor = Math.max(t.start, Math.min(t.cursorWritten, t.complete));
-    for (const r of t.small) if (r.offset >= t.cursor) r.block.unconsumed++;
+    // A default consumer that never read a topic named consumers read stays at 0 (it does
+    // not count for deletion: blocks.ts defaultCounts); any other is clamped.
+    const idle = t.cursorWritten === 0 && t.positions !== null && t.positions.size > 0;
+    t.cursor = idle ? 0 : clampCursor(t, t.cursorWritten);
     // Entries delivered and not committed before the crash are delivered again from here.
     t.delivered = t.cursor;
+    if (t.positions !== null) {
+      for (const p of t.positions.values()) {
+        p.cursor = p.delivered = clampCursor(t, p.cursorWritten);
+      }
+    }
+    t.floor = floorOf(t);
+    for (const r of t.small) if (r.offset >= t.floor) r.block.unconsumed++;
   }
+}
+
+function clampCursor(t: TopicLog, stated: number): number {
+  return Math.max(t.start, Math.min(stated, t.complete));
 }
 
 /**

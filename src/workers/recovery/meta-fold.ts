@@ -5,6 +5,7 @@
  * outside the chain, say how far each topic had been made durable.
  */
 import { corruptError } from '../../shared/errors.js';
+import { unreachable } from '../../shared/messages.js';
 import { META_TOPIC_ID, RecordKind } from '../../shared/format/layout.js';
 import type { TopicLog } from '../store/model.js';
 import { type MetaRecord, decodeMeta } from '../../shared/format/meta.js';
@@ -97,8 +98,42 @@ function applyMeta(store: ShardStore, fold: MetaFold, m: MetaRecord, offset: num
         t.startSeq = t.cursorSeq = seq;
       }
       break;
-    default:
+    case 'consumer':
+      store.addConsumer(m.c, m.name);
+      break;
+    case 'positions': {
+      const c = store.consumers.get(m.c);
+      if (c === undefined) break; // never declared (its declaration torn): ignored, as ids no record names are
+      for (const [id, next] of m.t) {
+        const t = store.topics.get(id);
+        if (t !== undefined) store.statePosition(c, t, next);
+      }
+      break;
+    }
+    case 'consumers': {
+      const listed = new Set<number>();
+      for (const [id, name, positions] of m.c) {
+        listed.add(id);
+        const c = store.addConsumer(id, name);
+        for (const [tid, next] of positions) {
+          const t = store.topics.get(tid);
+          if (t !== undefined) store.statePosition(c, t, next);
+        }
+      }
+      for (const c of [...store.consumers.values()]) if (!listed.has(c.id)) store.removeConsumer(c);
+      break;
+    }
+    case 'dropConsumer': {
+      const c = store.consumers.get(m.c);
+      if (c !== undefined) store.removeConsumer(c);
+      break;
+    }
+    case 'sync':
+    case 'close':
       for (const [id, next] of m.t) raiseMark(fold.marks, id, next);
+      break;
+    default:
+      unreachable(m);
   }
 }
 

@@ -3,7 +3,7 @@
  * sequential I/O that never touches another topic's bytes. Operations on a chain (cursor
  * moves, the sparse in-block index, finding the block of an offset); the types are model.ts.
  */
-import type { Block, SmallRecord, TopicLog } from './model.js';
+import type { Block, Cursor, SmallRecord, TopicLog } from './model.js';
 
 /** The sparse in-block index keeps the position of every INDEX_EVERY-th record. */
 export const INDEX_EVERY = 32;
@@ -29,6 +29,8 @@ export function newTopic(id: number, name: string): TopicLog {
     nameSeq: 0,
     startSeq: 0,
     cursorSeq: 0,
+    positions: null,
+    floor: 0,
   };
 }
 
@@ -39,19 +41,43 @@ export function addSmall(t: TopicLog, r: SmallRecord): void {
 }
 
 /**
- * Moves the read cursor of `t` to `next`, keeping the consumed counts of the shared blocks
- * that hold its records in step (a shared block is consumed when every record in it is).
+ * Whether the default consumer counts for the deletion of `t`'s entries: always while no
+ * named consumer has a position in it (every log written before named consumers), else once
+ * it has read from the topic (a default consumer that never reads a topic only named
+ * consumers read would hold its entries forever).
  */
-export function moveCursor(t: TopicLog, next: number): void {
+export function defaultCounts(t: TopicLog): boolean {
+  return t.positions === null || t.positions.size === 0 || t.cursor > 0 || t.delivered > 0;
+}
+
+/** The deletion bound of `t`: the lowest committed position of the consumers that count. */
+export function floorOf(t: TopicLog): number {
+  let floor = defaultCounts(t) ? t.cursor : Number.POSITIVE_INFINITY;
+  if (t.positions !== null) for (const p of t.positions.values()) floor = Math.min(floor, p.cursor);
+  return floor;
+}
+
+/**
+ * Recomputes `t.floor`, keeping the consumed counts of the shared blocks that hold its records
+ * in step (a shared block is consumed when every record in it is behind its topic's floor).
+ */
+export function updateFloor(t: TopicLog): void {
+  const next = floorOf(t);
   const small = t.small;
-  if (small.length > 0 && next !== t.cursor) {
+  if (small.length > 0 && next !== t.floor) {
     const base = small[0]!.offset;
-    const lo = Math.max(0, Math.min(t.cursor, next) - base);
-    const hi = Math.min(small.length, Math.max(t.cursor, next) - base);
-    const delta = next > t.cursor ? -1 : 1;
+    const lo = Math.max(0, Math.min(t.floor, next) - base);
+    const hi = Math.min(small.length, Math.max(t.floor, next) - base);
+    const delta = next > t.floor ? -1 : 1;
     for (let k = lo; k < hi; k++) small[k]!.block.unconsumed += delta;
   }
-  t.cursor = next;
+  t.floor = next;
+}
+
+/** Moves the committed position `c` (of a consumer of `t`) to `next`; the floor follows. */
+export function moveCursor(t: TopicLog, next: number, c: Cursor = t): void {
+  c.cursor = next;
+  updateFloor(t);
 }
 
 /** Whether a meta record in segment `seq` or older is the last to state part of `t`'s state. */

@@ -149,5 +149,41 @@ export interface TopicLog {
   nameSeq: number;
   startSeq: number;
   cursorSeq: number;
+  /**
+   * Named consumers' positions in this topic, by consumer id (null while none has one: most
+   * topics). The fields above (`cursor`, `delivered`, `cursorWritten`) are the default
+   * consumer's.
+   */
+  positions: Map<number, Position> | null;
+  /**
+   * The deletion bound: every entry before it is committed by every consumer of the topic
+   * (blocks.ts floorOf). Shared blocks count their records at or after it as unconsumed.
+   */
+  floor: number;
+}
+
+/**
+ * Where one consumer stands in one topic: the default consumer's are a TopicLog's own
+ * fields, a named consumer's a Position. The same rules apply to both (read/consumer.ts).
+ */
+export interface Cursor {
+  /** The committed position: every entry before it is consumed (what records persist). */
+  cursor: number;
+  /** Where the next checkpointing read starts (never persisted). */
+  delivered: number;
+  /** `cursor` as last written to the meta topic. */
+  cursorWritten: number;
+}
+
+export type Position = Cursor;
+
+/** A named consumer of a shard (wal.consumer(name)): its id in this shard's meta records. */
+export interface NamedConsumer {
+  id: number;
+  name: string;
+  /** Its positions, by topic (each also in the topic's `positions`). */
+  topics: Map<TopicLog, Position>;
+  /** Entries it never read because a retention bound deleted them first, per topic id (since open). */
+  skipped: Map<number, number>;
 }
 

@@ -5,7 +5,7 @@
 import { BLOCK_HEADER_BYTES, META_TOPIC_ID, SHARED_TOPIC_ID } from '../../shared/format/layout.js';
 import { ioError } from '../../shared/errors.js';
 import { type IoContext, native } from '../../shared/native.js';
-import { type Block, type TopicLog } from './model.js';
+import { type Block, type NamedConsumer, type TopicLog } from './model.js';
 import { encodeBlockHeader } from '../../shared/format/block.js';
 import { newTopic } from './blocks.js';
 import { MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
@@ -51,6 +51,10 @@ export class ShardStore {
   lastBlockSeq = 0;
   lastSegmentSeq = 0;
   maxTopicId = 0;
+  /** Named consumers with a position in this shard, by id (ids are never reused) and by name. */
+  readonly consumers = new Map<number, NamedConsumer>();
+  readonly consumerByName = new Map<string, NamedConsumer>();
+  maxConsumerId = 0;
   /** The open descriptors: at most MAX_OPEN_SEGMENTS (disk backends), see files.ts. */
   readonly files: SegmentFiles;
   /** Extending a segment ahead of need failed (idle work is not retried; ensureRoom reports it). */
@@ -96,6 +100,45 @@ export class ShardStore {
    * writes against what it frees).
    */
   restateBytes = 16;
+
+  /** Declares (or finds) named consumer `id` as `name` (recovery, or a first use). */
+  addConsumer(id: number, name: string): NamedConsumer {
+    let c = this.consumers.get(id);
+    if (!c) {
+      c = { id, name, topics: new Map(), skipped: new Map() };
+      this.consumers.set(id, c);
+    } else if (c.name !== name) {
+      this.consumerByName.delete(c.name);
+      c.name = name;
+    }
+    this.consumerByName.set(name, c);
+    if (id > this.maxConsumerId) this.maxConsumerId = id;
+    return c;
+  }
+
+  /** Forgets named consumer `c` and its positions (a dropConsumer record, or a consumers record that omits it). */
+  removeConsumer(c: NamedConsumer): void {
+    for (const t of c.topics.keys()) {
+      t.positions?.delete(c.id);
+      if (t.positions?.size === 0) t.positions = null;
+    }
+    this.consumers.delete(c.id);
+    if (this.consumerByName.get(c.name) === c) this.consumerByName.delete(c.name);
+  }
+
+  /**
+   * Sets the position of named consumer `c` in topic `t` as a record states it (recovery).
+   * Until cursors are settled (recovery/cursors.ts) `cursorWritten` holds the stated value.
+   */
+  statePosition(c: NamedConsumer, t: TopicLog, next: number): void {
+    let p = c.topics.get(t);
+    if (!p) {
+      p = { cursor: next, delivered: next, cursorWritten: next };
+      c.topics.set(t, p);
+      (t.positions ??= new Map()).set(c.id, p);
+    }
+    p.cursorWritten = next;
+  }
 
   get meta(): TopicLog {
     return this.topics.get(META_TOPIC_ID)!;

@@ -9,7 +9,7 @@
 import { META_TOPIC_ID, RECORD_HEADER_BYTES, RecordKind } from '../../shared/format/layout.js';
 import { frameWords } from '../../shared/format/frame.js';
 import { encodeMeta, type MetaRecord } from '../../shared/format/meta.js';
-import type { TopicLog } from '../store/model.js';
+import type { NamedConsumer, TopicLog } from '../store/model.js';
 import type { ShardStore } from '../store/store.js';
 import type { Batch, CollectMeta } from './batch.js';
 
@@ -27,6 +27,14 @@ const META_RESERVE = 1024;
 export class MetaRecords implements CollectMeta {
   /** Topic durable ends to record in the next sync mark. */
   private readonly pendingMarks = new Map<TopicLog, number>();
+  /**
+   * Cursor records queued by reads, commits and seeks, written by the next submit
+   * (flushQueued): the default consumer's as one `cursor`/`cursors` record, each named
+   * consumer's as one `positions` record. Many checkpointing reads answered in one round
+   * then cost one record, not one each.
+   */
+  private readonly queuedCursors = new Set<TopicLog>();
+  private readonly queuedPositions = new Map<NamedConsumer, Set<TopicLog>>();
   private lastMarkAt = 0;
 
   constructor(
@@ -108,22 +116,101 @@ export class MetaRecords implements CollectMeta {
         clamped = true;
       }
     }
+    for (const c of this.store.consumers.values()) {
+      for (const [t, p] of c.topics) {
+        if (p.cursor !== p.cursorWritten) {
+          this.appendPosition(c, t);
+          clamped = true;
+        }
+      }
+    }
     return clamped;
   }
 
   /** Queues a cursor record for `t` (written by the next submit). */
   appendCursor(t: TopicLog): void {
-    t.cursorSeq = this.appendMeta({ k: 'cursor', id: t.id, next: t.cursor });
-    t.cursorWritten = t.cursor;
+    this.queuedCursors.add(t);
+  }
+
+  /** Queues the record of named consumer `c`'s position in `t` (written by the next submit). */
+  appendPosition(c: NamedConsumer, t: TopicLog): void {
+    let topics = this.queuedPositions.get(c);
+    if (!topics) this.queuedPositions.set(c, (topics = new Set()));
+    topics.add(t);
+  }
+
+  /** Whether cursor records wait for the next submit. */
+  hasQueued(): boolean {
+    return this.queuedCursors.size > 0 || this.queuedPositions.size > 0;
+  }
+
+  /** Places the queued cursor records (submit calls it before writing). */
+  flushQueued(): void {
+    const cursors = this.queuedCursors;
+    if (cursors.size > 0) {
+      const ts = [...cursors];
+      cursors.clear();
+      const at = ts.length === 1 ? this.appendMeta({ k: 'cursor', id: ts[0]!.id, next: ts[0]!.cursor }) : this.appendMeta({ k: 'cursors', t: ts.map((t) => [t.id, t.cursor]) });
+      for (const t of ts) {
+        t.cursorWritten = t.cursor;
+        t.cursorSeq = at;
+      }
+    }
+    for (const [c, topics] of this.queuedPositions) {
+      const t: [number, number][] = [];
+      for (const topic of topics) {
+        const p = c.topics.get(topic);
+        if (!p) continue; // dropped since
+        t.push([topic.id, p.cursor]);
+        p.cursorWritten = p.cursor;
+      }
+      if (t.length > 0) this.appendMeta({ k: 'positions', c: c.id, t });
+    }
+    this.queuedPositions.clear();
+  }
+
+  /** Declares named consumer `c` (its positions' records follow, at the next submit). */
+  declareConsumer(c: NamedConsumer): void {
+    this.appendMeta({ k: 'consumer', c: c.id, name: c.name });
+  }
+
+  /** Records the deletion of named consumer `c` (its queued positions are dropped). */
+  dropConsumer(c: NamedConsumer): void {
+    this.queuedPositions.delete(c);
+    this.appendMeta({ k: 'dropConsumer', c: c.id });
+  }
+
+  /** Every named consumer and its positions, as one `consumers` record states them. */
+  consumersRecord(): MetaRecord {
+    const c: [number, string, [number, number][]][] = [];
+    for (const x of this.store.consumers.values()) {
+      const t: [number, number][] = [];
+      for (const [topic, p] of x.topics) t.push([topic.id, p.cursor]);
+      c.push([x.id, x.name, t]);
+    }
+    return { k: 'consumers', c };
+  }
+
+  /** After a snapshot: restates every named consumer (their earlier records may be in blocks it makes obsolete). */
+  restateConsumers(record: MetaRecord = this.consumersRecord()): void {
+    if (this.store.consumers.size === 0) return;
+    this.queuedPositions.clear();
+    this.appendMeta(record);
+    for (const x of this.store.consumers.values()) for (const p of x.topics.values()) p.cursorWritten = p.cursor;
   }
 
   /** Appends the clean-shutdown record listing every topic's end (written by the next submit). */
   appendCloseMark(): void {
+    // Every committed position that moved since it was last written, named ones included.
+    for (const c of this.store.consumers.values()) for (const [t, p] of c.topics) if (p.cursor !== p.cursorWritten) this.appendPosition(c, t);
+    this.flushQueued();
     // Every cursor that moved since it was last written, in one record.
     const moved: TopicLog[] = [];
     for (const topic of this.store.topics.values()) if (topic.cursor !== topic.cursorWritten) moved.push(topic);
-    if (moved.length === 1) this.appendCursor(moved[0]!);
-    else if (moved.length > 1) {
+    if (moved.length === 1) {
+      this.appendCursor(moved[0]!);
+      this.flushQueued();
+    } else if (moved.length > 1) {
       const at = this.appendMeta({ k: 'cursors', t: moved.map((t) => [t.id, t.cursor]) });
       for (const t of moved) {
         t.cursorWritten = t.cursor;

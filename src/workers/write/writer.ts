@@ -11,7 +11,7 @@ import { IOV_FIELDS, WRITE_OP_FIELDS } from '../../shared/format/layout.js';
 import type { MetaRecord } from '../../shared/format/meta.js';
 import type { IoContext } from '../../shared/native.js';
 import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../../shared/ring.js';
-import type { Run, Segment, TopicLog } from '../store/model.js';
+import type { NamedConsumer, Run, Segment, TopicLog } from '../store/model.js';
 import type { ShardStore } from '../store/store.js';
 import { Batch, type DrainResult, type ExternalGroup } from './batch.js';
 import { MetaRecords } from './meta-records.js';
@@ -67,7 +67,7 @@ export class Writer {
 
   /** Whether collect() gathered anything to write. */
   hasPending(): boolean {
-    return this.batch.hasPending();
+    return this.batch.hasPending() || this.meta.hasQueued();
   }
 
   /**
@@ -81,6 +81,7 @@ export class Writer {
    * completed, and recovery accepts a batch only whole wherever its records landed.
    */
   submit(sync: boolean): void {
+    this.meta.flushQueued();
     const runs = this.batch.runs;
     // The distinct files of the batch (usually one or two: a linear scan beats a Set here).
     const segs = this.batchSegments;
@@ -219,6 +220,31 @@ export class Writer {
   /** Queues a cursor record for `t` (written by the next submit). */
   appendCursor(t: TopicLog): void {
     this.meta.appendCursor(t);
+  }
+
+  /** Queues the record of named consumer `c`'s position in `t` (written by the next submit). */
+  appendPosition(c: NamedConsumer, t: TopicLog): void {
+    this.meta.appendPosition(c, t);
+  }
+
+  /** Declares named consumer `c` in the meta topic. */
+  declareConsumer(c: NamedConsumer): void {
+    this.meta.declareConsumer(c);
+  }
+
+  /** Records the deletion of named consumer `c`. */
+  dropConsumer(c: NamedConsumer): void {
+    this.meta.dropConsumer(c);
+  }
+
+  /** The `consumers` record that restates every named consumer of the shard now. */
+  consumersRecord(): MetaRecord {
+    return this.meta.consumersRecord();
+  }
+
+  /** Appends `record` (consumersRecord()) after a snapshot; nothing when the shard has no named consumer. */
+  restateConsumers(record: MetaRecord): void {
+    this.meta.restateConsumers(record);
   }
 
   /** Appends the clean-shutdown record listing every topic's end (written by the next submit). */
