@@ -17,7 +17,14 @@ const compiled = join(root, 'build', 'Release', 'walrus.node');
 
 function shippedAddonPath(): string {
   if (existsSync(compiled)) return compiled;
-  const found = nodeGypBuild.path(root);
+  let found: string;
+  try {
+    found = nodeGypBuild.path(root);
+  } catch (err) {
+    // node-gyp-build: "No native build was found for platform=... arch=... libc=..."
+    const why = String((err as Error).message).split('\n')[0];
+    throw new Error(`no ${compiled} and no prebuild for this platform in ${join(root, 'prebuilds')} (${why})`);
+  }
   // node-gyp-build takes any .node file in build/Release; in a checkout where only the test
   // build exists, that would be the test build, which must never stand in for the shipped one.
   if (basename(found) === 'walrus_test.node') throw new Error(`walrus-ts: ${compiled} is missing (only the test build is there): run npm rebuild`);
