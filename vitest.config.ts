@@ -9,6 +9,7 @@ import { defineConfig } from 'vitest/config';
 const DISK_BACKEND_FILES = [
   'test/append.test.ts',
   'test/consumer.test.ts',
+  'test/consumers.test.ts',
   'test/crash.test.ts',
   'test/durability.test.ts',
   'test/enospc.test.ts',
