@@ -42,6 +42,16 @@ export interface TopicForwardStats {
   lag: number;
 }
 
+/** A failure as {@link ForwarderStats.lastError} reports it. */
+export interface ForwardFailure {
+  /** The error's message. */
+  message: string;
+  /** Its code (a WalrusError's, a NATS error's), when it has one. */
+  code: string | undefined;
+  /** When it happened. */
+  at: Date;
+}
+
 /** What {@link Forwarder.stats} reports. */
 export interface ForwarderStats {
   /** `running`; `retrying` after a failure, until publishing resumes; `closed`; `failed` (see `lastError`). */
@@ -57,7 +67,7 @@ export interface ForwarderStats {
   /** Failures followed by a retry. */
   retries: number;
   /** The last failure, or null. */
-  lastError: { message: string; code: string | undefined; at: Date } | null;
+  lastError: ForwardFailure | null;
   /** Per forwarded topic. */
   topics: Record<string, TopicForwardStats>;
 }

@@ -34,7 +34,7 @@ import type { ForwardSink } from './sink.js';
 import { cursorSource } from './source.js';
 
 export { Forwarder } from './forwarder.js';
-export type { ForwarderStats, ForwarderTuning, TopicForwardStats } from './forwarder.js';
+export type { ForwardFailure, ForwarderStats, ForwarderTuning, TopicForwardStats } from './forwarder.js';
 export type { ForwardSink, SinkTail } from './sink.js';
 export { messageId } from './nats-sink.js';
 
