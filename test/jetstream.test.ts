@@ -8,7 +8,8 @@
  * message, except under CI=true, where that fails the run. WALRUS_JETSTREAM_CYCLES sets the
  * number of kill cycles (default 50).
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -85,6 +86,17 @@ function nextRetry(fwd: Forwarder): Promise<unknown> {
 }
 
 describe.skipIf(BIN === null)('forwarding to JetStream (real nats-server)', () => {
+  test('examples/jetstream-outbox.mjs forwards every order and refund once', async () => {
+    const { server, cleanup } = await startServer();
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [new URL('../examples/jetstream-outbox.mjs', import.meta.url).pathname, tempDir(), server.url, '3000'], { timeout: 60_000 });
+      expect(stdout).toMatch(/forwarded 3300 entries \(\d+ retries\): orders up to 3000, refunds up to 300, lag 0/);
+      expect(stdout).toMatch(/stream SHOP holds 3300 messages/);
+    } finally {
+      await cleanup();
+    }
+  });
+
   test('forwards every entry once, in order, with the log identity in each message id; options are checked', async () => {
     const { server, cleanup } = await startServer();
     const dir = tempDir();
