@@ -18,9 +18,10 @@ const num = (out: string, re: RegExp): number => {
   return Number(m[1]);
 };
 
+// jetstream-outbox.mjs needs a nats-server: test/jetstream.test.ts runs it.
 describe('examples', () => {
   it('every example has a test here', () => {
-    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'job-queue.mjs', 'stream-pipeline.mjs']);
+    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'jetstream-outbox.mjs', 'job-queue.mjs', 'stream-pipeline.mjs']);
   });
 
   it('job-queue.mjs: every job handed out once across a clean restart, fewer fsyncs than reads; peek, process, checkpoint', async () => {

@@ -17,7 +17,8 @@ export type WalrusErrorCode =
   | 'ERR_WALRUS_IO'
   | 'ERR_WALRUS_BACKPRESSURE'
   | 'ERR_WALRUS_DECODE'
-  | 'ERR_WALRUS_ADDON_REQUIRED';
+  | 'ERR_WALRUS_ADDON_REQUIRED'
+  | 'ERR_WALRUS_FORWARD';
 
 /** Extra fields of a {@link WalrusError}, by code (the constructor's third argument). */
 export interface WalrusErrorDetails {
@@ -158,6 +159,7 @@ const WALRUS_CODES: ReadonlySet<string> = new Set<WalrusErrorCode>([
   'ERR_WALRUS_BACKPRESSURE',
   'ERR_WALRUS_DECODE',
   'ERR_WALRUS_ADDON_REQUIRED',
+  'ERR_WALRUS_FORWARD',
 ]);
 
 export function deserializeError(s: SerializedError): Error {
