@@ -107,7 +107,7 @@ describe.skipIf(BIN === null)('forwarding to JetStream (real nats-server)', () =
       await expect(forwardToJetStream(wal, { servers: server.url, topics: ['a', 'b'], subject: () => 'same', stream: 'S' })).rejects.toThrow(/same subject/);
       await expect(forwardToJetStream(wal, { servers: server.url, topics: ['a'], subject: () => 'x.*', stream: 'S' })).rejects.toThrow(/invalid subject/);
       await expect(forwardToJetStream(wal, { topics: ['a'], subject: (t) => t, stream: 'S' } as never)).rejects.toThrow(/servers or connection/);
-      await expect(forwardToJetStream(wal, { servers: server.url, topics: ['a'], subject: (t) => t, stream: 'S', consumer: 'c' })).rejects.toThrow(/named consumers/);
+      await expect(forwardToJetStream(wal, { servers: server.url, topics: ['a'], subject: (t) => t, stream: 'S', consumer: '' })).rejects.toMatchObject({ code: 'ERR_WALRUS_INVALID_CONSUMER' });
       expect(existsSync(join(dir, 'walrus.id'))).toBe(false);
 
       const rand = rng(7);
@@ -128,8 +128,12 @@ describe.skipIf(BIN === null)('forwarding to JetStream (real nats-server)', () =
       expect(st.topics['orders/eu']).toMatchObject({ committed: 2000, lag: 0 });
       expect(st.topics['orders us']).toMatchObject({ committed: 1000, lag: 0 });
       expect(st).toMatchObject({ forwarded: 3000, duplicates: 0, inFlight: 0, state: 'running' });
-      // The default cursor moved over exactly what was forwarded.
-      expect((await wal.fetch('orders/eu', { checkpoint: false })).length).toBe(0);
+      // The forwarder's named consumer committed exactly what was forwarded; the default
+      // consumer was not touched (the application can read the same topics).
+      const fc = wal.consumer('jetstream');
+      expect(await fc.committed('orders/eu')).toBe(2000);
+      expect(await fc.committed('orders us')).toBe(1000);
+      expect((await wal.fetch('orders/eu', { checkpoint: false })).firstOffset).toBe(0);
       wal.append('orders us', 'late');
       await fwd.caughtUp();
       await fwd.close();

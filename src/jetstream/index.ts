@@ -31,7 +31,8 @@ import { Forwarder, type ForwarderTuning } from './forwarder.js';
 import { logIdentity } from './identity.js';
 import { JetStreamSink } from './nats-sink.js';
 import type { ForwardSink } from './sink.js';
-import { cursorSource } from './source.js';
+import { consumerSource } from './source.js';
+import { checkConsumerName } from '../main/consumer.js';
 
 export { Forwarder } from './forwarder.js';
 export type { ForwardFailure, ForwarderStats, ForwarderTuning, TopicForwardStats } from './forwarder.js';
@@ -46,7 +47,7 @@ export interface JetStreamForwardOptions extends Partial<ForwarderTuning> {
   connection?: NatsConnection;
   /** More options for the connection made from `servers` (by default it reconnects forever). */
   connectOptions?: Partial<NodeConnectionOptions>;
-  /** The topics to forward (at least one). Until named consumers exist, the forwarder owns their default cursors. */
+  /** The topics to forward (at least one). */
   topics: readonly string[];
   /** Maps a topic to its subject: a valid subject without wildcards, different for every topic. */
   subject: (topic: string) => string;
@@ -54,13 +55,19 @@ export interface JetStreamForwardOptions extends Partial<ForwarderTuning> {
   stream: string;
   /** Configuration for creating the stream (replicas, `duplicate_window`, limits...); ignored when it exists. */
   streamConfig?: Partial<StreamConfig>;
-  /** Reserved for reading through a named consumer: not available yet (the default cursor is used). */
+  /**
+   * The named consumer of the log the forwarder reads through (default 'jetstream'): its
+   * committed position in a topic is what was forwarded. Use one name per forwarder of a log.
+   */
   consumer?: string;
   /** The log identity in message ids; default: the one stored in the log's `walrus.id` (created at the first forward). */
   logId?: string;
   /** How long a publish waits for its acknowledgement before it counts as failed, ms (5,000). */
   publishTimeoutMs?: number;
 }
+
+/** The named consumer a forwarder reads through unless told otherwise. */
+export const DEFAULT_CONSUMER = 'jetstream';
 
 const SUBJECT = /^[^\s*>.]+(\.[^\s*>.]+)*$/;
 
@@ -88,9 +95,7 @@ export async function forwardToJetStream(wal: Walrus, options: JetStreamForwardO
   if (!Array.isArray(topics) || topics.length === 0) throw invalidArgValue('options.topics', topics, 'must be a non-empty array of topics');
   if (typeof subject !== 'function') throw invalidArgType('options.subject', 'of type function', subject);
   if (typeof stream !== 'string' || stream === '' || /[\s.*>/\\]/.test(stream)) throw invalidArgValue('options.stream', stream, 'must be a stream name (no spaces, ".", "*", ">", "/" or "\\")');
-  if (consumer !== undefined) {
-    throw invalidArgValue('options.consumer', consumer, 'is not supported yet: named consumers are not in this version, and the forwarder reads the default cursor of its topics');
-  }
+  if (consumer !== undefined) checkConsumerName(consumer, 'options.consumer');
   const names = [...new Set(topics)];
   const subjects = new Map<string, string>();
   for (const t of names) {
@@ -111,7 +116,7 @@ export async function forwardToJetStream(wal: Walrus, options: JetStreamForwardO
   if (options.logId !== undefined && (typeof options.logId !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(options.logId))) {
     throw invalidArgValue('options.logId', options.logId, 'must be 1 to 64 letters, digits, "_" or "-"');
   }
-  const source = cursorSource(wal);
+  const source = consumerSource(wal, consumer ?? DEFAULT_CONSUMER);
   const logId = options.logId ?? logIdentity(source.dir);
   const byTopic = new Map([...subjects].map(([s, t]) => [t, s] as const));
   const sink = new JetStreamSink({
@@ -131,11 +136,12 @@ export async function forwardToJetStream(wal: Walrus, options: JetStreamForwardO
  * Forwards `topics` through any {@link ForwardSink} (docs/DISTRIBUTION.md, "Other sinks"),
  * with the same reading, ordering, retry and checkpoint rules as {@link forwardToJetStream}.
  */
-export function forwardToSink(wal: Walrus, sink: ForwardSink, topics: readonly string[], tuning: Partial<ForwarderTuning> = {}): Forwarder {
+export function forwardToSink(wal: Walrus, sink: ForwardSink, topics: readonly string[], tuning: Partial<ForwarderTuning> = {}, consumer = DEFAULT_CONSUMER): Forwarder {
+  checkConsumerName(consumer, 'consumer');
   if (!Array.isArray(topics) || topics.length === 0) throw invalidArgValue('topics', topics, 'must be a non-empty array of topics');
   for (const t of topics) encodeTopic(t);
   if (typeof sink !== 'object' || sink === null) throw invalidArgType('sink', 'a ForwardSink', sink);
-  const source = cursorSource(wal);
+  const source = consumerSource(wal, consumer);
   return new Forwarder(source, sink, logIdentity(source.dir), [...new Set(topics)], {
     maxInFlight: positiveInt('tuning.maxInFlight', tuning.maxInFlight, 1024, 1 << 20),
     maxInFlightBytes: positiveInt('tuning.maxInFlightBytes', tuning.maxInFlightBytes, 16 << 20),

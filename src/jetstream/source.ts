@@ -4,8 +4,8 @@
  * position only over entries its sink acknowledged (forwarder.ts). So correctness does not
  * depend on the log's ReadConsistency.
  *
- * The one implementation today is the log's default cursor (cursorSource). When named
- * consumers land (wal.consumer(name)), a source over one replaces it here and nowhere else.
+ * The implementation reads through a named consumer of the log (consumerSource, default name
+ * 'jetstream'), whose committed positions are the forwarder's.
  */
 import type { Walrus } from '../main/walrus.js';
 import { WalrusError } from '../shared/errors.js';
@@ -54,23 +54,20 @@ function internals(wal: Walrus): WalrusInternals {
   return w as WalrusInternals;
 }
 
-/** Largest read the default cursor source asks for at once when committing. */
-const COMMIT_READ_BYTES = 64 << 20;
-
 /**
- * The log's default cursor (what wal.readNext / fetch consume) as a source. The forwarder
- * then owns that cursor for its topics: the application must not consume them too.
- * commit() advances the cursor with checkpointing fetches of exactly the entries forwarded
- * (checking their offsets) and then wal.commit(), which is durable under every
- * ReadConsistency.
+ * Named consumer `consumer` of the log as a source: its committed position in each topic is
+ * what was forwarded, and commit() is Consumer.commit(topic, next), durable under every
+ * ReadConsistency. The forwarder never takes entries from the application's own readers
+ * (the default consumer or other named ones), and consumed segments stay until it has
+ * forwarded them (deletion waits for the slowest consumer of a topic).
  */
-export function cursorSource(wal: Walrus): ForwardSource {
+export function consumerSource(wal: Walrus, consumer: string): ForwardSource {
   const inner = internals(wal);
+  const c = wal.consumer(consumer);
   return {
     dir: inner.nsDir,
-    async position(topic) {
-      const peek = await wal.fetch(topic, { maxEntries: 1, checkpoint: false });
-      return peek.length > 0 ? peek.firstOffset : inner.topicFor(topic).next;
+    position(topic) {
+      return c.committed(topic);
     },
     end(topic) {
       return inner.topicFor(topic).next;
@@ -88,18 +85,8 @@ export function cursorSource(wal: Walrus): ForwardSource {
       }
       return { firstOffset, payloads };
     },
-    async commit(topic, next) {
-      for (;;) {
-        const peek = await wal.fetch(topic, { maxEntries: 1, checkpoint: false });
-        if (peek.length === 0 || peek.firstOffset >= next) break;
-        const pos = peek.firstOffset;
-        const batch = await wal.fetch(topic, { maxEntries: Math.min(next - pos, 65_536), maxBytes: COMMIT_READ_BYTES, checkpoint: true });
-        if (batch.length === 0 || batch.firstOffset !== pos) {
-          throw new WalrusError('ERR_WALRUS_FORWARD', `the cursor of topic ${JSON.stringify(topic)} moved while the forwarder committed it (at ${pos}, read ${batch.length > 0 ? batch.firstOffset : 'nothing'}): something else consumes this topic`);
-        }
-        if (batch.firstOffset + batch.length >= next) break;
-      }
-      await wal.commit(topic);
+    commit(topic, next) {
+      return c.commit(topic, next);
     },
     sync() {
       return wal.sync();
