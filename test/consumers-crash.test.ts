@@ -1,0 +1,119 @@
+/**
+ * Named consumers across kill -9 (issue 16): three consumers of different consistencies read
+ * two shared topics at once in a child process (fixtures/consumers-child.mjs), which is killed
+ * at a random point of its output, again and again, then drained. From what each consumer had
+ * in its hands before each kill (the lines printed after each read resolved), per consumer
+ * and topic:
+ * - no consumer skips an entry, except that a StrictlyAtOnce read in flight at a kill is
+ *   at-most-once (its entries were consumed before the caller had them: at most one read
+ *   per kill, also in a run killed before that consumer printed anything);
+ * - StrictlyAtOnce consumers never get an entry twice;
+ * - the atLeastOnce(3) consumer gets at most (3 - 1) + the last read's 4 entries again;
+ * - every consumer ends at the end of every topic, whatever the others did (a consumer's
+ *   progress never moves another's: each reads every entry).
+ */
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Walrus } from '../dist/index.js';
+import { tempDir } from './helpers.js';
+
+const CHILD = resolve('test/fixtures/consumers-child.mjs');
+const TOPICS = ['alpha', 'beta'] as const;
+const ENTRIES = 400;
+const CYCLES = Number(process.env.WALRUS_CONSUMERS_CYCLES ?? 25);
+
+/** The most entries one read in flight can hold, per consumer (fixtures/consumers-child.mjs; d: 30 bytes of payloads of at least 6). */
+const IN_FLIGHT = { s: 1, a: 4, d: 5 } as Record<string, number>;
+/** What may be delivered again after a kill: atLeastOnce(3) with reads of 4. */
+const REDELIVER = { s: 0, a: 2 + 4, d: 0 } as Record<string, number>;
+
+type Lines = Map<string, number[]>; // "<consumer> <topic>" -> offsets printed in one run
+
+/** Runs the child; kills it with SIGKILL after `killAfter` lines (null: lets it drain). */
+function run(dir: string, killAfter: number | null): Promise<Lines> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, [CHILD, dir, killAfter === null ? '1' : '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const seen: Lines = new Map();
+    let buffered = '';
+    let count = 0;
+    let stderr = '';
+    let finished = false;
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', (d) => {
+      buffered += d;
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        if (line === 'done') {
+          finished = true;
+          continue;
+        }
+        const [who, topic, offset] = line.split(' ');
+        const key = `${who} ${topic}`;
+        if (!seen.has(key)) seen.set(key, []);
+        seen.get(key)!.push(Number(offset));
+        if (killAfter !== null && ++count === killAfter) child.kill('SIGKILL');
+      }
+    });
+    child.on('error', fail);
+    child.on('close', (code, signal) => {
+      if (killAfter === null && (code !== 0 || !finished)) fail(new Error(`the draining child exited with ${code ?? signal}: ${stderr}`));
+      else if (killAfter !== null && signal !== 'SIGKILL') fail(new Error(`the child ended before the kill (${code ?? signal}): ${stderr}`));
+      else done(seen);
+    });
+  });
+}
+
+describe('named consumers across kill -9', () => {
+  it(`${CYCLES} kill cycles with three consumers of two shared topics: no skip, no StrictlyAtOnce redelivery, atLeastOnce within its bound`, async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 2 });
+    for (const t of TOPICS) for (let i = 0; i < ENTRIES; i++) wal.append(t, `${t}:${i}`);
+    await wal.close();
+
+    const runs: Lines[] = [];
+    // Each run prints at most 60 lines of the 2,400 the consumers need: no run exhausts the log.
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n) + 1;
+    for (let c = 0; c < CYCLES; c++) runs.push(await run(dir, rand(60)));
+    runs.push(await run(dir, null));
+
+    const report: string[] = [];
+    for (const who of ['s', 'a', 'd']) {
+      for (const t of TOPICS) {
+        const key = `${who} ${t}`;
+        let next = 0; // the lowest offset this consumer never had
+        let skipped = 0;
+        let again = 0;
+        // Kills since this consumer last printed: each can take one read in flight (a run
+        // killed before it printed anything for this topic still had that read).
+        let kills = 0;
+        runs.forEach((r, k) => {
+          const got = r.get(key) ?? [];
+          if (got.length === 0) {
+            kills++;
+            return;
+          }
+          // Within a run, one reader per consumer and topic: consecutive offsets.
+          for (let i = 1; i < got.length; i++) expect(got[i], `${key}, run ${k}`).toBe(got[i - 1]! + 1);
+          const first = got[0]!;
+          if (first > next) {
+            // Only a StrictlyAtOnce read in flight at each kill since may be lost.
+            expect(first - next, `${key}: skipped entries at the start of run ${k}`).toBeLessThanOrEqual(IN_FLIGHT[who]! * (kills + 1));
+            expect(who === 'a', `${key}: the atLeastOnce consumer skipped ${first - next} entries at run ${k}`).toBe(false);
+            skipped += first - next;
+          } else if (first < next) {
+            expect(next - first, `${key}: delivered again at run ${k}`).toBeLessThanOrEqual(REDELIVER[who]!);
+            again += next - first;
+          }
+          next = Math.max(next, got[got.length - 1]! + 1);
+          kills = 0;
+        });
+        expect(next, `${key}: consumed to the end`).toBe(ENTRIES);
+        report.push(`${key}: ${skipped} lost in flight, ${again} delivered again`);
+      }
+    }
+    console.log(`consumers across ${CYCLES} kills:\n  ${report.join('\n  ')}`);
+  }, 300_000);
+});
