@@ -27,7 +27,7 @@ import { type Block, type TopicLog } from './store/model.js';
 import { defaultCounts, statedIn, updateFloor } from './store/blocks.js';
 import { encodeMeta, type MetaRecord } from '../shared/format/meta.js';
 import { fsyncDir } from '../shared/file-io.js';
-import { segmentBytes } from '../shared/format/segment.js';
+import { nextAllocationBoundary, segmentBytes, slotPosition } from '../shared/format/segment.js';
 import { type Segment } from './store/model.js';
 import type { ShardStore } from './store/store.js';
 import type { Writer } from './write/writer.js';
@@ -92,7 +92,16 @@ export class Retention {
   private retirable(seg: Segment): boolean {
     if (seg !== this.store.current) return false;
     const snapshotSlots = Math.ceil((BLOCK_HEADER_BYTES + recordFootprint(this.store.restateBytes)) / seg.blockBytes);
-    const frees = seg.nextSlot - snapshotSlots;
+    // What a retirement gives back is the larger of the slots used and the file's allocation
+    // (which runs ahead of the slots in growing steps: 100,000 small topics used 8 of 64
+    // slots of 1 MiB per shard, in files of 31 MiB), less what the successor holding the
+    // snapshot uses and allocates. An idle successor holds only the snapshot, so it frees
+    // nothing by either measure and is not retired again: no churn. (A memory segment is
+    // sized whole from the start and holds only the pages written: its slots are the measure.)
+    const full = segmentBytes(seg.slots, seg.blockBytes);
+    const successor = nextAllocationBoundary(slotPosition(snapshotSlots, seg.blockBytes), full);
+    const allocationFrees = this.store.memory ? 0 : Math.floor((seg.allocated - successor) / seg.blockBytes);
+    const frees = Math.max(seg.nextSlot - snapshotSlots, allocationFrees);
     if (frees < RETIRE_MIN_SLOTS || frees * 8 < seg.slots) return false;
     return this.deletableTopics(seg, false, true) !== null;
   }

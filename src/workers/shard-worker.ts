@@ -50,11 +50,11 @@ class ShardWorker {
         this.writer.externals.set(m.pos, { payload: m.payload, lengths: m.lengths });
         return;
       case 'read':
-        this.drainForRead();
+        this.drainForRead(false);
         this.onRead(m);
         return;
       case 'consume':
-        this.drainForRead();
+        this.drainForRead(false);
         this.consumers.consume(this.store.topics.get(m.topicId), m, this.failed);
         if (this.consumers.unwrittenWaiting) {
           // The cursor record this read queued goes to the kernel before the read is answered.
@@ -106,11 +106,14 @@ class ShardWorker {
   /**
    * Read-your-writes: everything published before a read request is written first, so the
    * read finds it in the files. A failure to write fails the shard, not only this read.
+   * `cursors`: the queued cursor records too. Reads leave them queued (a read never needs
+   * them in the files), so the cursor moves of all the reads one round answers go out as one
+   * record with the round's submit (step()), or earlier for a request that needs them written.
    */
-  private drainForRead(): void {
+  private drainForRead(cursors = true): void {
     if (this.failed) return;
     try {
-      this.drainAll();
+      this.drainAll(cursors);
     } catch (err) {
       this.handleError(err);
     }
@@ -145,17 +148,17 @@ class ShardWorker {
     }
   }
 
-  /** Writes everything available now (no fsync unless the schedule wants one). */
-  private drainAll(): void {
+  /** Writes everything available now (no fsync unless the schedule wants one); queued cursor records too with `cursors`. */
+  private drainAll(cursors: boolean): void {
     while (this.writer.hasRingData()) {
       const r = this.writer.collect();
-      if (!this.writer.hasPending()) break;
+      if (!this.writer.hasBatchPending()) break;
       this.writer.submit(this.syncDue());
       if (r.blocked) break;
     }
-    // Meta records queued by earlier requests (cursors) too: a request sees the files as
-    // every request before it left them.
-    if (this.writer.hasPending()) this.writer.submit(this.syncDue());
+    // Meta records placed by earlier requests (declarations, drops), and with `cursors` the
+    // queued cursor records: a request sees the files as every request before it left them.
+    if (cursors ? this.writer.hasPending() : this.writer.hasBatchPending()) this.writer.submit(this.syncDue());
   }
 
   /** Whether the next submit should carry an fsync. */
@@ -182,6 +185,9 @@ class ShardWorker {
     if (w.hasRingData()) blocked = w.collect().blocked;
     // Pending: records collected from the ring, or meta records (cursors) queued by reads.
     if (w.hasPending() || this.consumers.waiting) {
+      // Group commit of StrictlyAtOnce reads: every request posted by now rides this fsync
+      // (a burst of reads arrives while the worker answers its first ones).
+      if (this.consumers.waiting) while (this.pollMessages());
       const strict = this.consumers.waiting;
       w.submit(strict || this.syncDue());
       if (strict) this.consumers.released();
@@ -286,7 +292,7 @@ class ShardWorker {
     let error: unknown = null;
     if (!this.failed) {
       try {
-        this.drainAll();
+        this.drainAll(true);
         this.writer.appendCloseMark();
         this.writer.submit(true);
         this.consumers.released();

@@ -70,6 +70,11 @@ export class Writer {
     return this.batch.hasPending() || this.meta.hasQueued();
   }
 
+  /** Whether the batch holds records (cursor records still queued not counted). */
+  hasBatchPending(): boolean {
+    return this.batch.hasPending();
+  }
+
   /**
    * Writes the pending batch and, when `sync` is true, fdatasyncs every file written since
    * the last fsync, in the same submission. Throws ERR_WALRUS_IO on any failure.
