@@ -155,6 +155,30 @@ describe('inspect', () => {
     });
   });
 
+  it('shows named consumers with their committed positions and lag', async () => {
+    const dir = tempDir();
+    await makeLog(dir);
+    const wal = await Walrus.open({ dir, shards: 2, ...GEOMETRY });
+    try {
+      await wal.consumer('audit').fetch('orders', { maxEntries: 30 });
+      await wal.consumer('audit').fetch('users', { maxEntries: 2 });
+      await wal.consumer('forwarder').seek('orders', 150);
+    } finally {
+      await wal.close();
+    }
+    const { doc } = await cliJson<InspectReport>('inspect', dir);
+    expect(doc.consumers.map(({ consumer, topic, committed, lag }) => ({ consumer, topic, committed, lag }))).toEqual([
+      { consumer: 'audit', topic: 'orders', committed: 30, lag: ORDERS - 30 },
+      { consumer: 'audit', topic: 'users', committed: 2, lag: USERS - 2 },
+      { consumer: 'forwarder', topic: 'orders', committed: 150, lag: ORDERS - 150 },
+    ]);
+    // The default consumer's cursors are the topics' own, untouched.
+    expect(doc.topics.find((t) => t.name === 'orders')!.cursor).toBe(5);
+    const text = (await cli('inspect', dir)).stdout;
+    expect(text).toContain('named consumers (2)');
+    expect(text).toMatch(/"forwarder"\s+"orders"\s+\d\s+150\s+50/);
+  });
+
   it('prints a human-readable summary by default', async () => {
     const dir = tempDir();
     await makeLog(dir);

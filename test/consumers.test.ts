@@ -333,7 +333,7 @@ describe('named consumers', () => {
     }
   }, 120_000);
 
-  it('a log written before named consumers (no format 3 record) opens and gains consumers; the default cursor is untouched', async () => {
+  it('a log written before named consumers (no record of theirs) opens and gains consumers; the default cursor is untouched', async () => {
     const dir = tempDir();
     let wal = await Walrus.open({ dir, shards: 1 });
     for (let i = 0; i < 10; i++) wal.append('t', `e${i}`);

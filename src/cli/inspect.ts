@@ -15,7 +15,8 @@ export const inspectSpec: CommandSpec = {
   positionals: ['DIR'],
   options: { key: { type: 'string' } },
   help: `Shows what the log in DIR holds: topics (entries, offsets, cursor, durable mark),
-segment files (size, state, blocks per topic) and totals. Never writes to the log.
+named consumers (position and lag per topic), segment files (size, state, blocks per topic)
+and totals. Never writes to the log.
 If another process has the log open, prints a best-effort snapshot marked "live".
 
 Options:
@@ -49,6 +50,17 @@ export interface TopicReport {
   recordBytes: number;
 }
 
+/** Where a named consumer stands in one topic (wal.consumer(name)). */
+export interface ConsumerReport {
+  consumer: string;
+  topic: string;
+  shard: number;
+  /** Its committed position (clamped to the stored entries, as open clamps it). */
+  committed: number;
+  /** Entries of the topic after it: appended and not yet consumed by this consumer. */
+  lag: number;
+}
+
 export interface SegmentReport {
   file: string;
   shard: number;
@@ -77,6 +89,7 @@ export interface InspectReport {
   live: boolean;
   formatVersion: number;
   topics: TopicReport[];
+  consumers: ConsumerReport[];
   segments: SegmentReport[];
   shards: ShardReport[];
   totals: { shards: number; topics: number; entries: number; segments: number; bytes: number; tornBytes: number; corruptions: number };
@@ -84,6 +97,7 @@ export interface InspectReport {
 
 export function buildInspectReport(view: LogView): InspectReport {
   const topics: TopicReport[] = [];
+  const consumers: ConsumerReport[] = [];
   const segments: SegmentReport[] = [];
   const shards: ShardReport[] = [];
   for (const { shard, store, scan } of view.shards) {
@@ -104,6 +118,9 @@ export function buildInspectReport(view: LogView): InspectReport {
         blocks: t.blocks.length,
         recordBytes: t.blocks.reduce((n, b) => n + b.used, t.smallBytes),
       });
+    }
+    for (const c of store.consumers.values()) {
+      for (const [t, p] of c.topics) consumers.push({ consumer: c.name, topic: t.name, shard, committed: p.cursor, lag: t.complete - p.cursor });
     }
     for (const [k, seg] of store.segments.entries()) {
       const counts = new Map<number, number>();
@@ -138,11 +155,14 @@ export function buildInspectReport(view: LogView): InspectReport {
     });
   }
   topics.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.shard - b.shard));
+  const key = (c: ConsumerReport): string => `${c.consumer}\0${c.topic}`;
+  consumers.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
   return {
     dir: view.dir,
     live: view.live,
     formatVersion: FORMAT_VERSION,
     topics,
+    consumers,
     segments,
     shards,
     totals: {
@@ -182,6 +202,16 @@ export function renderInspect(r: InspectReport): string {
           t.blocks,
           formatBytes(t.recordBytes),
         ]),
+      ),
+    );
+  }
+  const names = new Set(r.consumers.map((c) => c.consumer));
+  lines.push('', `named consumers (${names.size})`);
+  if (r.consumers.length > 0) {
+    lines.push(
+      table(
+        ['consumer', 'topic', 'shard', 'committed', 'lag'],
+        r.consumers.map((c) => [JSON.stringify(c.consumer), JSON.stringify(c.topic), c.shard, c.committed, c.lag]),
       ),
     );
   }

@@ -244,7 +244,7 @@ export class Retention {
     let m: MetaRecord = { k: 'snapshot', s: seg.seq, t: entriesOf(restate) };
     let payload = encodeMeta(m);
     let stated: Iterable<TopicLog> = restate;
-    // Every snapshot is followed by a record restating every named consumer (format 3), so
+    // Every snapshot is followed by a record restating every named consumer (docs/FORMAT.md), so
     // the meta blocks a snapshot makes obsolete never hold the last word on one; the two
     // must fit together for the no-churn rule below.
     const consumers = this.writer.consumersRecord();

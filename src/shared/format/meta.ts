@@ -30,18 +30,18 @@ export type MetaRecord =
    * before it are obsolete.
    */
   | { k: 'snapshot'; t: [number, string, number, number][]; s?: number }
-  /** Format 3: named consumer `c` (an id > 0 of this shard) is called `name`. */
+  /** Named consumers: consumer `c` (an id > 0 of this shard) is called `name`. */
   | { k: 'consumer'; c: number; name: string }
-  /** Format 3: committed positions of named consumer `c`, as pairs [topic id, next]. */
+  /** Named consumers: committed positions of named consumer `c`, as pairs [topic id, next]. */
   | { k: 'positions'; c: number; t: [number, number][] }
   /**
-   * Format 3: every named consumer of the shard, as [id, name, [[topic id, next], ...]]:
+   * Named consumers: every named consumer of the shard, as [id, name, [[topic id, next], ...]]:
    * replaces what earlier records said of named consumers (a consumer it omits is gone).
    * Written right after each snapshot record, so that meta blocks a snapshot makes obsolete
    * never hold the only statement of a consumer.
    */
   | { k: 'consumers'; c: [number, string, [number, number][]][] }
-  /** Format 3: named consumer `c` was deleted with its positions. */
+  /** Named consumers: consumer `c` was deleted with its positions. */
   | { k: 'dropConsumer'; c: number };
 
 /**
