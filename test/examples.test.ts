@@ -21,7 +21,7 @@ const num = (out: string, re: RegExp): number => {
 // jetstream-outbox.mjs needs a nats-server: test/jetstream.test.ts runs it.
 describe('examples', () => {
   it('every example has a test here', () => {
-    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'jetstream-outbox.mjs', 'job-queue.mjs', 'stream-pipeline.mjs']);
+    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'jetstream-outbox.mjs', 'job-queue.mjs', 'stream-pipeline.mjs', 'two-consumers.mjs']);
   });
 
   it('job-queue.mjs: every job handed out once across a clean restart, fewer fsyncs than reads; peek, process, checkpoint', async () => {
@@ -62,6 +62,16 @@ describe('examples', () => {
     // User ids are i % 1000: 200 rounds of 0..999.
     expect(out).toContain(`sum of user ids: ${200 * 499_500}`);
     expect(out).toContain('after reopen: nothing left to read');
+  });
+
+  it('two-consumers.mjs: two named consumers of one topic each read every order once, across a restart, at their own pace', async () => {
+    const out = await run('two-consumers.mjs', tempDir());
+    expect(out).toContain('before restart: runner handled 600, audit recorded 512');
+    expect(out).toContain('audit: committed 512, lag 488');
+    expect(out).toContain('runner: committed 600, lag 400');
+    expect(out).toContain('after restart: runner resumes at 600, audit at 512');
+    // Totals are 1 + i % 50 for i < 1000: 20 rounds of 1..50.
+    expect(out).toContain(`done: runner handled 1000 orders, audit recorded 1000, revenue ${20 * 1275}`);
   });
 
   it('stream-pipeline.mjs: the filter keeps every 7th click, all stored durably, source drained', async () => {
