@@ -73,12 +73,15 @@ export interface ConsumerOptions {
 
 /** A named consumer as {@link Walrus.consumers} lists it. */
 export interface ConsumerInfo {
+  /** The consumer's name. */
   name: string;
   /** The topics it has a position in, by name. */
   topics: ConsumerTopicInfo[];
 }
 
+/** Where a named consumer stands in one topic (see {@link ConsumerInfo}). */
 export interface ConsumerTopicInfo {
+  /** The topic. */
   topic: string;
   /** Committed: every entry before it is consumed. */
   committed: number;
