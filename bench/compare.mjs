@@ -54,6 +54,8 @@ const cfg = {
   charts: !hasFlag('no-charts'),
 };
 const SAMPLE_EVERY = 1009; // read-back compares every 1009th record byte for byte
+/** Named consumers that drain the records of the 'none' cell at once (walrus only). */
+const CONSUMERS = 4;
 
 ensurePeers();
 const { SYSTEMS } = await import('./peers/index.mjs');
@@ -126,15 +128,34 @@ async function cellNone(sys, dir, entries) {
       }
     }
     if (h.finish) await h.finish();
+    // Untimed: the consumers of the cell below get their positions before the read-back
+    // consumes the records (and deletion could take them).
+    if (h.prepareConsumers) await h.prepareConsumers(CONSUMERS);
     const t1 = performance.now();
     live.label = `read-back: ${sys.name}`;
     const back = await h.readAll(checker(`${sys.name} read-back`), SAMPLE_EVERY);
     const t2 = performance.now();
     if (back.entries !== entries || back.bytes !== bytes) problem(`${sys.name} read-back: ${back.entries} records / ${back.bytes} bytes, expected ${entries} / ${bytes}`);
-    return [
+    const rows = [
       throughputRow(entries, bytes, (t1 - t0) / 1000, { cell: 'none', inFlight: 1 }),
       throughputRow(back.entries, back.bytes, (t2 - t1) / 1000, { cell: 'read-back', inFlight: 1 }),
     ];
+    if (h.readConsumers) {
+      // walrus only: CONSUMERS named consumers drain the same records at once, each reading
+      // every one (total entries/s over the wall time; per consumer in the report).
+      live.label = `consumers x${CONSUMERS}: ${sys.name}`;
+      const per = await h.readConsumers(CONSUMERS, checker(`${sys.name} consumers`), SAMPLE_EVERY);
+      for (const c of per) if (c.entries !== entries || c.bytes !== bytes) problem(`${sys.name} consumers x${CONSUMERS}: a consumer read ${c.entries} records / ${c.bytes} bytes, expected ${entries} / ${bytes}`);
+      const wall = Math.max(...per.map((c) => c.seconds));
+      rows.push(
+        throughputRow(entries * CONSUMERS, bytes * CONSUMERS, wall, {
+          cell: `consumers x${CONSUMERS}`,
+          inFlight: CONSUMERS,
+          perConsumer: per.map((c) => c.entries / c.seconds),
+        }),
+      );
+    }
+    return rows;
   } finally {
     await h.close();
   }

@@ -4,7 +4,7 @@
 import { median } from './stats.mjs';
 import { fmtInt, fmtNum, table } from './report.mjs';
 
-const CELL_ORDER = ['none', 'group', 'record x1', 'record x16', 'record x256', 'read-back'];
+const CELL_ORDER = ['none', 'group', 'record x1', 'record x16', 'record x256', 'read-back', 'consumers x4'];
 
 function ratioText(v, base) {
   if (!Number.isFinite(v) || !Number.isFinite(base) || base === 0) return '';
@@ -22,6 +22,7 @@ export function compareReport(rows, systems, cfg) {
       if (rs.length === 0) continue;
       const m = { cell: c, system: s.name, runs: rs.length };
       for (const f of ['entriesPerSec', 'mbPerSec', 'p50Ms', 'p99Ms', 'p999Ms', 'maxMs']) m[f] = median(rs.map((r) => r[f]));
+      if (rs[0].perConsumer) m.perConsumerEps = median(rs.flatMap((r) => r.perConsumer));
       m.minEps = Math.min(...rs.map((r) => r.entriesPerSec));
       m.maxEps = Math.max(...rs.map((r) => r.entriesPerSec));
       med.set(`${c}|${s.name}`, m);
@@ -49,6 +50,17 @@ export function compareReport(rows, systems, cfg) {
   console.log('Spread over rounds (min .. max entries/s)');
   console.log(table(['system', ...cells], spread, new Set(cells.map((_, i) => i + 1))));
   console.log('');
+
+  // Named consumers draining one topic at once (walrus only): total and per consumer.
+  for (const s of systems) {
+    const m = get('consumers x4', s.name);
+    if (m) {
+      console.log(
+        `${s.name}, 4 named consumers draining the 'none' cell's records at once, each reading all of them: ${fmtInt(m.entriesPerSec)} entries/s in total, ${fmtInt(m.perConsumerEps)} per consumer (medians); read-back by one reader: ${fmtInt(get('read-back', s.name)?.entriesPerSec ?? NaN)}`,
+      );
+    }
+  }
+  if (cells.includes('consumers x4')) console.log('');
 
   // Latency of durable acknowledgements.
   const latRows = [];

@@ -44,6 +44,36 @@ function common(wal) {
       }
       return { entries, bytes };
     },
+    /**
+     * `k` named consumers (atLeastOnce with a huge period: no cursor records while they
+     * drain) drain the topic at once with fetch, each CRC-checking every entry it reads;
+     * returns each one's entries, bytes and seconds.
+     */
+    /** Gives `k` named consumers a position at the topic's start (before anything is consumed, which would let its segments go). */
+    async prepareConsumers(k) {
+      for (let i = 0; i < k; i++) await wal.consumer(`bench-${i}`).seek(TOPIC, 0);
+    },
+    async readConsumers(k, check, sampleEvery) {
+      return Promise.all(
+        Array.from({ length: k }, async (_, i) => {
+          const c = wal.consumer(`bench-${i}`, { consistency: ReadConsistency.atLeastOnce(1e9) });
+          const t0 = performance.now();
+          let entries = 0;
+          let bytes = 0;
+          for (;;) {
+            const b = await c.fetch(TOPIC, { maxBytes: READ_BYTES });
+            if (b.length === 0) break;
+            for (let j = 0; j < b.length; j++) {
+              const p = b.payload(j);
+              if (entries % sampleEvery === 0) check(b.offset(j), p);
+              entries++;
+              bytes += p.length;
+            }
+          }
+          return { entries, bytes, seconds: (performance.now() - t0) / 1000 };
+        }),
+      );
+    },
     close: () => wal.close(),
   };
 }
