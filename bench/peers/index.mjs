@@ -2,6 +2,6 @@
 // packages (bench/node_modules), so only the comparison imports it.
 import { bare, writev, sonicBoom } from './files.mjs';
 import { lmdb, sqlite, level } from './stores.mjs';
-import { walrus, walrusBatch } from './walrus.mjs';
+import { walrus, walrusBatch, walrusPortable } from './walrus.mjs';
 
-export const SYSTEMS = [walrus, walrusBatch, bare, writev, sonicBoom, lmdb, sqlite, level];
+export const SYSTEMS = [walrus, walrusBatch, walrusPortable, bare, writev, sonicBoom, lmdb, sqlite, level];

@@ -17,9 +17,9 @@ const WARM_ENTRIES = 20_000;
  * slower), while the peers' code, on the main thread, is warm after the first round. A
  * long-running process sees the warm numbers; read.mjs measures the cold ones.
  */
-async function openWal(dir, data) {
+async function openWal(dir, data, io = 'auto') {
   // atLeastOnce with a huge period: the read-back writes no cursor records while it drains.
-  const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(1e9) });
+  const wal = await Walrus.open({ dir: path.join(dir, 'wal'), fsync: FsyncSchedule.NoFsync, shards: 1, consistency: ReadConsistency.atLeastOnce(1e9), io });
   for (let i = 0; i < WARM_ENTRIES; i += 1000) await batchAppendRetry(wal, WARM_TOPIC, data.payloadsAt(i, 1000));
   await wal.sync();
   while ((await wal.batchRead(WARM_TOPIC, READ_BYTES, true)).length > 0);
@@ -44,15 +44,15 @@ function common(wal) {
       }
       return { entries, bytes };
     },
+    /** Gives `k` named consumers a position at the topic's start (before anything is consumed, which would let its segments go). */
+    async prepareConsumers(k) {
+      for (let i = 0; i < k; i++) await wal.consumer(`bench-${i}`).seek(TOPIC, 0);
+    },
     /**
      * `k` named consumers (atLeastOnce with a huge period: no cursor records while they
      * drain) drain the topic at once with fetch, each CRC-checking every entry it reads;
      * returns each one's entries, bytes and seconds.
      */
-    /** Gives `k` named consumers a position at the topic's start (before anything is consumed, which would let its segments go). */
-    async prepareConsumers(k) {
-      for (let i = 0; i < k; i++) await wal.consumer(`bench-${i}`).seek(TOPIC, 0);
-    },
     async readConsumers(k, check, sampleEvery) {
       return Promise.all(
         Array.from({ length: k }, async (_, i) => {
@@ -78,35 +78,46 @@ function common(wal) {
   };
 }
 
-export const walrus = {
-  name: 'walrus',
-  note: 'append() per record, NoFsync, 1 shard; none: timed to flush() (written, no fsync); group: append() x batch then await sync(); record: await appendAndSync() (x1 one at a time, x16/x256 that many in flight, sharing fsyncs)',
-  levels: ['none', 'group', 'record'],
-  concurrent: true,
-  walrus: true,
-  async open(dir, level, data) {
-    const wal = await openWal(dir, data);
-    const slowRest = async (seq, from, count) => {
-      for (let k = from; k < count; k++) await appendRetry(wal, TOPIC, data.payloadAt(seq + k));
-    };
-    return {
-      ...common(wal),
-      writeBatch(seq, count) {
-        for (let k = 0; k < count; k++) {
-          try {
-            wal.append(TOPIC, data.payloadAt(seq + k));
-          } catch (e) {
-            if (!isBackpressure(e)) throw e;
-            const rest = slowRest(seq, k, count);
-            return level === 'group' ? rest.then(() => wal.sync()) : rest;
+/** The 'walrus' system on the given I/O path ('auto': the addon; 'portable': node:fs only). */
+function recordAppender(name, note, io) {
+  return {
+    name,
+    note,
+    levels: ['none', 'group', 'record'],
+    concurrent: true,
+    walrus: true,
+    async open(dir, level, data) {
+      const wal = await openWal(dir, data, io);
+      const slowRest = async (seq, from, count) => {
+        for (let k = from; k < count; k++) await appendRetry(wal, TOPIC, data.payloadAt(seq + k));
+      };
+      return {
+        ...common(wal),
+        writeBatch(seq, count) {
+          for (let k = 0; k < count; k++) {
+            try {
+              wal.append(TOPIC, data.payloadAt(seq + k));
+            } catch (e) {
+              if (!isBackpressure(e)) throw e;
+              const rest = slowRest(seq, k, count);
+              return level === 'group' ? rest.then(() => wal.sync()) : rest;
+            }
           }
-        }
-        return level === 'group' ? wal.sync() : undefined;
-      },
-      writeOne: (seq) => appendAndSyncRetry(wal, TOPIC, data.payloadAt(seq)),
-    };
-  },
-};
+          return level === 'group' ? wal.sync() : undefined;
+        },
+        writeOne: (seq) => appendAndSyncRetry(wal, TOPIC, data.payloadAt(seq)),
+      };
+    },
+  };
+}
+
+export const walrus = recordAppender('walrus', 'append() per record, NoFsync, 1 shard; none: timed to flush() (written, no fsync); group: append() x batch then await sync(); record: await appendAndSync() (x1 one at a time, x16/x256 that many in flight, sharing fsyncs)', 'auto');
+
+/**
+ * walrus on its portable I/O path (node:fs and @node-rs/crc32, no addon: issue 13), beside the
+ * native one: what macOS and Windows users, or a Linux without a usable prebuild or compiler, get.
+ */
+export const walrusPortable = recordAppender('walrus-portable', 'as walrus, on the portable node:fs I/O path (io: \'portable\')', 'portable');
 
 export const walrusBatch = {
   name: 'walrus-batch',
