@@ -20,8 +20,13 @@ import { tempDir } from './helpers.js';
 
 const CHILD = resolve('test/fixtures/consumers-child.mjs');
 const TOPICS = ['alpha', 'beta'] as const;
-const ENTRIES = 400;
 const CYCLES = Number(process.env.WALRUS_CONSUMERS_CYCLES ?? 25);
+/**
+ * Entries per topic: a run prints at most 60 lines and the consumers need 6 lines per offset
+ * (three consumers, two topics) to drain, so 20 offsets per cycle keep every killed run from
+ * exhausting the log (a run that finds nothing to print would never reach its kill).
+ */
+const ENTRIES = Math.max(400, CYCLES * 20);
 
 /** The most entries one read in flight can hold, per consumer (fixtures/consumers-child.mjs; d: 30 bytes of payloads of at least 6). */
 const IN_FLIGHT = { s: 1, a: 4, d: 5 } as Record<string, number>;
@@ -73,7 +78,7 @@ describe('named consumers across kill -9', () => {
     await wal.close();
 
     const runs: Lines[] = [];
-    // Each run prints at most 60 lines of the 2,400 the consumers need: no run exhausts the log.
+    // Each run prints at most 60 lines of the 6 x ENTRIES the consumers need (see ENTRIES).
     let seed = 7;
     const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % n) + 1;
     for (let c = 0; c < CYCLES; c++) runs.push(await run(dir, rand(60)));
