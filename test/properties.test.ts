@@ -282,6 +282,19 @@ describe('names round-trip byte for byte', () => {
         expect(decodeMeta(encodeMeta({ k: 'snapshot', s: 7, t }))).toEqual({ k: 'snapshot', s: 7, t });
         const pairs = names.map((name, k): [number, string] => [k + 1, name]);
         expect(decodeMeta(encodeMeta({ k: 'topics', t: pairs }))).toEqual({ k: 'topics', t: pairs });
+        // Named consumers' records: names (consumers' too) byte for byte, positions exact.
+        names.forEach((name, k) => expect(decodeMeta(encodeMeta({ k: 'consumer', c: k + 1, name }))).toEqual({ k: 'consumer', c: k + 1, name }));
+        const positions = names.map((_, k): [number, number] => [k + 1, k * 1000 + 2 ** 40]);
+        expect(decodeMeta(encodeMeta({ k: 'positions', c: 3, t: positions }))).toEqual({ k: 'positions', c: 3, t: positions });
+        const all = names.map((name, k): [number, string, [number, number][]] => [k + 1, name, positions.slice(0, k)]);
+        expect(decodeMeta(encodeMeta({ k: 'consumers', c: all }))).toEqual({ k: 'consumers', c: all });
+        expect(decodeMeta(encodeMeta({ k: 'dropConsumer', c: 9 }))).toEqual({ k: 'dropConsumer', c: 9 });
+        // Malformed ones are reasons (recovery reports them as corruption), never records.
+        expect(decodeMeta(encodeMeta({ k: 'consumer', c: 0, name: names[0]! }))).toBe('malformed consumer record');
+        expect(decodeMeta(encodeMeta({ k: 'positions', c: 1, t: [[0, 1]] }))).toBe('malformed positions record');
+        expect(decodeMeta(encodeMeta({ k: 'positions', c: 1, t: [[1, -1]] }))).toBe('malformed positions record');
+        expect(decodeMeta(encodeMeta({ k: 'consumers', c: [[1, names[0]!, [[1, 1.5]]]] }))).toBe('malformed consumers record');
+        expect(decodeMeta(encodeMeta({ k: 'dropConsumer', c: 2 ** 32 }))).toBe('malformed dropConsumer record');
       }),
       { numRuns: 500 },
     );

@@ -95,6 +95,15 @@ export interface InspectReport {
   totals: { shards: number; topics: number; entries: number; segments: number; bytes: number; tornBytes: number; corruptions: number };
 }
 
+/** Where each named consumer of a shard stands, per topic. */
+function consumerReports(store: LogView['shards'][number]['store'], shard: number): ConsumerReport[] {
+  const out: ConsumerReport[] = [];
+  for (const c of store.consumers.values()) {
+    for (const [t, p] of c.topics) out.push({ consumer: c.name, topic: t.name, shard, committed: p.cursor, lag: t.complete - p.cursor });
+  }
+  return out;
+}
+
 export function buildInspectReport(view: LogView): InspectReport {
   const topics: TopicReport[] = [];
   const consumers: ConsumerReport[] = [];
@@ -119,9 +128,7 @@ export function buildInspectReport(view: LogView): InspectReport {
         recordBytes: t.blocks.reduce((n, b) => n + b.used, t.smallBytes),
       });
     }
-    for (const c of store.consumers.values()) {
-      for (const [t, p] of c.topics) consumers.push({ consumer: c.name, topic: t.name, shard, committed: p.cursor, lag: t.complete - p.cursor });
-    }
+    consumers.push(...consumerReports(store, shard));
     for (const [k, seg] of store.segments.entries()) {
       const counts = new Map<number, number>();
       for (const t of store.topics.values()) {

@@ -148,19 +148,38 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
     case 'cursors':
       if (isPairs(m.t)) return { k: 'cursors', t: m.t };
       return 'malformed cursors record';
+    case 'consumer':
+    case 'positions':
+    case 'consumers':
+    case 'dropConsumer':
+      return decodeConsumerRecord(m.k, m as Record<string, unknown>);
+    case 'sync':
+    case 'close':
+      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {
+        return { k: m.k, t: m.t as [number, number][] };
+      }
+      return `malformed ${m.k} record`;
+    default:
+      return `unknown meta record kind ${JSON.stringify(m.k)}`;
+  }
+}
+
+/** The named consumers' records (decodeMeta's cases for them). */
+function decodeConsumerRecord(k: 'consumer' | 'positions' | 'consumers' | 'dropConsumer', m: Record<string, unknown>): MetaRecord | string {
+  switch (k) {
     case 'consumer': {
-      const c = (m as { c?: unknown }).c;
+      const c = m.c;
       const name = decodeName(m.name);
       if (isId(c) && c > 0 && name !== null) return { k: 'consumer', c, name };
       return 'malformed consumer record';
     }
     case 'positions': {
-      const c = (m as { c?: unknown }).c;
+      const c = m.c;
       if (isId(c) && c > 0 && isPairs(m.t)) return { k: 'positions', c, t: m.t };
       return 'malformed positions record';
     }
     case 'consumers': {
-      const list = (m as { c?: unknown }).c;
+      const list = m.c;
       if (!Array.isArray(list)) return 'malformed consumers record';
       const out: [number, string, [number, number][]][] = [];
       for (const x of list as unknown[]) {
@@ -172,18 +191,10 @@ export function decodeMeta(bytes: Uint8Array): MetaRecord | string {
       return { k: 'consumers', c: out };
     }
     case 'dropConsumer': {
-      const c = (m as { c?: unknown }).c;
+      const c = m.c;
       if (isId(c) && c > 0) return { k: 'dropConsumer', c };
       return 'malformed dropConsumer record';
     }
-    case 'sync':
-    case 'close':
-      if (Array.isArray(m.t) && m.t.every((p) => Array.isArray(p) && p.length === 2 && isId(p[0]) && isOffset(p[1]))) {
-        return { k: m.k, t: m.t as [number, number][] };
-      }
-      return `malformed ${m.k} record`;
-    default:
-      return `unknown meta record kind ${JSON.stringify(m.k)}`;
   }
 }
 
