@@ -31,6 +31,12 @@ async function quiet(dir: string, turn: () => Promise<unknown>, n = 20): Promise
   throw new Error('segments still being deleted after 50 rounds');
 }
 
+/** 300 entries of 200 bytes in topic 'q', written to the files: several tiny segments. */
+async function fillQueue(wal: Walrus): Promise<void> {
+  for (let i = 0; i < 300; i++) wal.append('q', pseudoRandom(i + 1, 200));
+  await wal.flush();
+}
+
 async function until(cond: () => boolean, ms: number): Promise<void> {
   const t0 = Date.now();
   while (!cond()) {
@@ -137,8 +143,7 @@ describe('named consumers', () => {
     const dir = tempDir();
     const wal = await Walrus.open({ dir, ...SMALL });
     try {
-      for (let i = 0; i < 300; i++) wal.append('q', pseudoRandom(i + 1, 200));
-      await wal.flush();
+      await fillQueue(wal);
       const only = wal.consumer('only');
       await drain(() => only.batchRead('q', 1 << 20));
       await until(() => segments(dir) <= 2, 5000);
@@ -158,8 +163,7 @@ describe('named consumers', () => {
     const dir = tempDir();
     const wal = await Walrus.open({ dir, ...SMALL });
     try {
-      for (let i = 0; i < 300; i++) wal.append('q', pseudoRandom(i + 1, 200));
-      await wal.flush();
+      await fillQueue(wal);
       const before = segments(dir);
       expect(before).toBeGreaterThanOrEqual(4);
       const fast = wal.consumer('fast');
@@ -187,8 +191,7 @@ describe('named consumers', () => {
     const dir = tempDir();
     const wal = await Walrus.open({ dir, ...SMALL });
     try {
-      for (let i = 0; i < 300; i++) wal.append('q', pseudoRandom(i + 1, 200));
-      await wal.flush();
+      await fillQueue(wal);
       const before = segments(dir);
       expect((await wal.readNext('q'))?.offset).toBe(0);
       await drain(() => wal.consumer('fast').batchRead('q', 1 << 20));
@@ -225,7 +228,7 @@ describe('named consumers', () => {
   it('deleteConsumer removes a consumer durably; it then holds nothing back, and the name starts afresh', async () => {
     const dir = tempDir();
     let wal = await Walrus.open({ dir, ...SMALL });
-    for (let i = 0; i < 300; i++) wal.append('q', pseudoRandom(i + 1, 200));
+    await fillQueue(wal);
     await wal.consumer('stuck').seek('q', 0);
     await drain(() => wal.consumer('a').batchRead('q', 1 << 20));
     await quiet(dir, () => wal.consumer('a').position('q'));

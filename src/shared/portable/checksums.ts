@@ -11,7 +11,6 @@
  */
 import { crc32c as crc32cOf } from '@node-rs/crc32';
 import {
-  RECORD_ALIGN,
   RECORD_CRC_START,
   RECORD_HEADER_BYTES,
   REC_CRC,
@@ -25,6 +24,7 @@ import {
   REC_TOPIC,
   RUN_OUT_FIELDS,
   RecordKind,
+  recordFootprint,
 } from '../format/layout.js';
 
 /** CRC32C of `data`, continuing from `seed` (a previous result; default 0). */
@@ -41,11 +41,6 @@ export function crc32cHardware(): boolean {
 
 function viewOf(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
-function footprint(len: number): number {
-  const raw = RECORD_HEADER_BYTES + len + RECORD_ALIGN - 1;
-  return raw - (raw % RECORD_ALIGN);
 }
 
 /** CRC of the frame at `at` with payload length `len`: [RECORD_CRC_START, header + len). */
@@ -92,7 +87,7 @@ export function verifyFrames(buf: Uint8Array, start: number, end: number): numbe
   const dv = viewOf(buf);
   while (end - at >= RECORD_HEADER_BYTES) {
     const len = dv.getUint32(at + REC_LEN, true);
-    const size = footprint(len);
+    const size = recordFootprint(len);
     if (size > end - at) break;
     if (dv.getUint32(at + REC_CRC, true) !== frameCrc(buf, at, len)) break;
     at += size;
@@ -142,7 +137,7 @@ export function sealRun(
     const off = dv.getUint32(at + REC_OFFSET_LO, true) + dv.getUint32(at + REC_OFFSET_HI, true) * 2 ** 32;
     if (off !== next) break;
     const len = dv.getUint32(at + REC_LEN, true);
-    const size = footprint(len);
+    const size = recordFootprint(len);
     if (size > limit - at || size > room - (at - start)) break;
     if ((off - indexBase) % indexEvery === 0) {
       if (pairs === maxPairs) break;

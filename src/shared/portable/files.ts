@@ -73,6 +73,20 @@ function injected(op: FileFaultKind, syscall: string): void {
   if (errno !== 0) throw errnoError(errno, syscall);
 }
 
+/**
+ * One node:fs call as the addon makes a system call: the thread's fault plan first (test build
+ * only: `fault`, when the call is one a plan can fail), then the call, its failure rethrown
+ * in the addon's shape (errno name, positive errno, `syscall`).
+ */
+function sys<T>(syscall: string, fault: FileFaultKind | null, call: () => T): T {
+  if (fault !== null) injected(fault, syscall);
+  try {
+    return call();
+  } catch (err) {
+    throw fsError(err, syscall);
+  }
+}
+
 /** The error of a backend or call that only the addon provides. */
 export function addonRequired(what: string): WalrusError {
   return new WalrusError(
@@ -82,20 +96,11 @@ export function addonRequired(what: string): WalrusError {
 }
 
 export function open(path: string, flags: number, mode: number): number {
-  injected('open', 'open');
-  try {
-    return openSync(path, flags, mode);
-  } catch (err) {
-    throw fsError(err, 'open');
-  }
+  return sys('open', 'open', () => openSync(path, flags, mode));
 }
 
 export function close(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch (err) {
-    throw fsError(err, 'close');
-  }
+  sys('close', null, () => closeSync(fd));
 }
 
 /** Closes at once: node:fs has no detached close (the addon closes on a thread of its own). */
@@ -146,18 +151,15 @@ export function backgroundSyncResult(handle: BackgroundSync, wait: boolean): num
 
 /** Reads into `buf` from `position` until it is full or at end of file. */
 export function pread(fd: number, buf: Uint8Array, position: number): number {
-  injected('pread', 'pread');
-  let done = 0;
-  try {
+  return sys('pread', 'pread', () => {
+    let done = 0;
     while (done < buf.length) {
       const n = readSync(fd, buf, done, buf.length - done, position + done);
       if (n === 0) break;
       done += n;
     }
-  } catch (err) {
-    throw fsError(err, 'pread');
-  }
-  return done;
+    return done;
+  });
 }
 
 function bytesOf(bufs: readonly Uint8Array[]): number {
@@ -207,12 +209,7 @@ export function writeAll(fd: number, bufs: readonly Uint8Array[], position: numb
       if (verdict !== null) chunk = firstBytes(rest, verdict.limit);
       if (chunk.length === 0) continue;
     }
-    let n: number;
-    try {
-      n = writevSync(fd, chunk, position);
-    } catch (err) {
-      throw fsError(err, 'pwritev');
-    }
+    const n = sys('pwritev', null, () => writevSync(fd, chunk, position));
     // A regular file never takes zero bytes of a non-empty request without an error:
     // reporting EIO beats spinning forever (as the addon does).
     if (n === 0) throw errnoError(osConstants.errno.EIO, 'pwritev');
@@ -231,21 +228,11 @@ export function pwritev(fd: number, bufs: Uint8Array[], position: number): numbe
 }
 
 export function fdatasync(fd: number): void {
-  injected('fdatasync', 'fdatasync');
-  try {
-    fdatasyncSync(fd);
-  } catch (err) {
-    throw fsError(err, 'fdatasync');
-  }
+  sys('fdatasync', 'fdatasync', () => fdatasyncSync(fd));
 }
 
 export function fsync(fd: number): void {
-  injected('fsync', 'fsync');
-  try {
-    fsyncSync(fd);
-  } catch (err) {
-    throw fsError(err, 'fsync');
-  }
+  sys('fsync', 'fsync', () => fsyncSync(fd));
 }
 
 /**
@@ -260,38 +247,19 @@ export function fallocate(_fd: number, _offset: number, _length: number): void {
 }
 
 export function ftruncate(fd: number, length: number): void {
-  injected('ftruncate', 'ftruncate');
-  try {
-    ftruncateSync(fd, length);
-  } catch (err) {
-    throw fsError(err, 'ftruncate');
-  }
+  sys('ftruncate', 'ftruncate', () => ftruncateSync(fd, length));
 }
 
 export function fstatSize(fd: number): number {
-  try {
-    return fstatSync(fd).size;
-  } catch (err) {
-    throw fsError(err, 'fstat');
-  }
+  return sys('fstat', null, () => fstatSync(fd).size);
 }
 
 export function rename(from: string, to: string): void {
-  injected('rename', 'rename');
-  try {
-    renameSync(from, to);
-  } catch (err) {
-    throw fsError(err, 'rename');
-  }
+  sys('rename', 'rename', () => renameSync(from, to));
 }
 
 export function unlink(path: string): void {
-  injected('unlink', 'unlink');
-  try {
-    unlinkSync(path);
-  } catch (err) {
-    throw fsError(err, 'unlink');
-  }
+  sys('unlink', 'unlink', () => unlinkSync(path));
 }
 
 /** node:fs has no flock: ENOSYS. The directory lock does not call it on this path (main/lock.ts). */
