@@ -18,3 +18,6 @@ export type { WalrusErrorCode, WalrusErrorDetails } from './shared/errors.js';
 export { TypedTopic, TypedRecordBatch } from './main/records/typed.js';
 export type { ReadStreamOptions, WriteStreamOptions } from './main/streams.js';
 export type { TypedEntry } from './main/records/typed.js';
+export { Producer } from './main/threads/producer.js';
+export type { AttachOptions } from './main/threads/producer.js';
+export type { ProducerHandle, ProducerHandleOptions } from './main/threads/handle.js';

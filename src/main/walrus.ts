@@ -7,14 +7,21 @@
  * typed records and streams to records/ and streams.ts. Over 400 lines because the class is
  * the API and its documentation; every method is short.
  */
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { type IoPath, native, resolveIoPath } from '../shared/native.js';
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../shared/errors.js';
-import { RECORD_HEADER_BYTES, recordFootprint } from '../shared/format/layout.js';
+import { MAX_PRODUCERS } from '../shared/format/layout.js';
 import { createRing } from '../shared/ring.js';
+import { DirWord, LedgerWord } from '../shared/format/layout.js';
+import { TopicDirectory } from '../shared/producers/directory.js';
+import { Sequencer } from '../shared/producers/sequencer.js';
+import { HANDLE_KIND, type ProducerHandle, type ProducerHandleOptions, channelName } from './threads/handle.js';
+import { type AttachOptions, Producer } from './threads/producer.js';
 import { encodeTopic, topicHash } from '../shared/format/topic.js';
 import { FETCH_DEFAULT_MAX_BYTES, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_FETCH_ENTRIES, READ_CHUNK_BYTES } from './limits.js';
 import { RecordBatch } from './batch.js';
+import { batchLengths, payloadLength } from './append-args.js';
 import { type DirectoryLock, lockNamespace } from './lock.js';
 import { namespaceDir } from './namespace.js';
 import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOptions } from './options.js';
@@ -35,6 +42,15 @@ const IO_NAMES = { always: 'io_uring', multi: 'io_uring+pwritev', never: 'pwrite
 
 /** The nameBytes of every recovered topic (see Walrus.open). */
 const NO_NAME_BYTES = Buffer.alloc(0);
+
+/**
+ * Makes `t` a directory topic: its `next` reads the directory's counter, which every thread
+ * appending to the log advances (sequencer.ts); the appender sequences it from now on.
+ */
+function shareTopic(t: Topic, dir: TopicDirectory, entry: number): void {
+  t.entry = entry;
+  Object.defineProperty(t, 'next', { get: () => dir.next(entry), set: () => {}, enumerable: true, configurable: true });
+}
 
 /** What a memory log's segments are named under in messages (they have no path). */
 const MEMORY_LABEL = '(memory)';
@@ -69,12 +85,19 @@ export class Walrus {
   private nsDir: string | null = null;
   /** Typed records' codec, created by the first typed() call. */
   private codec: ValueCodec | null = null;
+  /** The producer handle and its directory, once producerHandle() made them. */
+  private producers: { dir: TopicDirectory; handle: ProducerHandle } | null = null;
+  /** Whether the wait for producer threads' appends (watchProducers) runs, and for which topics. */
+  private watchingProducers = false;
+  private readonly watched = new Set<Topic>();
 
   private constructor(
     private readonly opts: ResolvedOptions,
     private readonly shards: ShardClient[],
     private readonly lock: DirectoryLock | null,
     private readonly recovered: { tornBytes: number; clean: boolean; uring: IoPolicy; io: IoPath },
+    /** Prefix of the shards' channels for producer threads. */
+    private readonly channel = '',
   ) {
     process.on('beforeExit', this.onBeforeExit);
     if (opts.backend !== 'memory') process.on('exit', this.onExit);
@@ -93,6 +116,7 @@ export class Walrus {
     const ns = memory ? MEMORY_LABEL : namespaceDir(opts.dir, opts.key);
     const lock = memory ? null : lockNamespace(ns);
     const started: ShardClient[] = [];
+    const channel = `walrus-ts:${randomUUID()}`;
     try {
       const onDisk = memory ? [] : shardsOnDisk(ns);
       const count = Math.max(opts.shards, onDisk.length > 0 ? onDisk[onDisk.length - 1]! + 1 : 0);
@@ -119,6 +143,7 @@ export class Walrus {
               walrusIoPath: io,
               cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
               debug: opts.debug,
+              channel: channelName(channel, i),
             },
             opts.backpressureMs,
           ),
@@ -129,7 +154,7 @@ export class Walrus {
       if (failed) throw (failed as PromiseRejectedResult).reason;
       let tornBytes = 0;
       let clean = true;
-      const wal = new Walrus(opts, started, lock, { tornBytes: 0, clean: true, uring, io });
+      const wal = new Walrus(opts, started, lock, { tornBytes: 0, clean: true, uring, io }, channel);
       for (const r of results) {
         const { shard, ready } = (r as PromiseFulfilledResult<Awaited<ReturnType<typeof ShardClient.start>>>).value;
         tornBytes += ready.tornBytes;
@@ -140,7 +165,7 @@ export class Walrus {
         for (const t of ready.topics) {
           // Recovered topics are declared already: their name bytes are never framed again
           // (claimTopicDef runs only for undefined topics), so none is made per topic.
-          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null });
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, entry: -1, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null });
         }
       }
       wal.nsDir = memory ? null : ns;
@@ -158,25 +183,114 @@ export class Walrus {
     const t = this.topicMap.get(topic);
     if (t !== undefined) return t;
     const nameBytes = encodeTopic(topic);
+    if (this.producers !== null) {
+      const d = this.producers.dir.lookupOrAdd(nameBytes, topicHash(nameBytes) % this.shards.length);
+      return this.adopt(topic, nameBytes, d.shard, d.id, d.entry);
+    }
     const shard = this.shards[topicHash(nameBytes) % this.shards.length]!;
-    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, defined: false, nameBytes, shard, watchers: null };
+    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, entry: -1, defined: false, nameBytes, shard, watchers: null };
     this.topicMap.set(topic, created);
     return created;
   }
 
-  private checkOpen(): void {
-    if (this.closing) throw closedError();
+  /**
+   * The topic if it exists, without making it: in this thread's map, or (with producer
+   * threads) in the directory, where a producer thread may have made it.
+   */
+  private known(topic: string): Topic | undefined {
+    const t = this.topicMap.get(topic);
+    if (t !== undefined || this.producers === null) return t;
+    const nameBytes = encodeTopic(topic);
+    const d = this.producers.dir.lookup(nameBytes);
+    return d === null ? undefined : this.adopt(topic, nameBytes, d.shard, d.id, d.entry);
   }
 
-  private payloadLength(data: unknown, name: string): number {
-    let len: number;
-    if (typeof data === 'string') len = Buffer.byteLength(data, 'utf8');
-    else if (data instanceof Uint8Array) len = data.byteLength;
-    else throw invalidArgType(name, 'of type string or an instance of Buffer or Uint8Array', data);
-    if (len > this.opts.maxRecordBytes) {
-      throw new WalrusError('ERR_WALRUS_RECORD_TOO_LARGE', `${name} is ${len} bytes, larger than maxRecordBytes (${this.opts.maxRecordBytes}); nothing was written`);
+  /** A directory topic new to this thread: its TopicDef goes into this thread's ring before its first entry. */
+  private adopt(name: string, nameBytes: Buffer, shard: number, id: number, entry: number): Topic {
+    const t: Topic = { id, name, next: 0, entry: -1, defined: false, nameBytes, shard: this.shards[shard]!, watchers: null };
+    shareTopic(t, this.producers!.dir, entry);
+    this.topicMap.set(name, t);
+    return t;
+  }
+
+  /** Every directory topic into this thread's map (topics(), consumers()). */
+  private adoptAll(): void {
+    if (this.producers === null) return;
+    for (const d of this.producers.dir.topics()) {
+      if (!this.topicMap.has(d.name)) this.adopt(d.name, Buffer.from(d.name, 'utf8'), d.shard, d.id, d.entry);
     }
-    return len;
+  }
+
+  /**
+   * A handle for appending to this log from other threads: clone it to any number of them
+   * (`workerData`, `postMessage`, a piscina pool's `workerData`) and call
+   * {@link Walrus.attach} there. The first call makes the topic directory that every thread
+   * appending to the log shares from then on (this thread too: its appends take a topic's
+   * lock for a few stores, see docs/ARCHITECTURE.md, "Producer threads"); `options` apply to
+   * that call, later calls return the same handle. The handle is valid until the log closes.
+   */
+  producerHandle(options: ProducerHandleOptions = {}): ProducerHandle {
+    this.checkOpen();
+    if (typeof options !== 'object' || options === null) throw invalidArgType('options', 'of type object', options);
+    this.producers ??= this.shareTopics(options);
+    return this.producers.handle;
+  }
+
+  private shareTopics(options: ProducerHandleOptions): { dir: TopicDirectory; handle: ProducerHandle } {
+    const count = this.topicMap.size;
+    const { maxTopics = Math.max(65_536, 4 * count), maxProducers = 1024, ringBytes = Math.min(this.opts.ringBytes, 4 * 1024 * 1024) } = options;
+    if (!Number.isInteger(maxTopics) || maxTopics <= count || maxTopics > 2 ** 26) throw outOfRange('options.maxTopics', `an integer above the log's ${count} topics, at most ${2 ** 26}`, maxTopics);
+    if (!Number.isInteger(maxProducers) || maxProducers < 1 || maxProducers > MAX_PRODUCERS) throw outOfRange('options.maxProducers', `an integer from 1 to ${MAX_PRODUCERS}`, maxProducers);
+    if (!Number.isInteger(ringBytes) || ringBytes < 65_536 || ringBytes > this.opts.ringBytes || (ringBytes & (ringBytes - 1)) !== 0) {
+      throw outOfRange('options.ringBytes', `a power of two from 65536 to the log's ringBytes (${this.opts.ringBytes})`, ringBytes);
+    }
+    let idBase = 1;
+    for (const s of this.shards) idBase = Math.max(idBase, s.peekTopicId());
+    // Ledger 0 is this thread's; producers take 1 and up.
+    const dir = TopicDirectory.create(maxTopics, maxProducers + 1, this.shards.length, idBase);
+    for (const t of this.topicMap.values()) {
+      const nameBytes = t.nameBytes.length > 0 ? t.nameBytes : Buffer.from(t.name, 'utf8');
+      // A topic with no entry published yet (its TopicDef neither) takes a directory id.
+      const d = t.defined ? dir.lookupOrAdd(nameBytes, t.shard.index, t.id, t.next) : dir.lookupOrAdd(nameBytes, t.shard.index, -1, 0);
+      t.id = d.id;
+      shareTopic(t, dir, d.entry);
+    }
+    Atomics.store(dir.ledgers, dir.ledgerWord(0, LedgerWord.Taken), 1);
+    const sequencer = new Sequencer(dir, 0, (k) => this.shards[k]!.wake());
+    for (const s of this.shards) s.share(sequencer);
+    const handle: ProducerHandle = {
+      kind: HANDLE_KIND,
+      version: 1,
+      directory: dir.sab,
+      rings: this.shards.map((s) => s.ring),
+      channel: this.channel,
+      maxRecordBytes: this.opts.maxRecordBytes,
+      backpressureMs: this.opts.backpressureMs,
+      ringBytes,
+    };
+    return { dir, handle };
+  }
+
+  /**
+   * In another thread: a {@link Producer} appending to the log whose
+   * {@link Walrus.producerHandle} `handle` is, with the arguments, errors and guarantees of
+   * this class's `append`, `batchAppend`, `appendAndSync`, `sync`, `flush`, `drain`.
+   *
+   * ```ts
+   * // main thread
+   * const wal = await Walrus.open({ dir: './wal_files' });
+   * const pool = new Piscina({ filename: './task.mjs', workerData: { wal: wal.producerHandle() } });
+   * // task.mjs
+   * const producer = Walrus.attach(workerData.wal);
+   * export default (order) => producer.append('orders', JSON.stringify(order));
+   * ```
+   */
+  static attach(handle: ProducerHandle, options?: AttachOptions): Producer {
+    return new Producer(handle, options);
+  }
+
+  private checkOpen(): void {
+    if (this.closing) throw closedError();
   }
 
   /**
@@ -189,7 +303,7 @@ export class Walrus {
   append(topic: string, data: Uint8Array | string): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
-    const len = this.payloadLength(data, 'data');
+    const len = payloadLength(data, 'data', this.opts.maxRecordBytes);
     const t = this.topicFor(topic);
     const offset = t.shard.appendOne(t, data, len);
     if (t.watchers !== null) notifyAppend(t);
@@ -204,25 +318,10 @@ export class Walrus {
   batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
-    if (!Array.isArray(entries)) throw invalidArgType('entries', 'an instance of Array', entries);
-    if (entries.length > MAX_BATCH_ENTRIES) {
-      throw new WalrusError('ERR_WALRUS_BATCH_LIMIT', `a batch holds at most ${MAX_BATCH_ENTRIES} entries, got ${entries.length}; nothing was written`);
-    }
-    const lens = new Array<number>(entries.length);
-    let total = 0;
-    let ringBytes = 0;
-    for (let i = 0; i < entries.length; i++) {
-      const len = this.payloadLength(entries[i], `entries[${i}]`);
-      lens[i] = len;
-      total += len;
-      ringBytes += recordFootprint(len);
-    }
-    if (total > MAX_BATCH_BYTES) {
-      throw new WalrusError('ERR_WALRUS_BATCH_LIMIT', `a batch holds at most ${MAX_BATCH_BYTES} bytes, got ${total}; nothing was written`);
-    }
+    const { lens, ringBytes } = batchLengths(entries, this.opts.maxRecordBytes);
     const t = this.topicFor(topic);
     if (entries.length === 0) return t.next;
-    const first = t.shard.appendBatch(t, entries, lens, ringBytes + RECORD_HEADER_BYTES);
+    const first = t.shard.appendBatch(t, entries, lens, ringBytes);
     if (t.watchers !== null) notifyAppend(t);
     return first;
   }
@@ -267,7 +366,7 @@ export class Walrus {
     this.checkOpen();
     if (typeof from !== 'number') throw invalidArgType('from', 'of type number', from);
     if (!Number.isSafeInteger(from) || from < 0) throw outOfRange('from', 'a non-negative safe integer', from);
-    const t = this.topicMap.get(topic);
+    const t = this.known(topic);
     if (t === undefined) encodeTopic(topic);
     const end = t?.next ?? 0;
     return this.replay(t, from, end);
@@ -391,7 +490,7 @@ export class Walrus {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (offset !== undefined) checkOffset(offset, 'offset');
-    const t = this.topicMap.get(topic);
+    const t = this.known(topic);
     if (t === undefined) {
       encodeTopic(topic);
       return;
@@ -411,7 +510,7 @@ export class Walrus {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
-    const t = this.topicMap.get(topic);
+    const t = this.known(topic);
     if (t === undefined) {
       encodeTopic(topic);
       return RecordBatch.empty(topic);
@@ -469,8 +568,51 @@ export class Walrus {
       }
       if (entries.length > 0) return entries;
       if (!live) return null;
+      this.watchProducers(t);
       await waitForAppend(t, seen, closed, signal);
     }
+  }
+
+  /**
+   * Producer threads' appends do not pass through this thread: while subscribers here wait,
+   * producers bump the directory's AppendGen after each append (DirWord.Watching says so),
+   * and this loop wakes the waiting subscribers of every topic whose counter moved.
+   */
+  private watchProducers(t: Topic): void {
+    if (this.producers === null || t.entry < 0) return;
+    this.watched.add(t);
+    if (this.watchingProducers) return;
+    this.watchingProducers = true;
+    const h = this.producers.dir.header;
+    Atomics.store(h, DirWord.Watching, 1);
+    const lastNext = new Map<Topic, number>();
+    void (async () => {
+      try {
+        for (;;) {
+          const gen = Atomics.load(h, DirWord.AppendGen);
+          let waiting = false;
+          for (const t of this.watched) {
+            if (t.watchers === null) {
+              this.watched.delete(t);
+              lastNext.delete(t);
+              continue;
+            }
+            waiting = true;
+            const next = t.next;
+            if (lastNext.get(t) !== next) {
+              lastNext.set(t, next);
+              notifyAppend(t);
+            }
+          }
+          if (!waiting || this.closing) return;
+          const r = Atomics.waitAsync(h, DirWord.AppendGen, gen, 250);
+          if (r.async) await r.value;
+        }
+      } finally {
+        Atomics.store(h, DirWord.Watching, 0);
+        this.watchingProducers = false;
+      }
+    })();
   }
 
   /** Resolves when close() starts. */
@@ -604,7 +746,7 @@ export class Walrus {
     this.checkOpen();
     encodeTopic(topic);
     checkOffset(offset, 'offset');
-    const t = this.topicMap.get(topic);
+    const t = this.known(topic);
     // A topic with no entry: every offset is clamped to its end, 0, where a first read starts anyway.
     if (t !== undefined) await t.shard.seek(t.id, ref, offset);
   }
@@ -612,7 +754,7 @@ export class Walrus {
   private async positionAs(ref: ConsumerRef | null, topic: string) {
     this.checkOpen();
     encodeTopic(topic);
-    const t = this.topicMap.get(topic);
+    const t = this.known(topic);
     if (t === undefined) return { cursor: 0, delivered: 0, start: 0, end: 0 };
     return t.shard.position(t.id, ref);
   }
@@ -624,6 +766,7 @@ export class Walrus {
    */
   async consumers(): Promise<ConsumerInfo[]> {
     this.checkOpen();
+    this.adoptAll();
     const names = this.shards.map(() => new Map<number, string>());
     for (const t of this.topicMap.values()) names[this.shards.indexOf(t.shard)]!.set(t.id, t.name);
     const lists = await Promise.all(this.shards.map((s) => s.consumers()));
@@ -657,6 +800,7 @@ export class Walrus {
   /** Every topic that has at least one entry. */
   topics(): string[] {
     this.checkOpen();
+    this.adoptAll();
     const out: string[] = [];
     for (const t of this.topicMap.values()) if (t.next > 0) out.push(t.name);
     return out;

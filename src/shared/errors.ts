@@ -18,7 +18,9 @@ export type WalrusErrorCode =
   | 'ERR_WALRUS_BACKPRESSURE'
   | 'ERR_WALRUS_DECODE'
   | 'ERR_WALRUS_ADDON_REQUIRED'
-  | 'ERR_WALRUS_FORWARD';
+  | 'ERR_WALRUS_FORWARD'
+  | 'ERR_WALRUS_TOO_MANY_TOPICS'
+  | 'ERR_WALRUS_TOO_MANY_PRODUCERS';
 
 /** Extra fields of a {@link WalrusError}, by code (the constructor's third argument). */
 export interface WalrusErrorDetails {
@@ -160,6 +162,8 @@ const WALRUS_CODES: ReadonlySet<string> = new Set<WalrusErrorCode>([
   'ERR_WALRUS_DECODE',
   'ERR_WALRUS_ADDON_REQUIRED',
   'ERR_WALRUS_FORWARD',
+  'ERR_WALRUS_TOO_MANY_TOPICS',
+  'ERR_WALRUS_TOO_MANY_PRODUCERS',
 ]);
 
 export function deserializeError(s: SerializedError): Error {

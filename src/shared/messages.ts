@@ -40,6 +40,8 @@ export interface ShardInit {
   walrusIoPath: IoPath;
   /** The worker posts its failure (a SerializedError) here before it sets State to Failed. */
   failPort: MessagePort;
+  /** Name of the shard's BroadcastChannel for producer threads (ProducerChannelMessage). */
+  channel: string;
   /** CPU to pin the worker to, or -1. */
   cpu: number;
   debug: boolean;
@@ -62,9 +64,11 @@ export interface ConsumerRef {
 export type ToWorker =
   /**
    * The payloads of the External ring record at logical ring position `pos`: `lengths[i]`
-   * bytes each, back to back in `payload`.
+   * bytes each, back to back in `payload`. `ring`: the producer thread whose ring holds the
+   * record (its ledger index; absent: the main ring). Producer threads post it on the shard's
+   * channel (ProducerChannelMessage), the opening thread on the worker's port.
    */
-  | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array }
+  | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array; ring?: number }
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
   /**
    * Read from where the consumer stands in the topic (workers/read/consumer.ts; `consumer`
@@ -117,6 +121,18 @@ export type FromWorker =
   /** Per named consumer: name, then [topic id, committed, delivered, skipped, topic end] per topic. */
   | { type: 'consumers'; id: number; list: [string, [number, number, number, number, number][]][] }
   | { type: 'closed'; id: number };
+
+/**
+ * What producer threads post on a shard's BroadcastChannel (src/main/threads/). A producer
+ * posts, then adds 1 to the main ring's Attachments and rings the doorbell; the worker takes
+ * the channel's messages with receiveMessageOnPort when Attachments changed.
+ */
+export type ProducerChannelMessage =
+  /** Producer `producer` (its ledger index) appends through `ring` from now on. */
+  | { type: 'attach'; producer: number; ring: SharedArrayBuffer; directory: SharedArrayBuffer }
+  /** Producer `producer` closed: drop its ring once drained. */
+  | { type: 'detach'; producer: number }
+  | Extract<ToWorker, { type: 'external' }>;
 
 export const READ_ENTRY_FIELDS = 4;
 

@@ -3,13 +3,15 @@
  * write batch, submit it (with the fsync when the schedule or a sync() waiter asks for one),
  * release the ring, publish watermarks; sleep on the doorbell when there is nothing to do.
  */
-import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { BroadcastChannel, type MessagePort, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { WalrusError, ioError, serializeError } from '../shared/errors.js';
-import type { FromWorker, ShardInit, ToWorker } from '../shared/messages.js';
+import type { FromWorker, ProducerChannelMessage, ShardInit, ToWorker } from '../shared/messages.js';
 import { readTransfer, unreachable } from '../shared/messages.js';
 import { type IoContext, native } from '../shared/native.js';
-import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
+import { RingSlot, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/format/layout.js';
+import { TopicDirectory } from '../shared/producers/directory.js';
+import { BREAK_AFTER_MS, anyInFlight, forEachPublishing } from '../shared/producers/sequencer.js';
 import { Consumers } from './read/consumer.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './read/reader.js';
@@ -21,7 +23,12 @@ import { Writer } from './write/writer.js';
 const init = workerData as ShardInit;
 const port = parentPort!;
 const ring = ringViews(init.ring);
-const { ctl, big } = ring;
+const { ctl } = ring;
+/** Where producer threads post their rings' attachment, detachment and External payloads. */
+const channel = new BroadcastChannel(init.channel);
+channel.unref();
+// receiveMessageOnPort takes a BroadcastChannel too (Node 15.12 and later); its types say MessagePort.
+const channelPort = channel as unknown as MessagePort;
 const debug = init.debug ? (msg: string) => process.stderr.write(`WALRUS ${process.pid} shard ${init.shard}: ${msg}\n`) : () => {};
 
 function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
@@ -35,6 +42,10 @@ class ShardWorker {
 
   private readonly consumers: Consumers;
   private readonly retention: Retention;
+  /** The producer handle's directory, from the first producer thread's attachment. */
+  private directory: TopicDirectory | null = null;
+  /** The main ring's Attachments when the channel was last polled. */
+  private attachmentsSeen = 0;
 
   constructor(
     private readonly store: ShardStore,
@@ -42,12 +53,65 @@ class ShardWorker {
   ) {
     this.consumers = new Consumers(store, writer, init.consistency, post);
     this.retention = new Retention(store, writer, debug, { bytes: init.retentionBytes, ms: init.retentionMs });
+    writer.onStuck = () => this.unstick();
+  }
+
+  /** Takes what producer threads posted on the shard's channel, if they said they did. */
+  private pollChannel(): boolean {
+    const n = Atomics.load(ctl, RingSlot.Attachments);
+    if (n === this.attachmentsSeen) return false;
+    this.attachmentsSeen = n;
+    for (let m = receiveMessageOnPort(channelPort); m !== undefined; m = receiveMessageOnPort(channelPort)) this.onChannel(m.message as ProducerChannelMessage);
+    return true;
+  }
+
+  private onChannel(m: ProducerChannelMessage): void {
+    switch (m.type) {
+      case 'attach':
+        if (this.directory === null) {
+          this.directory = new TopicDirectory(m.directory);
+          this.writer.useDirectory(this.directory);
+        }
+        if (this.writer.source(m.producer) === undefined) this.writer.attach(m.producer, m.ring);
+        debug(`producer ${m.producer} attached a ${m.ring.byteLength}-byte ring`);
+        return;
+      case 'detach': {
+        const src = this.writer.source(m.producer);
+        if (src) src.detaching = true;
+        return;
+      }
+      case 'external':
+        this.onMessage(m);
+        return;
+      default:
+        unreachable(m);
+    }
+  }
+
+  /**
+   * A collect waits for a topic's offset that no ring it knows has published: take new rings
+   * from the channel, and publish records a dead or stalled holder left complete in its ring
+   * (sequencer.ts); true when either may have brought the offset.
+   */
+  private unstick(): boolean {
+    let changed = this.pollChannel();
+    const dir = this.directory;
+    if (dir !== null) {
+      forEachPublishing(dir, init.shard, (producer, before, after) => {
+        const src = this.writer.source(producer === 0 ? undefined : producer);
+        if (src && Atomics.compareExchange(src.ring.ctl, RingSlot.Head, before | 0, after | 0) === (before | 0)) {
+          debug(`published producer ${producer}'s records left by a holder that stopped`);
+          changed = true;
+        }
+      });
+    }
+    return changed;
   }
 
   onMessage(m: ToWorker): void {
     switch (m.type) {
       case 'external':
-        this.writer.externals.set(m.pos, { payload: m.payload, lengths: m.lengths });
+        this.writer.source(m.ring)?.externals.set(m.pos, { payload: m.payload, lengths: m.lengths });
         return;
       case 'read':
         this.drainForRead(false);
@@ -164,7 +228,7 @@ class ShardWorker {
   /** Whether the next submit should carry an fsync. */
   private syncDue(): boolean {
     const w = this.writer;
-    if (loadBig(big, RingBig.SyncRequest) > w.durableLogical) return true;
+    if (w.syncRequested()) return true;
     switch (init.fsync.kind) {
       case 'syncEach':
         return true;
@@ -202,6 +266,7 @@ class ShardWorker {
     if (!worked && this.store.prepareSpare()) worked = true;
     if (!worked && this.store.prepareAhead()) worked = true;
     if (!w.hasPending() && this.retention.run(Date.now())) worked = true;
+    w.dropDetached();
     return { worked, blocked };
   }
 
@@ -232,6 +297,7 @@ class ShardWorker {
   run(): void {
     for (;;) {
       this.pollMessages();
+      this.pollChannel();
       if (this.closeRequests.length > 0) {
         this.finish();
         return;
@@ -254,13 +320,14 @@ class ShardWorker {
       const w = this.writer;
       const work =
         this.pollMessages() ||
+        this.pollChannel() ||
         this.closeRequests.length > 0 ||
         (!this.failed &&
           ((!blocked && w.hasRingData()) ||
             w.hasPending() ||
             this.consumers.waiting ||
             this.retention.dirty ||
-            (w.hasUnsynced() && loadBig(big, RingBig.SyncRequest) > w.durableLogical)));
+            (w.hasUnsynced() && w.syncRequested())));
       if (!work) Atomics.wait(ctl, RingSlot.Doorbell, seen, this.failed ? undefined : this.sleepBudget());
       Atomics.store(ctl, RingSlot.WorkerSleeping, 0);
     }
@@ -282,7 +349,25 @@ class ShardWorker {
     Atomics.notify(ctl, RingSlot.TailGen);
     Atomics.add(ctl, RingSlot.DurableGen, 1);
     Atomics.notify(ctl, RingSlot.DurableGen);
+    this.writer.wakeAll();
     post({ type: 'failed', error: serializeError(e) });
+  }
+
+  /**
+   * Before the last drain of a close: producer threads must append nothing after it. State
+   * says Closing (a producer checks it inside its publication, after announcing the
+   * publication in its ledger), then the worker waits for the publications in flight to end,
+   * at most a few lock-break periods (a producer that died inside one never ends it).
+   */
+  private stopProducers(): void {
+    Atomics.store(ctl, RingSlot.State, ShardState.Closing);
+    const dir = this.directory;
+    if (dir === null) return;
+    const until = Date.now() + 4 * BREAK_AFTER_MS;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    while (anyInFlight(dir) && Date.now() < until) Atomics.wait(pause, 0, 0, 1);
+    this.pollChannel();
+    this.unstick();
   }
 
   /** Close: write and fsync everything, record the clean shutdown, release the files. */
@@ -291,6 +376,7 @@ class ShardWorker {
     this.closed = true;
     let error: unknown = null;
     if (!this.failed) {
+      this.stopProducers();
       try {
         this.drainAll(true);
         this.writer.appendCloseMark();
@@ -307,6 +393,8 @@ class ShardWorker {
       error ??= err;
     }
     Atomics.store(ctl, RingSlot.State, this.failed ? ShardState.Failed : ShardState.Closed);
+    this.writer.wakeAll();
+    channel.close();
     for (const id of this.closeRequests) {
       if (id < 0) continue;
       if (error) post({ type: 'requestFailed', id, error: serializeError(this.failed ?? error) });

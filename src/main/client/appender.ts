@@ -5,7 +5,9 @@
  * then advance the topic. The worker side of the shard (its messages, failure and close) is
  * ShardClient's (shard.ts).
  */
+import { setFrameOffset } from '../../shared/format/frame.js';
 import { RECORD_HEADER_BYTES, RecordKind, recordFootprint } from '../../shared/format/layout.js';
+import type { Publication, Sequencer } from '../../shared/producers/sequencer.js';
 import type { ToWorker } from '../../shared/messages.js';
 import { RingBig, RingSlot, addBig } from '../../shared/ring.js';
 import { RingProducer, backpressureError, type ProducerTopic } from './producer.js';
@@ -27,18 +29,71 @@ export interface AppenderShard {
   post(msg: ToWorker, transfer: ArrayBuffer[]): void;
 }
 
+/**
+ * A sequenced publication of this appender's ring (shared/producers/sequencer.ts): one
+ * object per appender, filled in per append, so an append allocates nothing for it.
+ */
+class RingPublication implements Publication {
+  entry = 0;
+  shard = 0;
+  count = 0;
+  headBefore = 0;
+  headAfter = 0;
+  /** Ring positions of the records, in offset order (an External marker: one). */
+  readonly positions: number[] = [];
+
+  constructor(
+    private readonly producer: RingProducer,
+    private readonly appender: Appender,
+  ) {}
+
+  patch(first: number): void {
+    const words = this.producer.v.words;
+    for (let k = 0; k < this.positions.length; k++) setFrameOffset(words, this.positions[k]!, first + k);
+  }
+
+  publish(): void {
+    this.producer.publishSequenced(this.headBefore);
+  }
+
+  checkOpen(): void {
+    this.appender.checkShard();
+  }
+}
+
 export class Appender {
   readonly producer: RingProducer;
   /** External payload bytes allowed in flight before appends wait. */
   private readonly externalLimit: number;
 
+  /** Set once the log has a producer handle: appends of topics with an entry are sequenced through it. */
+  private sequencer: Sequencer | null = null;
+  private readonly pub: RingPublication;
+  /** While a sequenced append writes its records: their positions go to `pub`. */
+  private sequencing = false;
+
   constructor(
     ring: SharedArrayBuffer,
     backpressureMs: number,
     private readonly shard: AppenderShard,
+    /** A producer thread's ring: the shard's main ring, whose control slots it rings and reads State from. */
+    shardRing?: SharedArrayBuffer,
+    /** Tags the External payloads this appender posts (a producer thread's index), so the worker knows whose ring. */
+    private readonly ringTag?: number,
   ) {
-    this.producer = new RingProducer(ring, backpressureMs);
+    this.producer = new RingProducer(ring, backpressureMs, shardRing);
     this.externalLimit = Math.max(MIN_EXTERNAL_LIMIT_BYTES, 4 * this.producer.v.size);
+    this.pub = new RingPublication(this.producer, this);
+  }
+
+  /** From now on, topics with a directory entry are sequenced by `sequencer`. */
+  share(sequencer: Sequencer): void {
+    this.sequencer = sequencer;
+  }
+
+  /** Throws why the shard takes no more appends (it failed, or it is closing), if it does not. */
+  checkShard(): void {
+    if (Atomics.load(this.producer.shardCtl, RingSlot.State) !== 0) throw this.pressure();
   }
 
   /** Appends one entry whose payload length has been validated; the shard is writable. */
@@ -94,7 +149,10 @@ export class Appender {
       p.writeHeader(pos, RECORD_HEADER_BYTES, 0, t.id, RecordKind.External, first, entries.length);
       // The payload is posted before the marker is published, and messages arrive in order,
       // so the worker has it by the time it reaches the marker (or soon after).
-      this.shard.post({ type: 'external', pos: logicalPos, payload: data, lengths: Float64Array.from(lens) }, [data.buffer]);
+      if (this.sequencing) this.pub.positions.push(pos);
+      const msg: ToWorker = { type: 'external', pos: logicalPos, payload: data, lengths: Float64Array.from(lens) };
+      if (this.ringTag !== undefined) msg.ring = this.ringTag;
+      this.shard.post(msg, [data.buffer]);
       addBig(p.v.big, RingBig.ExternalBytes, total);
     });
   }
@@ -109,6 +167,7 @@ export class Appender {
    * left kind 0 records in the ring, issue 11 item 3). Returns the first entry's offset.
    */
   private frame(t: ProducerTopic, n: number, write: (first: number) => void): number {
+    if (t.entry >= 0 && this.sequencer !== null) return this.frameSequenced(t, n, write);
     const p = this.producer;
     const first = t.next;
     try {
@@ -124,9 +183,37 @@ export class Appender {
     return first;
   }
 
+  /**
+   * frame() for a topic appended from several threads: the records are claimed and written
+   * without offsets (and without any lock: claims may wait for space), then the sequencer
+   * gives them their offsets and publishes them under the topic's lock. The topic needs no
+   * TopicDef record: the worker finds a topic it does not know in the directory.
+   */
+  private frameSequenced(t: ProducerTopic, n: number, write: (first: number) => void): number {
+    const p = this.producer;
+    const pub = this.pub;
+    pub.positions.length = 0;
+    this.sequencing = true;
+    try {
+      write(0);
+      this.sequencing = false;
+      pub.entry = t.entry;
+      pub.shard = this.shard.index;
+      pub.count = n;
+      pub.headBefore = p.headBefore;
+      pub.headAfter = p.headAfter;
+      return this.sequencer!.sequence(pub);
+    } catch (err) {
+      this.sequencing = false;
+      p.revert();
+      throw err;
+    }
+  }
+
   /** Claims and writes the Entry record of entry `offset` of `t`, `remaining` from its batch's end. */
   private record(t: ProducerTopic, offset: number, remaining: number, data: Uint8Array | string, len: number, fp = recordFootprint(len)): void {
     const pos = this.claim(fp);
+    if (this.sequencing) this.pub.positions.push(pos);
     this.producer.writeHeader(pos, fp, len, t.id, RecordKind.Entry, offset, remaining);
     if (len > 0) this.producer.writePayload(pos, data, len);
   }
@@ -141,7 +228,7 @@ export class Appender {
   /** Why a claim gave up: the shard's failure, or backpressure. */
   private pressure(): Error {
     const p = this.producer;
-    if (Atomics.load(p.v.ctl, RingSlot.State) !== 0) return this.shard.failureNow();
+    if (Atomics.load(p.shardCtl, RingSlot.State) !== 0) return this.shard.failureNow();
     return backpressureError(this.shard.index, p.backpressureMs, p.stalled);
   }
 

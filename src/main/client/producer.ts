@@ -24,8 +24,13 @@ export const STALL_MS = 10_000;
 
 export interface ProducerTopic {
   id: number;
-  /** Offset the next entry of this topic gets. */
+  /** Offset the next entry of this topic gets (while `entry` is -1: afterwards the directory's counter is). */
   next: number;
+  /**
+   * The topic's entry in the producer handle's directory once the log has one (appends from
+   * several threads: sequenced through it, see shared/producers/sequencer.ts), else -1.
+   */
+  entry: number;
   /** Whether a TopicDef record for this topic has been published. */
   defined: boolean;
   nameBytes: Buffer;
@@ -51,12 +56,21 @@ export class RingProducer {
   /** Why the last claim gave up: the deadline passed, or the worker released nothing for STALL_MS. */
   stalled = false;
 
+  /**
+   * The shard's control slots the producer reads and rings (State, WorkerSleeping,
+   * Doorbell): its own ring's for the opening thread, the shard's main ring's for a ring of
+   * a producer thread. Head, Tail and the watermarks are always the ring's own.
+   */
+  readonly shardCtl: Int32Array;
+
   constructor(
     sab: SharedArrayBuffer,
     /** Longest wait for space per operation; Infinity: as long as the worker makes progress. */
     readonly backpressureMs: number,
+    shardRing?: SharedArrayBuffer,
   ) {
     this.v = ringViews(sab);
+    this.shardCtl = shardRing === undefined ? this.v.ctl : ringViews(shardRing).ctl;
     this.buf = Buffer.from(sab, this.v.data.byteOffset, this.v.size);
     this.externalThreshold = this.v.size >>> 2;
   }
@@ -132,7 +146,27 @@ export class RingProducer {
     Atomics.store(this.v.ctl, RingSlot.Head, this.head | 0);
     this.publishedHead = this.head;
     this.publishedLogical = this.logical;
-    wakeWorker(this.v.ctl);
+    wakeWorker(this.shardCtl);
+  }
+
+  /** Head as published, and as claimed (modulo 2^32): a sequenced publication's range. */
+  get headBefore(): number {
+    return this.publishedHead;
+  }
+  get headAfter(): number {
+    return this.head;
+  }
+
+  /**
+   * publish() for a sequenced publication (shared/producers/sequencer.ts): Head moves from
+   * `before` by compareExchange, since the shard worker may have published these very records
+   * already for a breaker that took the topic's lock while this thread stalled.
+   */
+  publishSequenced(before: number): void {
+    Atomics.compareExchange(this.v.ctl, RingSlot.Head, before | 0, this.head | 0);
+    this.publishedHead = this.head;
+    this.publishedLogical = this.logical;
+    wakeWorker(this.shardCtl);
   }
 
   /** Forgets every claim since the last publish. */
@@ -169,7 +203,7 @@ export class RingProducer {
       // wait below returns at once instead of missing that release.
       const gen = Atomics.load(ctl, RingSlot.TailGen);
       if (done()) return true;
-      if (Atomics.load(ctl, RingSlot.State) !== 0) return false;
+      if (Atomics.load(this.shardCtl, RingSlot.State) !== 0) return false;
       const now = Date.now();
       if (gen !== lastGen) {
         lastGen = gen;
@@ -183,7 +217,7 @@ export class RingProducer {
       }
       // Published records may still sit in the ring because the worker sleeps; make sure it
       // knows, then wait for it to release space.
-      wakeWorker(ctl);
+      wakeWorker(this.shardCtl);
       Atomics.wait(ctl, RingSlot.TailGen, gen, Math.min(this.deadline - now, stallLeft));
     }
   }

@@ -11,6 +11,7 @@ import type { ConsumerRef, FromWorker, RecoveredTopic, ShardInit, ToWorker } fro
 import { unreachable } from '../../shared/messages.js';
 import { RingBig, RingSlot, loadBig, wakeWorker } from '../../shared/ring.js';
 import type { ReadConsistency } from '../../shared/schedule.js';
+import type { Sequencer } from '../../shared/producers/sequencer.js';
 import { Appender } from './appender.js';
 import type { ProducerTopic, RingProducer } from './producer.js';
 import { Watermarks } from './watermarks.js';
@@ -271,6 +272,26 @@ export class ShardClient {
   /** A new topic's id in this shard. */
   newTopicId(): number {
     return this.nextTopicId++;
+  }
+
+  /** The id the next new topic of this shard would get (producerHandle: the directory's ids start above every shard's). */
+  peekTopicId(): number {
+    return this.nextTopicId;
+  }
+
+  /** The shard's main ring (producer threads ring its doorbell and read its State). */
+  get ring(): SharedArrayBuffer {
+    return this.producer.v.sab;
+  }
+
+  /** Rings the worker's doorbell. */
+  wake(): void {
+    wakeWorker(this.producer.v.ctl);
+  }
+
+  /** Appends of directory topics are sequenced by `sequencer` from now on (see Appender.share). */
+  share(sequencer: Sequencer): void {
+    this.appender.share(sequencer);
   }
 
   /** Appends one entry whose payload length has been validated (see Appender). */

@@ -60,7 +60,7 @@ export class Watermarks {
     }
     if (loadBig(big, RingBig.Durable) >= target) return Promise.resolve();
     if (loadBig(big, RingBig.SyncRequest) < target) storeBig(big, RingBig.SyncRequest, target);
-    wakeWorker(this.producer.v.ctl);
+    wakeWorker(this.producer.shardCtl);
     return new Promise<void>((resolve, reject) => {
       this.shard.hold();
       this.durableWaiters.push({ target, resolve, reject });
@@ -93,14 +93,14 @@ export class Watermarks {
       const gen = Atomics.load(ctl, RingSlot.TailGen);
       const now = loadBig(big, RingBig.Written);
       if (now >= target) return true;
-      if (this.shard.stopped() !== null || Atomics.load(ctl, RingSlot.State) !== 0) return false;
+      if (this.shard.stopped() !== null || Atomics.load(this.producer.shardCtl, RingSlot.State) !== 0) return false;
       if (now > written) {
         written = now;
         progressAt = Date.now();
       }
       const left = progressAt + STALL_MS - Date.now();
       if (left <= 0) return false;
-      wakeWorker(ctl);
+      wakeWorker(this.producer.shardCtl);
       Atomics.wait(ctl, RingSlot.TailGen, gen, left);
     }
   }
@@ -127,7 +127,7 @@ export class Watermarks {
         if (done()) return;
         const stopped = this.shard.stopped();
         if (stopped) throw stopped;
-        wakeWorker(ctl);
+        wakeWorker(this.producer.shardCtl);
         const r = Atomics.waitAsync(ctl, slot, gen, WAIT_RECHECK_MS);
         if (r.async) await r.value;
       }
@@ -150,6 +150,13 @@ export class Watermarks {
           this.shard.release();
         }
         if (this.durableWaiters.length === 0) break;
+        // A producer thread hears of a failure or a close only through State (the worker
+        // notifies DurableGen when it changes); the opening thread also through messages.
+        const stopped = this.shard.stopped();
+        if (stopped) {
+          this.rejectAll(stopped);
+          break;
+        }
         // A failure rejects every waiter through rejectAll, when the worker's 'failed'
         // message (which carries the error) arrives; until then keep waiting, boundedly.
         const r = Atomics.waitAsync(ctl, RingSlot.DurableGen, gen, WAIT_RECHECK_MS);

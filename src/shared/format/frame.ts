@@ -137,6 +137,13 @@ export function frameOffset(words: Int32Array, pos: number): number {
   return joinU64(words[i + W_OFFSET_LO]!, words[i + W_OFFSET_HI]!);
 }
 
+/** Sets the offset of the frame at `pos` (records framed before their offset was known). */
+export function setFrameOffset(words: Int32Array, pos: number, offset: number): void {
+  const i = pos >>> 2;
+  words[i + W_OFFSET_LO] = u64Lo(offset);
+  words[i + W_OFFSET_HI] = u64Hi(offset);
+}
+
 /** Salt of the block the frame was sealed for (0 before its seal). */
 export function frameSalt(words: Int32Array, pos: number): number {
   return words[(pos >>> 2) + W_SALT]! >>> 0;

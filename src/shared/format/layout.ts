@@ -123,6 +123,12 @@ export const RingSlot = {
   DurableGen: 6,
   /** Incremented and notified after every release of ring space. */
   TailGen: 7,
+  /**
+   * Main ring only: incremented by a producer thread after it posted the attachment or
+   * detachment of its own ring on the shard's channel (src/main/threads/), so the worker
+   * polls that channel only when there is something to take.
+   */
+  Attachments: 8,
 } as const;
 export const RING_BIG_BASE = 64;
 export const RingBig = {
@@ -143,7 +149,70 @@ export const RingBig = {
   /** Records written. */
   RecordsWritten: 7,
 } as const;
-export const ShardState = { Open: 0, Failed: 1, Closed: 2 } as const;
+/**
+ * Main ring's State. Closing: the worker is taking the last records before it closes; a
+ * producer thread that sees it (or any non-zero State) appends nothing more.
+ */
+export const ShardState = { Open: 0, Failed: 1, Closed: 2, Closing: 3 } as const;
+
+/**
+ * The topic directory shared by every thread that appends (src/shared/producers/): one
+ * SharedArrayBuffer made by `producerHandle()`. Int32 header words, then (byte offsets from
+ * directoryLayout) the hash table (Int32 per slot: entry index + 1, 0 = empty), the entries
+ * (DIR_ENTRY_WORDS Int32 each), the offset counters (BigInt64 per entry), the ledgers
+ * (DIR_LEDGER_WORDS Int32 per producer), and the arena of topic names (UTF-8).
+ */
+export const DirWord = {
+  /** Entries handed out (the next entry's index). */
+  Count: 0,
+  Capacity: 1,
+  /** Hash table slots - 1 (a power of two minus one). */
+  TableMask: 2,
+  /** Topic id of entry 0; entry k's topic (made through the directory) has id IdBase + k. */
+  IdBase: 3,
+  /** Arena bytes handed out, and the arena's size. */
+  ArenaUsed: 4,
+  ArenaBytes: 5,
+  MaxProducers: 6,
+  Shards: 7,
+  /** Bumped and notified after a producer thread's append when Watching is non-zero. */
+  AppendGen: 8,
+  /** Non-zero while the opening thread has subscribers waiting for entries. */
+  Watching: 9,
+} as const;
+export const DIR_HEADER_BYTES = 64;
+/** Entry words: name's arena offset, name length, shard, topic id, lock word. */
+export const DIR_ENTRY_WORDS = 8;
+export const DirEntry = { NameAt: 0, NameLen: 1, Shard: 2, Id: 3, Lock: 4 } as const;
+/**
+ * Ledger words, one ledger per producer (index 0: the opening thread): whether the slot is
+ * taken, the state word ((epoch << 2) | LedgerPhase), then what a publication in flight
+ * writes before it enters Publishing: topic entry, shard, ring Head before and after, entry
+ * count, and (Float64 at word 8) the first offset.
+ */
+export const DIR_LEDGER_WORDS = 16;
+export const LedgerWord = { Taken: 0, State: 1, Entry: 2, Shard: 3, HeadBefore: 4, HeadAfter: 5, Count: 6, First: 8 } as const;
+export const LedgerPhase = { Idle: 0, Holding: 1, Publishing: 2, Fenced: 3 } as const;
+/** Lock word: bit 30 = waiters; bits 15-29 = producer index + 1; bits 0-14 = epoch. */
+export const LOCK_CONTENDED = 1 << 30;
+export const LOCK_EPOCH_BITS = 15;
+export const MAX_PRODUCERS = (1 << LOCK_EPOCH_BITS) - 2;
+
+/** Byte offsets of the directory's areas for a capacity (entries), producers and arena size. */
+export function directoryLayout(capacity: number, maxProducers: number, arenaBytes: number): { table: number; tableSlots: number; entries: number; counters: number; ledgers: number; arena: number; total: number } {
+  let tableSlots = 1;
+  while (tableSlots < capacity * 2) tableSlots *= 2;
+  const table = DIR_HEADER_BYTES;
+  const entries = table + tableSlots * 4;
+  const counters = align8(entries + capacity * DIR_ENTRY_WORDS * 4);
+  const ledgers = counters + capacity * 8;
+  const arena = ledgers + maxProducers * DIR_LEDGER_WORDS * 4;
+  return { table, tableSlots, entries, counters, ledgers, arena, total: align8(arena + arenaBytes) };
+}
+
+function align8(n: number): number {
+  return n + ((8 - (n % 8)) % 8);
+}
 
 /** Write-batch descriptors passed to the addon (Float64Array, see native.ts). */
 export const WRITE_OP_FIELDS = 4; // fd, file position, first iovec index, iovec count

@@ -1,7 +1,7 @@
 /**
- * The write batch under construction. collect() turns what the main thread published in the
- * ring into one run of iovecs for every stretch of a block the batch writes: entries point
- * into the ring, block headers, meta records and entries that travelled beside the ring into
+ * The write batch under construction. collect() turns what the appending threads published in
+ * the shard's rings (sources.ts) into one run of iovecs for every stretch of a block the batch
+ * writes: entries point into the rings, block headers, meta records and entries that travelled beside the ring into
  * buffers the batch holds (`ext`). Each record is placed at the end of its topic, in the
  * topic's own block or in the shard's shared block, and salted as it is taken; seal() stores
  * the CRCs just before the write. The Writer (writer.ts) submits the batch, then clears it.
@@ -9,7 +9,6 @@
  * which MetaRecords (meta-records.ts) implements.
  */
 import {
-  PendingSeals,
   encodeFrame,
   frameKind,
   frameLength,
@@ -22,21 +21,31 @@ import {
   sealFrame,
 } from '../../shared/format/frame.js';
 import {
-  IOV_SOURCE_RING,
   RECORD_HEADER_BYTES,
   RING_CONTROL_BYTES,
   RUN_OUT_FIELDS,
   RecordKind,
 } from '../../shared/format/layout.js';
 import { native } from '../../shared/native.js';
-import { RingSlot, type RingViews } from '../../shared/ring.js';
+import type { TopicDirectory } from '../../shared/producers/directory.js';
+import { RingSlot } from '../../shared/ring.js';
 import { INDEX_EVERY, addSmall, indexRecord } from '../store/blocks.js';
 import type { Block, Run, TopicLog } from '../store/model.js';
 import type { ShardStore } from '../store/store.js';
+import type { RingSource } from './sources.js';
 
 const ZEROS = new Uint8Array(8);
 // ignoreBOM: a topic name starting with U+FEFF keeps it (the default decoder strips it).
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Why a ring's collect stopped before its Head. */
+const enum Stop {
+  None,
+  /** An External record whose payload has not arrived. */
+  External,
+  /** A record whose topic's earlier offsets are in another ring. */
+  Offset,
+}
 
 /** Entries that travel beside the ring: their payloads, one after the other, and their lengths. */
 export interface ExternalGroup {
@@ -62,51 +71,81 @@ export interface CollectMeta {
 }
 
 export class Batch {
-  /** Entries that travel beside the ring, by the logical ring position of their External record. */
-  readonly externals = new Map<number, ExternalGroup>();
   /** The batch: one run per stretch of a block it writes, in the order they were opened. */
   runs: Run[] = [];
-  /** The buffers the runs' iovecs point into besides the ring, by source number. */
+  /** The buffers the runs' iovecs point into besides the main ring, by source number. */
   ext: Uint8Array[] = [];
-  /** Records in the batch, and bytes of entries that travelled beside the ring. */
+  /** Records in the batch, and bytes of entries that travelled beside a ring. */
   records = 0;
   externalBytes = 0;
-  /** Where the last collect stopped in the ring (modulo 2^32), and the bytes it consumed. */
-  tail = 0;
-  consumed = 0;
   /**
    * Topics written since the last fsync. Every topic a batch touches passes through place()
    * at least once (its first record of the batch has no run yet), which adds it here.
    */
   readonly dirtyTopics = new Set<TopicLog>();
-  /** Ring frames taken one at a time: salted when placed, their CRCs stored by seal(). */
-  private readonly seals: PendingSeals;
   /** sealRun's output: RUN_OUT_FIELDS numbers, then index pairs. */
   private readonly runOut: Float64Array;
+  /** Topics first seen during the collect in progress: declared in the same batch. */
+  private defined: TopicLog[] | null = null;
+  private meta: CollectMeta | null = null;
 
   constructor(
-    private readonly ring: RingViews,
+    ringSize: number,
     private readonly store: ShardStore,
+    /** The directory of a log with producer threads (set when the first one attaches), else null. */
+    public directory: TopicDirectory | null = null,
   ) {
-    this.seals = new PendingSeals(ring.data, ring.words, ring.size / RECORD_HEADER_BYTES + 1);
-    this.runOut = new Float64Array(RUN_OUT_FIELDS + 2 * (Math.ceil(ring.size / RECORD_HEADER_BYTES / INDEX_EVERY) + 2));
+    this.runOut = new Float64Array(RUN_OUT_FIELDS + 2 * (Math.ceil(ringSize / RECORD_HEADER_BYTES / INDEX_EVERY) + 2));
   }
 
   /**
-   * Collects every record published in the ring from `tail` (`logicalTail`: the same place as
-   * a logical position) into the batch; nothing is written yet. Stops early at an External
-   * record whose payload has not arrived.
+   * Collects every record published in `sources` since the batch last took from them into
+   * the batch; nothing is written yet. A ring stops early at an External record whose payload
+   * has not arrived, or (several rings) at a record of a topic whose earlier offsets are in
+   * another ring: those are published already (sequencer.ts), so the rings are taken in
+   * passes until none moves. `stuck` is asked when a pass moved nothing while a ring waits
+   * for an offset (it may find a new ring, or publish a dead holder's records) and says
+   * whether to try again.
    */
-  collect(tail: number, logicalTail: number, meta: CollectMeta): DrainResult {
-    const { ctl, words, data, size, mask } = this.ring;
-    const head = Atomics.load(ctl, RingSlot.Head) >>> 0;
+  collect(sources: readonly RingSource[], meta: CollectMeta, stuck: () => boolean): DrainResult {
+    this.defined = null;
+    this.meta = meta;
     let consumed = 0;
-    let blocked = false;
+    let external = false;
+    let waiting = false;
+    for (const src of sources) {
+      if (src.hasData()) {
+        meta.markIfDue();
+        break;
+      }
+    }
+    for (;;) {
+      let moved = 0;
+      waiting = false;
+      for (const src of sources) {
+        const r = this.collectRing(src);
+        moved += r.consumed;
+        if (r.stop === Stop.External) external = true;
+        else if (r.stop === Stop.Offset) waiting = true;
+      }
+      consumed += moved;
+      if (!waiting) break;
+      if (moved === 0 && !stuck()) break;
+    }
+    if (this.defined !== null) meta.declare(this.defined);
+    this.meta = null;
+    return { consumed, blocked: external || waiting };
+  }
+
+  /** Takes the records of one ring, from where the batch left it, until its Head or a stop. */
+  private collectRing(src: RingSource): { consumed: number; stop: Stop } {
+    const { ctl, words, size, mask } = src.ring;
+    const head = Atomics.load(ctl, RingSlot.Head) >>> 0;
+    let tail = src.batchTail;
+    let consumed = 0;
+    let stop: Stop = Stop.None;
     let lastId = -1;
     let lastTopic: TopicLog | null = null;
-    // Topics first seen in the ring during this collect: declared in the same batch.
-    let defined: TopicLog[] | null = null;
-    if (tail !== head) meta.markIfDue();
     while (tail !== head) {
       const pos = tail & mask;
       if (size - pos < RECORD_HEADER_BYTES) {
@@ -127,35 +166,42 @@ export class Batch {
           }
           const t = lastTopic!;
           const offset = frameOffset(words, pos);
+          if (offset !== t.next && this.waitsForOffset(t, offset)) {
+            stop = Stop.Offset;
+            break;
+          }
           const b = t.cur;
           if (sameTopic && b !== null && b.run !== null && offset === t.next && b.run.end === b.dataStart + b.used) {
             // The record continues the run this batch already has for its block, right after
             // a record of the same topic (so likely more follow): let the addon take it and
             // every following record of the run in one pass. Records of interleaved topics
             // stay on the per-record path below, which costs less than a call each.
-            step = this.continueRun(t, b, pos, Math.min(size, pos + ((head - tail) >>> 0)));
+            step = this.continueRun(src, t, b, pos, Math.min(size, pos + ((head - tail) >>> 0)));
             if (step > 0) break;
           }
           // First record of its block in this batch (or one that needs a new block).
           step = recordFootprint(len);
           const run = this.place(t, step, offset, frameRemaining(words, pos)).run!;
-          this.seals.add(pos, run.block.salt);
-          this.pushIov(run, IOV_SOURCE_RING, RING_CONTROL_BYTES + pos, step);
+          src.seals.add(pos, run.block.salt);
+          this.pushIov(run, src.iovSource((b) => this.addExt(b)), RING_CONTROL_BYTES + pos, step);
           this.records++;
           break;
         }
-        case RecordKind.External:
-          blocked = !this.takeExternal(logicalTail + consumed, frameTopic(words, pos), frameOffset(words, pos));
+        case RecordKind.External: {
+          const t = this.topicOf(frameTopic(words, pos));
+          const first = frameOffset(words, pos);
+          if (first !== t.next && this.waitsForOffset(t, first)) {
+            stop = Stop.Offset;
+            break;
+          }
+          if (!this.takeExternal(src, src.logicalTail + src.batchConsumed + consumed, t, first)) stop = Stop.External;
           step = RECORD_HEADER_BYTES;
           break;
+        }
         case RecordKind.TopicDef: {
           step = recordFootprint(len);
-          const name = utf8.decode(framePayload(data, pos, len));
-          if (defined === null) {
-            meta.reserve();
-            defined = [];
-          }
-          defined.push(this.store.addTopic(frameTopic(words, pos), name));
+          const name = utf8.decode(framePayload(src.ring.data, pos, len));
+          this.define(frameTopic(words, pos), name);
           break;
         }
         case RecordKind.Wrap:
@@ -164,24 +210,40 @@ export class Batch {
         default:
           throw new Error(`walrus-ts internal error: unknown record kind ${kind} in the ring at ${pos}`);
       }
-      if (blocked) break;
+      if (stop !== Stop.None) break;
       consumed += step;
       tail = (tail + step) >>> 0;
     }
-    if (defined !== null) meta.declare(defined);
-    this.tail = tail;
-    this.consumed = consumed;
-    return { consumed, blocked };
+    src.batchTail = tail;
+    src.batchConsumed += consumed;
+    return { consumed, stop };
   }
 
-  /** Whether the batch has anything to write, or ring space to release. */
+  /**
+   * A record of `t` at `offset` when `t.next` is due: with producer threads, a later offset
+   * whose predecessors another ring holds (wait for them); otherwise a broken invariant.
+   */
+  private waitsForOffset(t: TopicLog, offset: number): boolean {
+    if (this.directory !== null && offset > t.next) return true;
+    throw new Error(`walrus-ts internal error: topic ${t.id} expected offset ${t.next}, the ring holds ${offset}`);
+  }
+
+  /** Declares topic `id` named `name`, first seen in this collect. */
+  private define(id: number, name: string): TopicLog {
+    const known = this.store.topics.get(id);
+    if (known) return known;
+    if (this.defined === null) {
+      this.meta!.reserve();
+      this.defined = [];
+    }
+    const t = this.store.addTopic(id, name);
+    this.defined.push(t);
+    return t;
+  }
+
+  /** Whether the batch has anything to write. */
   hasPending(): boolean {
-    return this.runs.length > 0 || this.consumed > 0;
-  }
-
-  /** Stores the CRCs of the ring frames taken one at a time (before the batch is written). */
-  seal(): void {
-    this.seals.flush();
+    return this.runs.length > 0;
   }
 
   /** Empties the batch once it is written (the ring space it pointed into is released). */
@@ -191,13 +253,18 @@ export class Batch {
     this.ext = [];
     this.externalBytes = 0;
     this.records = 0;
-    this.consumed = 0;
   }
 
+  /**
+   * The topic of a ring record: known to the shard, or (a log with producer threads, whose
+   * topics need no TopicDef record) made through the directory, declared in this batch.
+   */
   private topicOf(id: number): TopicLog {
     const t = this.store.topics.get(id);
-    if (!t) throw new Error(`walrus-ts internal error: record for undeclared topic id ${id}`);
-    return t;
+    if (t) return t;
+    const name = this.directory?.nameOfId(id) ?? null;
+    if (name === null) throw new Error(`walrus-ts internal error: record for undeclared topic id ${id}`);
+    return this.define(id, name);
   }
 
   /**
@@ -206,16 +273,16 @@ export class Batch {
    * block, which the record continues: its offset is `t.next`). Returns the bytes taken; 0
    * when the addon took none (the record does not fit in `b`) and the caller places it.
    */
-  private continueRun(t: TopicLog, b: Block, pos: number, limit: number): number {
+  private continueRun(src: RingSource, t: TopicLog, b: Block, pos: number, limit: number): number {
     const out = this.runOut;
     const offset = t.next;
-    const taken = native.sealRun(this.ring.data, pos, limit, t.id, offset, b.salt, b.capacity - b.used, out, b.first, INDEX_EVERY);
+    const taken = native.sealRun(src.ring.data, pos, limit, t.id, offset, b.salt, b.capacity - b.used, out, b.first, INDEX_EVERY);
     if (taken > 0) {
       for (let k = 0; k < out[2]!; k++) b.index.push(out[RUN_OUT_FIELDS + 2 * k]!, b.used + out[RUN_OUT_FIELDS + 2 * k + 1]!);
       b.used += taken;
       b.next = t.next = offset + out[0]!;
       if (out[1]! >= 0) t.complete = out[1]!;
-      this.pushIov(b.run!, IOV_SOURCE_RING, RING_CONTROL_BYTES + pos, taken);
+      this.pushIov(b.run!, src.iovSource((x) => this.addExt(x)), RING_CONTROL_BYTES + pos, taken);
       this.records += out[0]!;
     }
     return taken;
@@ -326,16 +393,15 @@ export class Batch {
   }
 
   /**
-   * Places the entries that travelled beside the ring for the External record at logical ring
-   * position `at` as topic `topicId`'s from offset `first`; false when they have not arrived.
+   * Places the entries that travelled beside `src` for its External record at logical ring
+   * position `at` as topic `t`'s from offset `first`; false when they have not arrived.
    */
-  private takeExternal(at: number, topicId: number, first: number): boolean {
-    const g = this.externals.get(at);
+  private takeExternal(src: RingSource, at: number, t: TopicLog, first: number): boolean {
+    const g = src.externals.get(at);
     if (!g) return false;
-    this.externals.delete(at);
-    const t = this.topicOf(topicId);
+    src.externals.delete(at);
     const n = g.lengths.length;
-    const src = this.addExt(g.payload);
+    const payloadSrc = this.addExt(g.payload);
     const headers = new Uint8Array(RECORD_HEADER_BYTES * n);
     const headerWords = frameWords(headers);
     const headerSrc = this.addExt(headers);
@@ -343,10 +409,11 @@ export class Batch {
     for (let k = 0; k < n; k++) {
       const len = g.lengths[k]!;
       const h = k * RECORD_HEADER_BYTES;
-      this.placeFrame(t, RecordKind.Entry, first + k, n - k, headers, headerWords, headerSrc, h, g.payload.subarray(off, off + len), src, off);
+      this.placeFrame(t, RecordKind.Entry, first + k, n - k, headers, headerWords, headerSrc, h, g.payload.subarray(off, off + len), payloadSrc, off);
       off += len;
     }
     this.externalBytes += off;
+    src.batchExternalBytes += off;
     return true;
   }
 }

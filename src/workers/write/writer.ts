@@ -10,20 +10,20 @@ import { ioError } from '../../shared/errors.js';
 import { IOV_FIELDS, WRITE_OP_FIELDS } from '../../shared/format/layout.js';
 import type { MetaRecord } from '../../shared/format/meta.js';
 import type { IoContext } from '../../shared/native.js';
-import { RingBig, RingSlot, addBig, storeBig, type RingViews } from '../../shared/ring.js';
+import type { TopicDirectory } from '../../shared/producers/directory.js';
+import { RingBig, addBig, ringViews, type RingViews } from '../../shared/ring.js';
 import type { NamedConsumer, Run, Segment, TopicLog } from '../store/model.js';
 import type { ShardStore } from '../store/store.js';
-import { Batch, type DrainResult, type ExternalGroup } from './batch.js';
+import { Batch, type DrainResult } from './batch.js';
+import { RingSource } from './sources.js';
 import { MetaRecords } from './meta-records.js';
 
 export class Writer {
-  /** Ring tail modulo 2^32, and as a logical position. */
-  private tail = 0;
-  private logicalTail = 0;
-  /** Logical position durable on disk. */
-  durableLogical = 0;
-  /** Entries that travel beside the ring, by the logical position of their External record. */
-  readonly externals: Map<number, ExternalGroup>;
+  /** The rings drained: the main ring first, then producer threads' rings (sources.ts). */
+  readonly sources: RingSource[];
+  private readonly main: RingSource;
+  /** Asked when a collect waits for an offset no ring has yet (see Batch.collect). */
+  onStuck: () => boolean = () => false;
   /** Time (ms) of the first write not yet fsynced, or 0. */
   unsyncedSince = 0;
   /** Segments written since the last fsync (each also has `unsynced` set). */
@@ -43,14 +43,58 @@ export class Writer {
     private readonly uringIo: IoContext | null,
     private readonly uringAlways: boolean,
   ) {
-    this.batch = new Batch(ring, store);
+    this.batch = new Batch(ring.size, store);
     this.meta = new MetaRecords(store, this.batch);
-    this.externals = this.batch.externals;
+    this.main = new RingSource(ring, -1);
+    this.sources = [this.main];
   }
 
-  /** True when the ring holds published records not yet consumed. */
+  /** Logical position of the main ring durable on disk. */
+  get durableLogical(): number {
+    return this.main.durableLogical;
+  }
+
+  /** From the first producer thread on: topics unknown to the shard are looked up in `dir`. */
+  useDirectory(dir: TopicDirectory): void {
+    this.batch.directory = dir;
+  }
+
+  /** Drains producer `producer`'s ring from now on. */
+  attach(producer: number, sab: SharedArrayBuffer): RingSource {
+    const src = new RingSource(ringViews(sab), producer);
+    this.sources.push(src);
+    return src;
+  }
+
+  /** The ring of producer `producer` (null: the main ring's External payloads), or undefined. */
+  source(producer: number | undefined): RingSource | undefined {
+    if (producer === undefined) return this.main;
+    return this.sources.find((s) => s.producer === producer);
+  }
+
+  /** Drops the rings of detached producers once the batch has taken all they published. */
+  dropDetached(): void {
+    for (let k = this.sources.length - 1; k > 0; k--) {
+      const s = this.sources[k]!;
+      if (s.detaching && !s.hasData() && s.batchConsumed === 0) this.sources.splice(k, 1);
+    }
+  }
+
+  /** True when a ring holds published records not yet collected. */
   hasRingData(): boolean {
-    return (Atomics.load(this.ring.ctl, RingSlot.Head) >>> 0) !== this.tail;
+    for (const s of this.sources) if (s.hasData()) return true;
+    return false;
+  }
+
+  /** Whether a sync() waits for more than is durable, in any ring. */
+  syncRequested(): boolean {
+    for (const s of this.sources) if (s.syncRequested()) return true;
+    return false;
+  }
+
+  /** Wakes every waiter of every ring (the shard failed or closed). */
+  wakeAll(): void {
+    for (const s of this.sources) s.wakeAll();
   }
 
   hasUnsynced(): boolean {
@@ -62,7 +106,7 @@ export class Writer {
    * Stops early at an External record whose payload has not arrived.
    */
   collect(): DrainResult {
-    return this.batch.collect(this.tail, this.logicalTail, this.meta);
+    return this.batch.collect(this.sources, this.meta, this.onStuck);
   }
 
   /** Whether collect() gathered anything to write. */
@@ -98,7 +142,7 @@ export class Writer {
         r.segment.unsynced = true;
       }
     }
-    this.batch.seal();
+    for (const src of this.sources) src.seals.flush();
     const nSync = sync ? this.dirtySegments.size : 0;
     if (runs.length > 0 || nSync > 0) {
       try {
@@ -165,30 +209,19 @@ export class Writer {
 
   /** After the batch is written (and `synced`: `nSync` files fsynced): watermarks, ring release. */
   private completeBatch(synced: boolean, nSync: number): void {
-    const { ctl, big } = this.ring;
+    const big = this.ring.big;
     const batch = this.batch;
     let bytes = 0;
     for (const r of batch.runs) bytes += r.end - r.pos;
-    const consumed = batch.consumed;
-    this.tail = batch.tail;
-    this.logicalTail += consumed;
     if (batch.runs.length > 0) {
       addBig(big, RingBig.WriteSubmits, 1);
       addBig(big, RingBig.BytesWritten, bytes);
       addBig(big, RingBig.RecordsWritten, batch.records);
       if (this.unsyncedSince === 0) this.unsyncedSince = Date.now();
     }
-    if (consumed > 0 || batch.externalBytes > 0) {
-      // Space is released only now: until the write completed, the kernel read from it.
-      Atomics.store(ctl, RingSlot.Tail, this.tail | 0);
-      storeBig(big, RingBig.Written, this.logicalTail);
-      if (batch.externalBytes > 0) addBig(big, RingBig.ExternalBytes, -batch.externalBytes);
-      Atomics.add(ctl, RingSlot.TailGen, 1);
-      Atomics.notify(ctl, RingSlot.TailGen);
-    }
+    for (const src of this.sources) src.release();
     if (synced) {
       addBig(big, RingBig.Fsyncs, nSync);
-      this.durableLogical = this.logicalTail;
       this.meta.noteDurable(batch.dirtyTopics);
       batch.dirtyTopics.clear();
       // The fsync also made every allocation step of these files durable (a change of the
@@ -199,9 +232,7 @@ export class Writer {
       }
       this.dirtySegments.clear();
       this.unsyncedSince = 0;
-      storeBig(big, RingBig.Durable, this.durableLogical);
-      Atomics.add(ctl, RingSlot.DurableGen, 1);
-      Atomics.notify(ctl, RingSlot.DurableGen);
+      for (const src of this.sources) src.markDurable();
     }
     batch.clear();
   }
