@@ -587,6 +587,8 @@ export class Walrus {
     Atomics.store(h, DirWord.Watching, 1);
     const lastNext = new Map<Topic, number>();
     void (async () => {
+      // The caller registers its wait right after this call: look once that is done.
+      await null;
       try {
         for (;;) {
           const gen = Atomics.load(h, DirWord.AppendGen);

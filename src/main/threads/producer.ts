@@ -97,6 +97,24 @@ class ProducerShard implements AppenderShard, WatermarkShard {
     return loadBig(p.v.big, RingBig.Durable) >= p.publishedLogical;
   }
 
+  /** Resolves once the shard is not Closing (a closing worker is still writing what producers published). */
+  async settled(): Promise<void> {
+    const own = this.appender.producer.v.ctl;
+    // An asynchronous Atomics wait does not keep a thread alive by itself.
+    this.hold();
+    try {
+      for (;;) {
+        const gen = Atomics.load(own, RingSlot.DurableGen);
+        if (Atomics.load(this.shardCtl, RingSlot.State) !== ShardState.Closing) return;
+        // The worker notifies DurableGen of every ring once State says Closed or Failed.
+        const r = Atomics.waitAsync(own, RingSlot.DurableGen, gen, 250);
+        if (r.async) await r.value;
+      }
+    } finally {
+      this.release();
+    }
+  }
+
   detach(): void {
     postToShard(this.handle, this.index, { type: 'detach', producer: this.producer });
   }
@@ -252,6 +270,7 @@ export class Producer {
     try {
       await Promise.all(
         shards.map(async (s) => {
+          await s.settled();
           if (s.allDurable()) return;
           if (s.stopped() !== null) throw s.stopped();
           await s.watermarks.waitDurable();

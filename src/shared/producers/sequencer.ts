@@ -29,6 +29,10 @@
 import { WalrusError } from '../errors.js';
 import { DirEntry, DIR_ENTRY_WORDS, LOCK_CONTENDED, LOCK_EPOCH_BITS, LedgerPhase, LedgerWord } from '../format/layout.js';
 import type { TopicDirectory } from './directory.js';
+import { hooks } from './seams.js';
+
+/** The test suite's stall hook (seams.ts); null in the package. */
+const stallAt = hooks === null ? null : hooks.at.bind(hooks);
 
 /** How long a lock may stay with one holder and epoch before a waiter looks at the holder. */
 export const BREAK_AFTER_MS = 200;
@@ -89,6 +93,7 @@ export class Sequencer {
       const lockAt = p.entry * DIR_ENTRY_WORDS + DirEntry.Lock;
       const mine = ((this.producer + 1) << LOCK_EPOCH_BITS) | epoch;
       const contended = this.lock(lockAt, mine);
+      if (stallAt !== null) stallAt('holding');
       const first = this.dir.next(p.entry);
       p.patch(first);
       const L = this.ledgers;
@@ -105,6 +110,7 @@ export class Sequencer {
         // lock is theirs. Sequence the same records again.
         continue;
       }
+      if (stallAt !== null) stallAt('publishing');
       p.publish();
       advanceCounter(this.dir, p.entry, first, p.count);
       Atomics.compareExchange(L, this.stateAt, publishing, epoch << 2);
