@@ -16,6 +16,7 @@ const DISK_BACKEND_FILES = [
   'test/enospc.test.ts',
   'test/faults.test.ts',
   'test/fetch.test.ts',
+  'test/producers.test.ts',
   'test/recovery.test.ts',
   'test/retention.test.ts',
 ];
