@@ -364,6 +364,10 @@ describe('producer threads', () => {
     expect((await t.done).error).toBeNull();
     expect(await wal.readNext('seen')).toMatchObject({ offset: 1 });
     expect(wal.topics()).toEqual(['seen']);
+    // A topic this thread makes after the handle, before any producer thread touches it.
+    expect(wal.append('fresh', 'a')).toBe(0);
+    expect(wal.batchAppend('fresh', ['b', 'c'])).toBe(1);
+    expect((await collect(wal.iterate('fresh'))).map((e) => e.data.toString())).toEqual(['a', 'b', 'c']);
     // maxTopics bounds the directory, in every thread.
     const many = startThread({ handle, id: 1, rounds: 1, ops: Array.from({ length: 120 }, (_, k) => ({ topic: `t${k}`, n: 1, size: 8 })) });
     expect((await many.done).error).toBe('ERR_WALRUS_TOO_MANY_TOPICS');

@@ -186,15 +186,18 @@ export class Appender {
   /**
    * frame() for a topic appended from several threads: the records are claimed and written
    * without offsets (and without any lock: claims may wait for space), then the sequencer
-   * gives them their offsets and publishes them under the topic's lock. The topic needs no
-   * TopicDef record: the worker finds a topic it does not know in the directory.
+   * gives them their offsets and publishes them under the topic's lock. Each ring declares a
+   * topic (TopicDef) before its first record of it, as the unsequenced path does.
    */
   private frameSequenced(t: ProducerTopic, n: number, write: (first: number) => void): number {
     const p = this.producer;
     const pub = this.pub;
     pub.positions.length = 0;
-    this.sequencing = true;
     try {
+      // The topic's TopicDef first, in this ring, unless this ring declared it already: the
+      // worker then knows the topic before any record of it from this ring.
+      if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
+      this.sequencing = true;
       write(0);
       this.sequencing = false;
       pub.entry = t.entry;
@@ -202,7 +205,9 @@ export class Appender {
       pub.count = n;
       pub.headBefore = p.headBefore;
       pub.headAfter = p.headAfter;
-      return this.sequencer!.sequence(pub);
+      const first = this.sequencer!.sequence(pub);
+      t.defined = true;
+      return first;
     } catch (err) {
       this.sequencing = false;
       p.revert();
