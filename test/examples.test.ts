@@ -21,7 +21,15 @@ const num = (out: string, re: RegExp): number => {
 // jetstream-outbox.mjs needs a nats-server: test/jetstream.test.ts runs it.
 describe('examples', () => {
   it('every example has a test here', () => {
-    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'jetstream-outbox.mjs', 'job-queue.mjs', 'stream-pipeline.mjs', 'two-consumers.mjs']);
+    expect(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort()).toEqual(['bulk-aggregate.mjs', 'event-sourcing.mjs', 'ingest.mjs', 'jetstream-outbox.mjs', 'job-queue.mjs', 'piscina-producers.mjs', 'stream-pipeline.mjs', 'two-consumers.mjs']);
+  });
+
+  it('piscina-producers.mjs: a piscina pool\'s tasks append through the handle in its workerData; offsets dense, batches whole', async () => {
+    const out = await run('piscina-producers.mjs', tempDir(), '200');
+    expect(out).toContain('200 tasks appended from a pool of 4 threads');
+    expect(out).toContain('audit offsets dense: true');
+    // 200 tasks of 1 to 5 orders (task i: 1 + i % 5): 40 * (1 + 2 + 3 + 4 + 5).
+    expect(out).toContain('orders read back: 600, batches whole at their offsets: true');
   });
 
   it('job-queue.mjs: every job handed out once across a clean restart, fewer fsyncs than reads; peek, process, checkpoint', async () => {
