@@ -13,7 +13,9 @@ export const HANDLE_KIND = 'walrus-ts/producer-handle';
 
 /** A log's producer handle (see {@link Walrus.producerHandle}). Treat it as opaque. */
 export interface ProducerHandle {
+  /** What this value is: `'walrus-ts/producer-handle'`. */
   readonly kind: typeof HANDLE_KIND;
+  /** Version of the handle's layout. */
   readonly version: 1;
   /** The topic directory (shared/producers/directory.ts). */
   readonly directory: SharedArrayBuffer;
@@ -21,7 +23,9 @@ export interface ProducerHandle {
   readonly rings: SharedArrayBuffer[];
   /** Prefix of the shards' channel names (shard k: `${channel}:${k}`). */
   readonly channel: string;
+  /** The log's `maxRecordBytes`, which producers check as the log does. */
   readonly maxRecordBytes: number;
+  /** The log's `backpressureMs`: the longest wait of a producer's append on a full ring. */
   readonly backpressureMs: number;
   /** Default size of a producer's ring per shard. */
   readonly ringBytes: number;
