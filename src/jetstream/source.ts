@@ -38,17 +38,22 @@ export interface ForwardSource {
 
 /**
  * The parts of a Walrus this module uses that are not public API: the namespace directory,
- * a topic's next offset and its wake-up list (what subscribe waits on). Kept in this one
+ * a topic's next offset and its wake-up list (what subscribe waits on), and the watch that
+ * wakes that list for producer threads' appends. Kept in this one
  * place; forwarder tests fail loudly if they move.
  */
 interface WalrusInternals {
   nsDir: string | null;
-  topicFor(topic: string): { next: number; watchers: (() => void)[] | null };
+  topicFor(topic: string): WatchedTopic;
+  /** With producer threads: wakes the topic's wake-up list for their appends too (they do not pass through this thread). */
+  watchProducers(t: WatchedTopic): void;
 }
+
+type WatchedTopic = { next: number; watchers: (() => void)[] | null };
 
 function internals(wal: Walrus): WalrusInternals {
   const w = wal as unknown as Partial<WalrusInternals>;
-  if (typeof w.topicFor !== 'function' || !('nsDir' in w)) {
+  if (typeof w.topicFor !== 'function' || typeof w.watchProducers !== 'function' || !('nsDir' in w)) {
     throw new WalrusError('ERR_WALRUS_FORWARD', 'this Walrus instance does not have the internals the forwarder reads (walrus-ts/jetstream and walrus-ts must come from the same package)');
   }
   return w as WalrusInternals;
@@ -109,6 +114,7 @@ export function consumerSource(wal: Walrus, consumer: string): ForwardSource {
           resolve();
         };
         for (const t of ts) (t.watchers ??= []).push(wake);
+        for (const t of ts) inner.watchProducers(t);
         signal.addEventListener('abort', wake, { once: true });
       });
     },

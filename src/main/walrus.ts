@@ -578,9 +578,9 @@ export class Walrus {
    * producers bump the directory's AppendGen after each append (DirWord.Watching says so),
    * and this loop wakes the waiting subscribers of every topic whose counter moved.
    */
-  private watchProducers(t: Topic): void {
+  private watchProducers(t: Watchable & { entry: number }): void {
     if (this.producers === null || t.entry < 0) return;
-    this.watched.add(t);
+    this.watched.add(t as Topic);
     if (this.watchingProducers) return;
     this.watchingProducers = true;
     const h = this.producers.dir.header;
