@@ -56,13 +56,22 @@ class ShardWorker {
     writer.onStuck = () => this.unstick();
   }
 
-  /** Takes what producer threads posted on the shard's channel, if they said they did. */
-  private pollChannel(): boolean {
+  /**
+   * Takes what producer threads posted on the shard's channel: between batches only when
+   * Attachments says something was posted; with `force` (before sleeping, and when a collect
+   * waits for an offset) always, so that a message that became receivable only after its
+   * Attachments bump was seen is never left behind.
+   */
+  private pollChannel(force = false): boolean {
     const n = Atomics.load(ctl, RingSlot.Attachments);
-    if (n === this.attachmentsSeen) return false;
+    if (n === this.attachmentsSeen && !force) return false;
     this.attachmentsSeen = n;
-    for (let m = receiveMessageOnPort(channelPort); m !== undefined; m = receiveMessageOnPort(channelPort)) this.onChannel(m.message as ProducerChannelMessage);
-    return true;
+    let any = false;
+    for (let m = receiveMessageOnPort(channelPort); m !== undefined; m = receiveMessageOnPort(channelPort)) {
+      this.onChannel(m.message as ProducerChannelMessage);
+      any = true;
+    }
+    return any;
   }
 
   private onChannel(m: ProducerChannelMessage): void {
@@ -94,7 +103,7 @@ class ShardWorker {
    * (sequencer.ts); true when either may have brought the offset.
    */
   private unstick(): boolean {
-    let changed = this.pollChannel();
+    let changed = this.pollChannel(true);
     const dir = this.directory;
     if (dir !== null) {
       forEachPublishing(dir, init.shard, (producer, before, after) => {
@@ -320,7 +329,7 @@ class ShardWorker {
       const w = this.writer;
       const work =
         this.pollMessages() ||
-        this.pollChannel() ||
+        this.pollChannel(true) ||
         this.closeRequests.length > 0 ||
         (!this.failed &&
           ((!blocked && w.hasRingData()) ||
@@ -366,7 +375,7 @@ class ShardWorker {
     const until = Date.now() + 4 * BREAK_AFTER_MS;
     const pause = new Int32Array(new SharedArrayBuffer(4));
     while (anyInFlight(dir) && Date.now() < until) Atomics.wait(pause, 0, 0, 1);
-    this.pollChannel();
+    this.pollChannel(true);
     this.unstick();
   }
 

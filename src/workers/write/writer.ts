@@ -111,12 +111,15 @@ export class Writer {
 
   /** Whether collect() gathered anything to write. */
   hasPending(): boolean {
-    return this.batch.hasPending() || this.meta.hasQueued();
+    return this.hasBatchPending() || this.meta.hasQueued();
   }
 
   /** Whether the batch holds records (cursor records still queued not counted). */
   hasBatchPending(): boolean {
-    return this.batch.hasPending();
+    if (this.batch.hasPending()) return true;
+    // Ring bytes taken without a record to write (a Wrap, a TopicDef) are released by a submit too.
+    for (const s of this.sources) if (s.batchConsumed > 0) return true;
+    return false;
   }
 
   /**
