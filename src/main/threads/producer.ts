@@ -87,7 +87,13 @@ class ProducerShard implements AppenderShard, WatermarkShard {
     if (err) throw err;
   }
 
+  /**
+   * Why nothing more will be made durable: null while the shard is open, and while it is
+   * closing (its worker still writes and fsyncs what producers published: a sync() in flight
+   * then resolves, docs/DURABILITY.md).
+   */
   stopped(): Error | null {
+    if (Atomics.load(this.shardCtl, RingSlot.State) === ShardState.Closing) return null;
     return stateError(this.shardCtl, this.index);
   }
 

@@ -141,6 +141,7 @@ export class Batch {
   private collectRing(src: RingSource): { consumed: number; stop: Stop } {
     const { ctl, words, size, mask } = src.ring;
     const head = Atomics.load(ctl, RingSlot.Head) >>> 0;
+    src.seenHead = head;
     let tail = src.batchTail;
     let consumed = 0;
     let stop: Stop = Stop.None;

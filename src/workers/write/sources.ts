@@ -29,6 +29,8 @@ export class RingSource {
   readonly seals: PendingSeals;
   /** The whole SharedArrayBuffer as bytes (iovec offsets count from its start, as the main ring's do). */
   readonly whole: Uint8Array;
+  /** Head as the last collect of this ring read it (see hasNewData). */
+  seenHead = 0;
   /** The producer asked to detach: dropped once drained. */
   detaching = false;
 
@@ -48,6 +50,14 @@ export class RingSource {
   /** Whether the ring holds published records the batch has not taken. */
   hasData(): boolean {
     return (Atomics.load(this.ring.ctl, RingSlot.Head) >>> 0) !== this.batchTail;
+  }
+
+  /**
+   * Whether records were published since the last collect read Head: what can unblock a
+   * collect that stopped at a record waiting for an offset in another ring.
+   */
+  hasNewData(): boolean {
+    return (Atomics.load(this.ring.ctl, RingSlot.Head) >>> 0) !== this.seenHead;
   }
 
   /** The iovec source of this ring for the batch: the addon's own ring, or an ext buffer. */

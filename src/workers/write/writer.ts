@@ -86,6 +86,12 @@ export class Writer {
     return false;
   }
 
+  /** Whether a ring published records since the last collect read its Head. */
+  hasNewRingData(): boolean {
+    for (const s of this.sources) if (s.hasNewData()) return true;
+    return false;
+  }
+
   /** Whether a sync() waits for more than is durable, in any ring. */
   syncRequested(): boolean {
     for (const s of this.sources) if (s.syncRequested()) return true;
