@@ -25,7 +25,7 @@ import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/fo
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog } from './store/model.js';
 import { defaultCounts, statedIn, updateFloor } from './store/blocks.js';
-import { encodeMeta, type MetaRecord } from '../shared/format/meta.js';
+import { encodeMeta, encodeSnapshot } from '../shared/format/meta.js';
 import { fsyncDir } from '../shared/file-io.js';
 import { nextAllocationBoundary, segmentBytes, slotPosition } from '../shared/format/segment.js';
 import { type Segment } from './store/model.js';
@@ -176,13 +176,14 @@ export class Retention {
     // there, whose snapshot seals the next, forever (thousands of deletions a second).
     const metaLeft = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
     for (const t of touched) {
-      const rest = t.blocks.filter((b) => b.segment !== seg);
+      const rest = withoutSegment(t.blocks, seg);
       t.blocks = rest;
       if (t.id === META_TOPIC_ID) continue;
       // Shared records go in write order, so those in the oldest segment come first.
       let gone = 0;
       while (gone < t.small.length && t.small[gone]!.block.segment === seg) t.smallBytes -= t.small[gone++]!.fp;
-      if (gone > 0) t.small.splice(0, gone);
+      if (gone === t.small.length) t.small.length = 0;
+      else if (gone > 0) t.small.splice(0, gone);
       t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
       this.skipForward(t);
       restate.add(t);
@@ -241,8 +242,7 @@ export class Retention {
    */
   private writeSnapshot(seg: Segment, restate: Set<TopicLog>): void {
     const store = this.store;
-    let m: MetaRecord = { k: 'snapshot', s: seg.seq, t: entriesOf(restate) };
-    let payload = encodeMeta(m);
+    let payload = encodeSnapshot(restate, seg.seq);
     let stated: Iterable<TopicLog> = restate;
     // Every snapshot is followed by a record restating every named consumer (docs/FORMAT.md), so
     // the meta blocks a snapshot makes obsolete never hold the last word on one; the two
@@ -252,12 +252,11 @@ export class Retention {
     if (store.metaRecordRolls(recordFootprint(payload.length) + consumersBytes)) {
       const all: TopicLog[] = [];
       for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push(t);
-      m = { k: 'snapshot', t: entriesOf(all) };
-      payload = encodeMeta(m);
+      payload = encodeSnapshot(all);
       stated = all;
     }
     store.snapshotAt = store.meta.next;
-    const at = this.writer.appendMeta(m, payload);
+    const at = this.writer.appendMeta(payload);
     for (const t of stated) {
       t.cursorWritten = t.cursor;
       t.nameSeq = t.startSeq = t.cursorSeq = at;
@@ -266,10 +265,14 @@ export class Retention {
   }
 }
 
-function entriesOf(topics: Iterable<TopicLog>): [number, string, number, number][] {
-  const out: [number, string, number, number][] = [];
-  for (const t of topics) out.push([t.id, t.name, t.start, t.cursor]);
-  return out;
+/**
+ * `blocks` without those of `seg`: the same array when it has none (most topics a deletion
+ * touches hold only shared records), so that a deletion restating 50,000 topics does not
+ * replace 50,000 empty arrays.
+ */
+function withoutSegment(blocks: Block[], seg: Segment): Block[] {
+  for (let k = 0; k < blocks.length; k++) if (blocks[k]!.segment === seg) return blocks.filter((b) => b.segment !== seg);
+  return blocks;
 }
 
 /**
