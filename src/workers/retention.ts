@@ -55,9 +55,10 @@ export class Retention {
     if (!this.dirty && !(this.nextAgeDeadline() <= now)) return false;
     const seg = this.store.segments[0];
     let touched = seg ? this.deletableTopics(seg, this.overBound(seg, now)) : null;
-    if (seg && !touched && this.retirable(seg)) {
-      this.store.retireCurrent();
-      touched = this.deletableTopics(seg, false);
+    if (seg && !touched) {
+      // Retiring the current segment changes no chain: the topics it touches stay the same.
+      touched = this.retirable(seg);
+      if (touched) this.store.retireCurrent();
     }
     if (!seg || !touched) {
       this.dirty = false;
@@ -76,8 +77,8 @@ export class Retention {
   }
 
   /**
-   * Whether `seg`, the current segment and the oldest, should make way for the next one so
-   * that it can be deleted: every block in it is consumed, and the slots it uses, less those
+   * The topics the deletion of `seg` touches (deletableTopics) if `seg`, the current segment
+   * and the oldest, should make way for the next one so that it can be deleted, else null: every block in it is consumed, and the slots it uses, less those
    * the snapshot of its deletion may take in the next segment (every topic of the shard
    * restated, at most), are at least an eighth of its slots and at least RETIRE_MIN_SLOTS.
    * Without this, a log whose topics all fit in one segment (100,000 small topics in the
@@ -89,8 +90,8 @@ export class Retention {
    * from churning: a retired segment's successor holds the snapshot and is not retired again
    * until new records fill an eighth of it besides.
    */
-  private retirable(seg: Segment): boolean {
-    if (seg !== this.store.current) return false;
+  private retirable(seg: Segment): Set<TopicLog> | null {
+    if (seg !== this.store.current) return null;
     const snapshotSlots = Math.ceil((BLOCK_HEADER_BYTES + recordFootprint(this.store.restateBytes)) / seg.blockBytes);
     // What a retirement gives back is the larger of the slots used and the file's allocation
     // (which runs ahead of the slots in growing steps: 100,000 small topics used 8 of 64
@@ -102,8 +103,8 @@ export class Retention {
     const successor = nextAllocationBoundary(slotPosition(snapshotSlots, seg.blockBytes), full);
     const allocationFrees = this.store.memory ? 0 : Math.floor((seg.allocated - successor) / seg.blockBytes);
     const frees = Math.max(seg.nextSlot - snapshotSlots, allocationFrees);
-    if (frees < RETIRE_MIN_SLOTS || frees * 8 < seg.slots) return false;
-    return this.deletableTopics(seg, false, true) !== null;
+    if (frees < RETIRE_MIN_SLOTS || frees * 8 < seg.slots) return null;
+    return this.deletableTopics(seg, false, true);
   }
 
   private overBound(seg: Segment, now: number): boolean {
@@ -163,18 +164,14 @@ export class Retention {
     const shared = store.shared;
     if (shared.cur !== null && shared.cur.segment === seg) shared.cur = null;
     shared.blocks = shared.blocks.filter((b) => b.segment !== seg);
-    // One snapshot record restates every topic the deletion moves forward, and, when the
-    // segment holds meta blocks, every topic whose last statement of name, start or cursor
-    // is in one of them: after the deletion, recovery finds every topic's state in the meta
-    // blocks still present, and the segment's meta blocks are obsolete (snapshot `s`).
-    const restate = new Set<TopicLog>();
     // No snapshot when it would restate nothing and the segment's meta blocks all end at or
     // before the latest snapshot record (which then lies in a later segment: the meta chain
     // that remains still holds a snapshot, as recovery requires once its first blocks are
     // gone). Writing one anyway made an idle log churn: a record that needs a new meta block
     // in a new segment seals the previous one, whose deletion restates every topic stated
     // there, whose snapshot seals the next, forever (thousands of deletions a second).
-    const metaLeft = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
+    const metaTouched = touched.has(meta);
+    const metaLeft = metaTouched && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
     for (const t of touched) {
       const rest = withoutSegment(t.blocks, seg);
       t.blocks = rest;
@@ -186,9 +183,15 @@ export class Retention {
       else if (gone > 0) t.small.splice(0, gone);
       t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
       this.skipForward(t);
-      restate.add(t);
     }
-    if (touched.has(meta)) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
+    // One snapshot record restates every topic the deletion moves forward, and, when the
+    // segment holds meta blocks, every topic whose last statement of name, start or cursor
+    // is in one of them: after the deletion, recovery finds every topic's state in the meta
+    // blocks still present, and the segment's meta blocks are obsolete (snapshot `s`).
+    // `touched` becomes that set (a set of up to every topic of the shard made once, not twice).
+    const restate = touched;
+    restate.delete(meta);
+    if (metaTouched) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
     if (restate.size > 0 || metaLeft) this.writeSnapshot(seg, restate);
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;
