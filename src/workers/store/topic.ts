@@ -6,9 +6,10 @@
  * Why columns: V8 keeps a number in an object field unboxed only while every value the field
  * has held (in any object of the same shape) was a small integer; otherwise each object gets
  * a 16-byte heap box per field. Offsets decoded from frames are not always small integers to
- * V8, so after a log was read most of these fields were boxed: 100,000 topics with one entry
- * each on 2 shards, once consumed, kept 600,000 boxes per worker, and each worker's live heap
- * was 33.5 MiB. In rows it is 20.2 MiB (the rows, 104 bytes a topic, are outside the heap).
+ * V8, so after a log was read most of these fields were boxed: with 100,000 topics of one
+ * entry each on 2 shards, once consumed, each worker's heap held about 600,000 heap numbers
+ * and 33.5 MiB of live data. In rows it is 20.2 MiB (the rows, 104 bytes a topic, are outside
+ * the heap).
  */
 import type { Block, Position, SmallRecord, TopicLog } from './model.js';
 
