@@ -28,7 +28,7 @@ import {
 } from '../dist/shared/format/layout.js';
 import { decodeBlockHeader } from '../dist/shared/format/block.js';
 import { decodeSegmentHeader } from '../dist/shared/format/segment.js';
-import { decodeMeta, encodeMeta } from '../dist/shared/format/meta.js';
+import { decodeMeta, encodeMeta, encodeSnapshot } from '../dist/shared/format/meta.js';
 import { harvestMarks } from '../dist/workers/recovery/marks.js';
 import { sanitizeKey } from '../dist/main/namespace.js';
 import { ramTempDir, tempDir } from './helpers.js';
@@ -298,6 +298,26 @@ describe('names round-trip byte for byte', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('snapshot records written straight from the topics are the bytes encodeMeta writes', () => {
+    // Retention encodes snapshots with encodeSnapshot (no intermediate arrays); the format is
+    // encodeMeta's, byte for byte, at every msgpack size boundary of counts, ids, offsets and
+    // names (fixint/uint8/16/32 and float64 numbers, bin8/16 names, fixarray/array16/array32).
+    const edge = fc.constantFrom(0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 3, Number.MAX_SAFE_INTEGER);
+    const offset = fc.oneof(edge, fc.nat(), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }));
+    const topic = fc.record({ id: fc.oneof(edge.filter((x) => x > 0), fc.integer({ min: 1, max: 2 ** 32 - 1 })), name: fc.oneof(topicName, fc.string({ minLength: 256, maxLength: 300 })), start: offset, cursor: offset });
+    const check = (topics: { id: number; name: string; start: number; cursor: number }[], s?: number): void => {
+      const t = topics.map((x): [number, string, number, number] => [x.id, x.name, x.start, x.cursor]);
+      const expected = encodeMeta(s === undefined ? { k: 'snapshot', t } : { k: 'snapshot', t, s });
+      expect(Buffer.from(encodeSnapshot(topics, s)).equals(Buffer.from(expected))).toBe(true);
+    };
+    fc.assert(
+      fc.property(fc.array(topic, { maxLength: 40 }), fc.option(fc.oneof(edge.filter((x) => x > 0), fc.nat()), { nil: undefined }), (topics, s) => check(topics, s)),
+      { numRuns: 300 },
+    );
+    // Array headers past 15 and 65,535 entries.
+    for (const n of [15, 16, 65_535, 65_536]) check(Array.from({ length: n }, (_, k) => ({ id: k + 1, name: `t${k}`, start: k, cursor: k })), n);
   });
 
   it('every meta record kind that carries names keeps a leading U+FEFF without msgpackr\'s native string extractor', () => {

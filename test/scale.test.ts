@@ -12,18 +12,30 @@
  * On /dev/shm without fsync: durability is not the point here, and a RAM disk keeps the
  * test to seconds.
  *
- * Opt-in (`npm run test:scale`, WALRUS_TEST_SCALE=1: fd and mmap) until the memory bound holds
- * with a margin on the Node versions walrus-ts supports. Measured 2026-12-03, 2 shards, fd,
- * the worst step of an instance (consuming every topic, then the deletions): +240 MiB on
- * Node 20, but +298 to +343 MiB on Node 22 and +308 to +342 MiB on Node 26 against 320: it
- * passed and failed run to run there, so in `npm test` it would fail CI at random. The
- * growth is outside the JavaScript heaps (each shard worker's V8 heap was about 43 MiB at
- * close after consuming, the main thread's about 25): allocator arenas or V8's page pool;
- * issue 11 stays open on it. Disk (62 MiB,
- * 14 MiB once consumed) and descriptors (+13 to +17) are well inside their bounds on all
- * three. Two changes brought it this far: retention retires a consumed current segment by
- * the slots it frees, meta records included, and the shard workers' young generation is
- * capped at 8 MiB.
+ * Opt-in (`npm run test:scale`, WALRUS_TEST_SCALE=1: fd and mmap). Measured 2026-12-03, 2
+ * shards, the worst step of an instance (consuming every topic, then the deletions), against
+ * 320: Node 22 +285 to +296 MiB in the whole test (2 runs, fd and mmap), and +248 to +311 over
+ * 6 runs of the consume phase alone (fixtures/scale-child.mjs from a copy of the appended log);
+ * Node 26 +294 to +296 (1 run), +287 to +295 over 5 runs of the consume phase; Node 20 +218 to
+ * +268 (5). Before the changes below, same consume phase: Node 22 +335 to +356 (3), Node 26
+ * +315 to +324 (3), Node 20 +217 to +277 (8). Node 24 is over the bound, +320 to +341 (5; +324
+ * to +336 before): its main thread's young generation grows to about 100 MiB while the reads
+ * are in flight (about 30 on Node 22), which the worker-side changes do not touch. The test
+ * takes about 20 s for both backends, so time is not what keeps it out of `npm test`: the
+ * margin on Node 22 (9 MiB at the worst run seen, about 25 in most) and Node 24 do.
+ * Where the growth is (Node 22, after consuming): the main thread's V8 heap (it peaks near 100
+ * MiB while 64 reads are in flight, and freed pages stay pooled), each shard worker's V8 heap
+ * (about 50 MiB, 20 of them live), and the worker threads' malloc arenas (about 20 MiB each
+ * once recovery is done, a few more after consuming; glibc keeps what was freed). A worker
+ * never returns to its event loop, so V8 never shrinks its heap when idle: what keeps it small
+ * is garbage that is never promoted. Disk (62 MiB, 14 MiB once consumed) and descriptors (+13
+ * to +17) are well inside their bounds on every version measured. What brought it this far: retention
+ * retires a consumed current segment by the slots it frees, meta records included; the shard
+ * workers' young generation is capped at 8 MiB; a topic's numbers live in a Float64Array row,
+ * not in fields V8 boxes (workers/store/topic.ts: each worker's live heap after consuming fell
+ * from 33.5 to 20.2 MiB); and a deletion encodes its snapshot of every topic straight from the
+ * topics (meta.ts encodeSnapshot) and builds its set of touched topics once (about 45 MB of
+ * arrays and sets per worker before, 12 to 15 MB of it alive long enough to be promoted).
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';

@@ -25,7 +25,7 @@ import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/fo
 import { native } from '../shared/native.js';
 import { type Block, type TopicLog } from './store/model.js';
 import { defaultCounts, statedIn, updateFloor } from './store/blocks.js';
-import { encodeMeta, type MetaRecord } from '../shared/format/meta.js';
+import { encodeMeta, encodeSnapshot } from '../shared/format/meta.js';
 import { fsyncDir } from '../shared/file-io.js';
 import { nextAllocationBoundary, segmentBytes, slotPosition } from '../shared/format/segment.js';
 import { type Segment } from './store/model.js';
@@ -55,9 +55,10 @@ export class Retention {
     if (!this.dirty && !(this.nextAgeDeadline() <= now)) return false;
     const seg = this.store.segments[0];
     let touched = seg ? this.deletableTopics(seg, this.overBound(seg, now)) : null;
-    if (seg && !touched && this.retirable(seg)) {
-      this.store.retireCurrent();
-      touched = this.deletableTopics(seg, false);
+    if (seg && !touched) {
+      // Retiring the current segment changes no chain: the topics it touches stay the same.
+      touched = this.retirable(seg);
+      if (touched) this.store.retireCurrent();
     }
     if (!seg || !touched) {
       this.dirty = false;
@@ -76,8 +77,8 @@ export class Retention {
   }
 
   /**
-   * Whether `seg`, the current segment and the oldest, should make way for the next one so
-   * that it can be deleted: every block in it is consumed, and the slots it uses, less those
+   * The topics the deletion of `seg` touches (deletableTopics) if `seg`, the current segment
+   * and the oldest, should make way for the next one so that it can be deleted, else null: every block in it is consumed, and the slots it uses, less those
    * the snapshot of its deletion may take in the next segment (every topic of the shard
    * restated, at most), are at least an eighth of its slots and at least RETIRE_MIN_SLOTS.
    * Without this, a log whose topics all fit in one segment (100,000 small topics in the
@@ -89,8 +90,8 @@ export class Retention {
    * from churning: a retired segment's successor holds the snapshot and is not retired again
    * until new records fill an eighth of it besides.
    */
-  private retirable(seg: Segment): boolean {
-    if (seg !== this.store.current) return false;
+  private retirable(seg: Segment): Set<TopicLog> | null {
+    if (seg !== this.store.current) return null;
     const snapshotSlots = Math.ceil((BLOCK_HEADER_BYTES + recordFootprint(this.store.restateBytes)) / seg.blockBytes);
     // What a retirement gives back is the larger of the slots used and the file's allocation
     // (which runs ahead of the slots in growing steps: 100,000 small topics used 8 of 64
@@ -102,8 +103,8 @@ export class Retention {
     const successor = nextAllocationBoundary(slotPosition(snapshotSlots, seg.blockBytes), full);
     const allocationFrees = this.store.memory ? 0 : Math.floor((seg.allocated - successor) / seg.blockBytes);
     const frees = Math.max(seg.nextSlot - snapshotSlots, allocationFrees);
-    if (frees < RETIRE_MIN_SLOTS || frees * 8 < seg.slots) return false;
-    return this.deletableTopics(seg, false, true) !== null;
+    if (frees < RETIRE_MIN_SLOTS || frees * 8 < seg.slots) return null;
+    return this.deletableTopics(seg, false, true);
   }
 
   private overBound(seg: Segment, now: number): boolean {
@@ -163,31 +164,34 @@ export class Retention {
     const shared = store.shared;
     if (shared.cur !== null && shared.cur.segment === seg) shared.cur = null;
     shared.blocks = shared.blocks.filter((b) => b.segment !== seg);
-    // One snapshot record restates every topic the deletion moves forward, and, when the
-    // segment holds meta blocks, every topic whose last statement of name, start or cursor
-    // is in one of them: after the deletion, recovery finds every topic's state in the meta
-    // blocks still present, and the segment's meta blocks are obsolete (snapshot `s`).
-    const restate = new Set<TopicLog>();
     // No snapshot when it would restate nothing and the segment's meta blocks all end at or
     // before the latest snapshot record (which then lies in a later segment: the meta chain
     // that remains still holds a snapshot, as recovery requires once its first blocks are
     // gone). Writing one anyway made an idle log churn: a record that needs a new meta block
     // in a new segment seals the previous one, whose deletion restates every topic stated
     // there, whose snapshot seals the next, forever (thousands of deletions a second).
-    const metaLeft = touched.has(meta) && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
+    const metaTouched = touched.has(meta);
+    const metaLeft = metaTouched && meta.blocks.some((b) => b.segment === seg && b.next > store.snapshotAt);
     for (const t of touched) {
-      const rest = t.blocks.filter((b) => b.segment !== seg);
+      const rest = withoutSegment(t.blocks, seg);
       t.blocks = rest;
       if (t.id === META_TOPIC_ID) continue;
       // Shared records go in write order, so those in the oldest segment come first.
       let gone = 0;
       while (gone < t.small.length && t.small[gone]!.block.segment === seg) t.smallBytes -= t.small[gone++]!.fp;
-      if (gone > 0) t.small.splice(0, gone);
+      if (gone === t.small.length) t.small.length = 0;
+      else if (gone > 0) t.small.splice(0, gone);
       t.start = t.small.length > 0 ? t.small[0]!.offset : rest.length > 0 ? rest[0]!.first : t.complete;
       this.skipForward(t);
-      restate.add(t);
     }
-    if (touched.has(meta)) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
+    // One snapshot record restates every topic the deletion moves forward, and, when the
+    // segment holds meta blocks, every topic whose last statement of name, start or cursor
+    // is in one of them: after the deletion, recovery finds every topic's state in the meta
+    // blocks still present, and the segment's meta blocks are obsolete (snapshot `s`).
+    // `touched` becomes that set (a set of up to every topic of the shard made once, not twice).
+    const restate = touched;
+    restate.delete(meta);
+    if (metaTouched) for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID && statedIn(t, seg.seq)) restate.add(t);
     if (restate.size > 0 || metaLeft) this.writeSnapshot(seg, restate);
     this.writer.submit(true);
     meta.start = meta.blocks[0]?.first ?? meta.next;
@@ -241,8 +245,7 @@ export class Retention {
    */
   private writeSnapshot(seg: Segment, restate: Set<TopicLog>): void {
     const store = this.store;
-    let m: MetaRecord = { k: 'snapshot', s: seg.seq, t: entriesOf(restate) };
-    let payload = encodeMeta(m);
+    let payload = encodeSnapshot(restate, seg.seq);
     let stated: Iterable<TopicLog> = restate;
     // Every snapshot is followed by a record restating every named consumer (docs/FORMAT.md), so
     // the meta blocks a snapshot makes obsolete never hold the last word on one; the two
@@ -252,12 +255,11 @@ export class Retention {
     if (store.metaRecordRolls(recordFootprint(payload.length) + consumersBytes)) {
       const all: TopicLog[] = [];
       for (const t of store.topics.values()) if (t.id !== META_TOPIC_ID) all.push(t);
-      m = { k: 'snapshot', t: entriesOf(all) };
-      payload = encodeMeta(m);
+      payload = encodeSnapshot(all);
       stated = all;
     }
     store.snapshotAt = store.meta.next;
-    const at = this.writer.appendMeta(m, payload);
+    const at = this.writer.appendMeta(payload);
     for (const t of stated) {
       t.cursorWritten = t.cursor;
       t.nameSeq = t.startSeq = t.cursorSeq = at;
@@ -266,10 +268,14 @@ export class Retention {
   }
 }
 
-function entriesOf(topics: Iterable<TopicLog>): [number, string, number, number][] {
-  const out: [number, string, number, number][] = [];
-  for (const t of topics) out.push([t.id, t.name, t.start, t.cursor]);
-  return out;
+/**
+ * `blocks` without those of `seg`: the same array when it has none (most topics a deletion
+ * touches hold only shared records), so that a deletion restating 50,000 topics does not
+ * replace 50,000 empty arrays.
+ */
+function withoutSegment(blocks: Block[], seg: Segment): Block[] {
+  for (let k = 0; k < blocks.length; k++) if (blocks[k]!.segment === seg) return blocks.filter((b) => b.segment !== seg);
+  return blocks;
 }
 
 /**

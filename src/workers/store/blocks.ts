@@ -8,32 +8,6 @@ import type { Block, Cursor, SmallRecord, TopicLog } from './model.js';
 /** The sparse in-block index keeps the position of every INDEX_EVERY-th record. */
 export const INDEX_EVERY = 32;
 
-export function newTopic(id: number, name: string): TopicLog {
-  return {
-    id,
-    name,
-    blocks: [],
-    cur: null,
-    next: 0,
-    complete: 0,
-    durable: 0,
-    marked: 0,
-    start: 0,
-    cursor: 0,
-    cursorWritten: 0,
-    delivered: 0,
-    readHint: null,
-    small: [],
-    smallBytes: 0,
-    sharedBatch: false,
-    nameSeq: 0,
-    startSeq: 0,
-    cursorSeq: 0,
-    positions: null,
-    floor: 0,
-  };
-}
-
 /** Appends a shared record to `t.small` (a first one in an array of one: most topics of a log with very many hold one). */
 export function addSmall(t: TopicLog, r: SmallRecord): void {
   if (t.small.length === 0) t.small = [r];

@@ -1,7 +1,7 @@
 /**
  * The shard worker's model of its log: segments, the blocks carved from them, topics and
  * their chains of blocks. Types only; recovery builds them, the writer appends to them, the
- * reader and retention walk them (store.ts holds one shard's).
+ * reader and retention walk them (store.ts holds one shard's; topic.ts makes its topics).
  */
 import type { BackgroundSync, IoContext } from '../../shared/native.js';
 
@@ -98,6 +98,11 @@ export interface Run {
   block: Block;
 }
 
+/**
+ * A topic of the shard. Its numeric fields live in a Float64Array row shared by the shard's
+ * topics (store/topic.ts makes them), not in the object: plain fields would cost a heap box
+ * each once they hold a number V8 does not keep unboxed.
+ */
 export interface TopicLog {
   id: number;
   name: string;

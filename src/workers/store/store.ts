@@ -7,7 +7,7 @@ import { ioError } from '../../shared/errors.js';
 import { type IoContext, native } from '../../shared/native.js';
 import { type Block, type NamedConsumer, type TopicLog } from './model.js';
 import { encodeBlockHeader } from '../../shared/format/block.js';
-import { newTopic } from './blocks.js';
+import { TopicColumns, newTopic } from './topic.js';
 import { MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
 import { type Segment } from './model.js';
 import { allocate, createSegment } from './segments.js';
@@ -26,12 +26,14 @@ const SNAPSHOT_ENTRY_OVERHEAD = 29;
 export class ShardStore {
   readonly segments: Segment[] = [];
   readonly topics = new Map<number, TopicLog>();
+  /** The numbers of every topic of the shard (topic.ts): made before the first topic. */
+  private readonly columns = new TopicColumns();
   /**
    * The chain of shared blocks: records of many small topics, in write order. Its `next`
    * counts the records of the chain (block headers carry that count as `first`); it is not
    * in `topics`.
    */
-  readonly shared: TopicLog = newTopic(SHARED_TOPIC_ID, '');
+  readonly shared: TopicLog = newTopic(SHARED_TOPIC_ID, '', this.columns);
   /**
    * Bytes of records a topic keeps in shared blocks before it gets blocks of its own: a
    * sixteenth of a slot (1 KiB to 64 KiB), so a topic that outgrows sharing wastes at most
@@ -74,7 +76,7 @@ export class ShardStore {
     /** Segments are anonymous memory files with no directory entry (the 'memory' backend). */
     readonly memory = false,
   ) {
-    this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, ''));
+    this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, '', this.columns));
     this.files = new SegmentFiles(memory ? Number.POSITIVE_INFINITY : MAX_OPEN_SEGMENTS);
     this.sharedLimit = Math.min(MAX_SHARED_LIMIT, Math.max(MIN_SHARED_LIMIT, Math.floor(blockBytes / 16)));
   }
@@ -148,7 +150,7 @@ export class ShardStore {
   addTopic(id: number, name: string): TopicLog {
     let t = this.topics.get(id);
     if (!t) {
-      t = newTopic(id, name);
+      t = newTopic(id, name, this.columns);
       this.topics.set(id, t);
       this.restateBytes += Buffer.byteLength(name, 'utf8') + SNAPSHOT_ENTRY_OVERHEAD;
     }

@@ -69,10 +69,11 @@ export class MetaRecords implements CollectMeta {
   }
 
   /**
-   * Queues a meta record (`payload`: its encoding, when the caller made it already); returns
+   * Queues a meta record, or its encoding when the caller made it already; returns
    * the sequence number of the segment it goes into.
    */
-  appendMeta(m: MetaRecord, payload: Uint8Array = encodeMeta(m)): number {
+  appendMeta(m: MetaRecord | Uint8Array): number {
+    const payload = m instanceof Uint8Array ? m : encodeMeta(m);
     const meta = this.store.meta;
     const batch = this.batch;
     const header = new Uint8Array(RECORD_HEADER_BYTES);

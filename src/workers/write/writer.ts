@@ -247,11 +247,11 @@ export class Writer {
   }
 
   /**
-   * Queues a meta record (`payload`: its encoding, when the caller made it already); returns
+   * Queues a meta record, or its encoding when the caller made it already; returns
    * the sequence number of the segment it goes into.
    */
-  appendMeta(m: MetaRecord, payload?: Uint8Array): number {
-    return this.meta.appendMeta(m, payload);
+  appendMeta(m: MetaRecord | Uint8Array): number {
+    return this.meta.appendMeta(m);
   }
 
   /**
