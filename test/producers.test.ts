@@ -63,6 +63,8 @@ function startThread(data: Record<string, unknown>, env: Record<string, string> 
       }
     });
     worker.on('error', reject);
+    // A thread that ends without its report fails the test at once (not at its timeout).
+    worker.on('exit', (code) => reject(new Error(`producer thread ${String(data.id)} exited with code ${code} before it reported`)));
   });
   done.catch(() => {});
   const exited = new Promise<number>((resolve) => worker.on('exit', resolve));
