@@ -64,8 +64,8 @@ export interface ConsumerRef {
 export type ToWorker =
   /**
    * The payloads of the External ring record at logical ring position `pos`: `lengths[i]`
-   * bytes each, back to back in `payload`. `ring`: the producer thread whose ring holds the
-   * record (its ledger index; absent: the main ring). Producer threads post it on the shard's
+   * bytes each, back to back in `payload`. `ring`: the id of the producer thread's ring that
+   * holds the record (ProducerChannelMessage 'attach'; absent: the main ring). Producer threads post it on the shard's
    * channel (ProducerChannelMessage), the opening thread on the worker's port.
    */
   | { type: 'external'; pos: number; payload: Uint8Array; lengths: Float64Array; ring?: number }
@@ -128,10 +128,13 @@ export type FromWorker =
  * the channel's messages with receiveMessageOnPort when Attachments changed.
  */
 export type ProducerChannelMessage =
-  /** Producer `producer` (its ledger index) appends through `ring` from now on. */
-  | { type: 'attach'; producer: number; ring: SharedArrayBuffer; directory: SharedArrayBuffer }
-  /** Producer `producer` closed: drop its ring once drained. */
-  | { type: 'detach'; producer: number }
+  /**
+   * Ring `ringId` (unique in the log) of producer `producer` (its ledger index, reused after
+   * a producer closes) takes that producer's appends to the shard from now on.
+   */
+  | { type: 'attach'; producer: number; ringId: number; ring: SharedArrayBuffer; directory: SharedArrayBuffer }
+  /** Ring `ringId`'s producer closed: drop it once drained. */
+  | { type: 'detach'; ringId: number }
   | Extract<ToWorker, { type: 'external' }>;
 
 export const READ_ENTRY_FIELDS = 4;

@@ -86,11 +86,11 @@ class ShardWorker {
           this.directory = new TopicDirectory(m.directory);
           this.writer.useDirectory(this.directory);
         }
-        if (this.writer.source(m.producer) === undefined) this.writer.attach(m.producer, m.ring);
-        debug(`producer ${m.producer} attached a ${m.ring.byteLength}-byte ring`);
+        this.writer.attach(m.producer, m.ringId, m.ring);
+        debug(`producer ${m.producer} attached ring ${m.ringId} (${m.ring.byteLength} bytes)`);
         return;
       case 'detach': {
-        const src = this.writer.source(m.producer);
+        const src = this.writer.source(m.ringId);
         if (src) src.detaching = true;
         return;
       }
@@ -112,7 +112,7 @@ class ShardWorker {
     const dir = this.directory;
     if (dir !== null) {
       forEachPublishing(dir, init.shard, (producer, before, after) => {
-        const src = this.writer.source(producer === 0 ? undefined : producer);
+        const src = this.writer.ringOf(producer);
         if (src && Atomics.compareExchange(src.ring.ctl, RingSlot.Head, before | 0, after | 0) === (before | 0)) {
           debug(`published producer ${producer}'s records left by a holder that stopped`);
           changed = true;

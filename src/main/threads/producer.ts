@@ -48,21 +48,25 @@ class ProducerShard implements AppenderShard, WatermarkShard {
   readonly appender: Appender;
   readonly watermarks: Watermarks;
   private readonly shardCtl: Int32Array;
+  /** This ring's id in the log (its channel messages name it). */
+  private readonly ringId: number;
 
   constructor(
     readonly index: number,
     private readonly handle: ProducerHandle,
-    private readonly producer: number,
+    producer: number,
     ringBytes: number,
     sequencer: Sequencer,
+    directory: TopicDirectory,
     private readonly keepAlive: { hold(): void; release(): void },
   ) {
     const ring = createRing(ringBytes);
-    this.appender = new Appender(ring, handle.backpressureMs, this, handle.rings[index], producer);
+    this.ringId = Atomics.add(directory.header, DirWord.RingSerial, 1) + 1;
+    this.appender = new Appender(ring, handle.backpressureMs, this, handle.rings[index], this.ringId);
     this.appender.share(sequencer);
     this.watermarks = new Watermarks(this.appender, this);
     this.shardCtl = this.appender.producer.shardCtl;
-    postToShard(handle, index, { type: 'attach', producer, ring, directory: handle.directory });
+    postToShard(handle, index, { type: 'attach', producer, ringId: this.ringId, ring, directory: handle.directory });
   }
 
   failureNow(): Error {
@@ -122,7 +126,7 @@ class ProducerShard implements AppenderShard, WatermarkShard {
   }
 
   detach(): void {
-    postToShard(this.handle, this.index, { type: 'detach', producer: this.producer });
+    postToShard(this.handle, this.index, { type: 'detach', ringId: this.ringId });
   }
 }
 
@@ -194,7 +198,7 @@ export class Producer {
     if (s === undefined) {
       const err = stateError(ringViews(this.handle.rings[k]!).ctl, k);
       if (err) throw err;
-      s = this.shards[k] = new ProducerShard(k, this.handle, this.ledger, this.ringBytes, this.sequencer, this.keepAlive);
+      s = this.shards[k] = new ProducerShard(k, this.handle, this.ledger, this.ringBytes, this.sequencer, this.dir, this.keepAlive);
     }
     return s;
   }

@@ -179,6 +179,11 @@ export const DirWord = {
   AppendGen: 8,
   /** Non-zero while the opening thread has subscribers waiting for entries. */
   Watching: 9,
+  /**
+   * Rings made by producers so far: each ring's id (a ledger slot is reused once its
+   * producer closed, so a ring is named by this id, never by its producer's slot).
+   */
+  RingSerial: 10,
 } as const;
 export const DIR_HEADER_BYTES = 64;
 /** Entry words: name's arena offset, name length, shard, topic id, lock word. */

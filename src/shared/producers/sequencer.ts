@@ -176,9 +176,16 @@ export class Sequencer {
       if (Atomics.compareExchange(L, stateAt, state, (epoch << 2) | LedgerPhase.Fenced) !== state) return false;
     } else if (state === ((epoch << 2) | LedgerPhase.Publishing)) {
       // Complete in the holder's ring: the counter moves past it here, its worker publishes it.
+      // The fields are read between two reads of the state: a holder that moved on meanwhile
+      // writes the next publication's fields (its state changes first), and those must not
+      // be taken for this one's.
       const first = this.dir.ledgerFloats[(base + LedgerWord.First) >>> 1]!;
-      advanceCounter(this.dir, L[base + LedgerWord.Entry]!, first, L[base + LedgerWord.Count]!);
-      this.wakeShard(L[base + LedgerWord.Shard]!);
+      const entry = L[base + LedgerWord.Entry]!;
+      const count = L[base + LedgerWord.Count]!;
+      const shard = L[base + LedgerWord.Shard]!;
+      if (Atomics.load(L, stateAt) !== state) return false;
+      advanceCounter(this.dir, entry, first, count);
+      this.wakeShard(shard);
     }
     // Otherwise the holder finished (Idle, or already on a later epoch) without unlocking.
     return Atomics.compareExchange(this.entries, lockAt, held, mine | LOCK_CONTENDED) === held;
@@ -202,7 +209,11 @@ export function forEachPublishing(dir: TopicDirectory, shard: number, help: (pro
     if (Atomics.load(L, base + LedgerWord.Taken) === 0 && k !== 0) continue;
     const state = Atomics.load(L, base + LedgerWord.State);
     if ((state & 3) !== LedgerPhase.Publishing || L[base + LedgerWord.Shard] !== shard) continue;
-    help(k, L[base + LedgerWord.HeadBefore]! >>> 0, L[base + LedgerWord.HeadAfter]! >>> 0);
+    const before = L[base + LedgerWord.HeadBefore]! >>> 0;
+    const after = L[base + LedgerWord.HeadAfter]! >>> 0;
+    // Still that publication (see breakLock): else these may be the next one's, not yet sequenced.
+    if (Atomics.load(L, base + LedgerWord.State) !== state) continue;
+    help(k, before, after);
   }
 }
 

@@ -38,6 +38,8 @@ export class RingSource {
     readonly ring: RingViews,
     /** The producer's ledger index in the directory; -1 for the main ring. */
     readonly producer: number,
+    /** The ring's id (unique in the log; 0 for the main ring). */
+    readonly ringId = 0,
   ) {
     this.seals = new PendingSeals(ring.data, ring.words, ring.size / RECORD_HEADER_BYTES + 1);
     this.whole = new Uint8Array(ring.sab);

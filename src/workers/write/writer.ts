@@ -59,17 +59,28 @@ export class Writer {
     this.batch.directory = dir;
   }
 
-  /** Drains producer `producer`'s ring from now on. */
-  attach(producer: number, sab: SharedArrayBuffer): RingSource {
-    const src = new RingSource(ringViews(sab), producer);
-    this.sources.push(src);
+  /** Drains ring `ringId` of producer `producer` from now on (once: a repeated attachment changes nothing). */
+  attach(producer: number, ringId: number, sab: SharedArrayBuffer): RingSource {
+    let src = this.source(ringId);
+    if (src === undefined) {
+      src = new RingSource(ringViews(sab), producer, ringId);
+      this.sources.push(src);
+    }
     return src;
   }
 
-  /** The ring of producer `producer` (null: the main ring's External payloads), or undefined. */
-  source(producer: number | undefined): RingSource | undefined {
-    if (producer === undefined) return this.main;
-    return this.sources.find((s) => s.producer === producer);
+  /** Ring `ringId` (undefined: the main ring), or undefined when it is not attached. */
+  source(ringId: number | undefined): RingSource | undefined {
+    if (ringId === undefined) return this.main;
+    return this.sources.find((s) => s.ringId === ringId);
+  }
+
+  /** The ring producer `producer` (a ledger index; 0: this log's opening thread) appends through now. */
+  ringOf(producer: number): RingSource | undefined {
+    if (producer === 0) return this.main;
+    // A slot reused after its producer closed: the newest ring is the live one.
+    for (let k = this.sources.length - 1; k > 0; k--) if (this.sources[k]!.producer === producer && !this.sources[k]!.detaching) return this.sources[k];
+    return undefined;
   }
 
   /** Drops the rings of detached producers once the batch has taken all they published. */
