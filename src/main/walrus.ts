@@ -118,6 +118,7 @@ export class Walrus {
               backend: mmap ? 'mmap' : 'fd',
               walrusIoPath: io,
               cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
+              readAhead: opts.readAhead,
               debug: opts.debug,
             },
             opts.backpressureMs,
@@ -669,10 +670,7 @@ export class Walrus {
       recoveredTornBytes: this.recovered.tornBytes,
       recoveredClean: this.recovered.clean,
       io: this.recovered.io === 'portable' ? 'portable' : this.opts.backend === 'mmap' ? 'mmap' : IO_NAMES[this.recovered.uring],
-      shards: this.shards.map((s) => {
-        const { fsyncs, writeSubmits, bytesWritten, recordsWritten } = s.stats();
-        return { fsyncs, writeSubmits, bytesWritten, recordsWritten };
-      }),
+      shards: this.shards.map((s) => s.stats()),
     };
   }
 

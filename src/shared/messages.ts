@@ -42,6 +42,13 @@ export interface ShardInit {
   failPort: MessagePort;
   /** CPU to pin the worker to, or -1. */
   cpu: number;
+  /** options.readAhead: make each consumer's next read in advance (workers/read/read-ahead.ts). */
+  readAhead: boolean;
+  /**
+   * The read-ahead counters (READ_STATS_FIELDS BigInt64 slots: made, served, dropped, failed,
+   * heldBytes), written by the worker, read by stats().
+   */
+  readStats: SharedArrayBuffer;
   debug: boolean;
 }
 
@@ -119,6 +126,9 @@ export type FromWorker =
   | { type: 'closed'; id: number };
 
 export const READ_ENTRY_FIELDS = 4;
+
+/** Slots of ShardInit.readStats, in order: made, served, dropped, failed, heldBytes. */
+export const READ_STATS_FIELDS = 5;
 
 /** The transfer list of a read reply: its buffers move to the main thread, no copy. */
 export function readTransfer(data: ArrayBuffer[], entries: Float64Array): ArrayBuffer[] {

@@ -11,6 +11,7 @@ import { type IoContext, native } from '../shared/native.js';
 import { RingBig, RingSlot, loadBig, ringViews } from '../shared/ring.js';
 import { ShardState } from '../shared/format/layout.js';
 import { Consumers } from './read/consumer.js';
+import { ReadAhead } from './read/read-ahead.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './read/reader.js';
 import { recover } from './recovery/index.js';
@@ -40,7 +41,16 @@ class ShardWorker {
     private readonly store: ShardStore,
     private readonly writer: Writer,
   ) {
-    this.consumers = new Consumers(store, writer, init.consistency, post);
+    const readStats = new BigInt64Array(init.readStats);
+    const ahead = new ReadAhead(init.readAhead, (c) => {
+      // Read by stats() on the main thread; this worker is the only writer.
+      Atomics.store(readStats, 0, BigInt(c.made));
+      Atomics.store(readStats, 1, BigInt(c.served));
+      Atomics.store(readStats, 2, BigInt(c.dropped));
+      Atomics.store(readStats, 3, BigInt(c.failed));
+      Atomics.store(readStats, 4, BigInt(c.heldBytes));
+    });
+    this.consumers = new Consumers(store, writer, init.consistency, post, ahead);
     this.retention = new Retention(store, writer, debug, { bytes: init.retentionBytes, ms: init.retentionMs });
   }
 
@@ -201,7 +211,10 @@ class ShardWorker {
     }
     if (!worked && this.store.prepareSpare()) worked = true;
     if (!worked && this.store.prepareAhead()) worked = true;
-    if (!w.hasPending() && this.retention.run(Date.now())) worked = true;
+    if (!w.hasPending() && this.retention.run(Date.now())) {
+      this.consumers.pruneReadAheads();
+      worked = true;
+    }
     return { worked, blocked };
   }
 

@@ -8,9 +8,10 @@ import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from '
 import { WalrusError, closedError, deserializeError, type SerializedError } from '../../shared/errors.js';
 import { ShardState } from '../../shared/format/layout.js';
 import type { ConsumerRef, FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../../shared/messages.js';
-import { unreachable } from '../../shared/messages.js';
+import { READ_STATS_FIELDS, unreachable } from '../../shared/messages.js';
 import { RingBig, RingSlot, loadBig, wakeWorker } from '../../shared/ring.js';
 import type { ReadConsistency } from '../../shared/schedule.js';
+import type { ShardStats } from '../types.js';
 import { Appender } from './appender.js';
 import type { ProducerTopic, RingProducer } from './producer.js';
 import { Watermarks } from './watermarks.js';
@@ -128,16 +129,20 @@ export class ShardClient {
    * covers yet, which waitDurable (ring positions only) does not see. Cleared by syncCursors.
    */
   private cursorsUnsynced = false;
+  /** The worker's read-ahead counters (ShardInit.readStats). */
+  private readonly readStats: BigInt64Array;
 
   private constructor(
     readonly index: number,
-    initWithoutPort: Omit<ShardInit, 'failPort'>,
+    initWithoutPort: Omit<ShardInit, 'failPort' | 'readStats'>,
     backpressureMs: number,
   ) {
     const channel = new MessageChannel();
     this.failPort = channel.port1;
     this.failPort.unref();
-    const init: ShardInit = { ...initWithoutPort, failPort: channel.port2 };
+    const readStats = new SharedArrayBuffer(READ_STATS_FIELDS * 8);
+    this.readStats = new BigInt64Array(readStats);
+    const init: ShardInit = { ...initWithoutPort, failPort: channel.port2, readStats };
     this.consistency = init.consistency;
     this.appender = new Appender(init.ring, backpressureMs, {
       index,
@@ -169,7 +174,7 @@ export class ShardClient {
   }
 
   /** Starts the worker and waits for its recovery to finish. */
-  static async start(index: number, init: Omit<ShardInit, 'failPort'>, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
+  static async start(index: number, init: Omit<ShardInit, 'failPort' | 'readStats'>, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
     const shard = new ShardClient(index, init, backpressureMs);
     shard.hold();
     try {
@@ -445,13 +450,15 @@ export class ShardClient {
     }
   }
 
-  stats(): { fsyncs: number; writeSubmits: number; bytesWritten: number; recordsWritten: number } {
+  stats(): ShardStats {
     const big = this.producer.v.big;
+    const r = this.readStats;
     return {
       fsyncs: loadBig(big, RingBig.Fsyncs),
       writeSubmits: loadBig(big, RingBig.WriteSubmits),
       bytesWritten: loadBig(big, RingBig.BytesWritten),
       recordsWritten: loadBig(big, RingBig.RecordsWritten),
+      readAhead: { made: loadBig(r, 0), served: loadBig(r, 1), dropped: loadBig(r, 2), failed: loadBig(r, 3), heldBytes: loadBig(r, 4) },
     };
   }
 }
