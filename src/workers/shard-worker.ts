@@ -164,6 +164,9 @@ class ShardWorker {
       const r = this.writer.collect();
       if (!this.writer.hasBatchPending()) break;
       this.writer.submit(this.syncDue());
+      // As after step()'s submits: a segment may have filled up, so the oldest may now go
+      // (a retention bound). Without this, appends that a read wrote never woke retention.
+      this.retention.dirty = true;
       if (r.blocked) break;
     }
     // Meta records placed by earlier requests (declarations, drops), and with `cursors` the
