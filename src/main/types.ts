@@ -83,6 +83,13 @@ export interface WalrusStats {
   io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap' | 'portable';
   /** One entry per shard, by shard index. */
   shards: ShardStats[];
+  /**
+   * Entries that atLeastOnce subscribers (`subscribe`) delivered without a read of their
+   * own from the shard worker: from the copies of the entries appended while they ran
+   * (`fromMemory`, once the worker had written them), or from their bulk peeks at the worker
+   * (`fromPeeks`). docs/ARCHITECTURE.md, "Live tails".
+   */
+  liveTail: { fromMemory: number; fromPeeks: number };
 }
 
 /** Options of {@link Walrus.consumer}. */

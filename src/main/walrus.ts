@@ -21,6 +21,7 @@ import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOption
 import type { ProducerTopic } from './client/producer.js';
 import { ShardClient } from './client/shard.js';
 import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
+import { INSTANCE_CLOSED, LIVE_TAIL_PEEK_BYTES, LIVE_TAIL_PEEK_ENTRIES, type LiveTail, type LiveTailCounters, TailLease, captureAppended } from './live-tail.js';
 import type { ConsumerRef, IoPolicy } from '../shared/messages.js';
 import { shardsOnDisk } from '../shared/format/segment.js';
 import { FileStructures, MemoryStructures } from './records/structures.js';
@@ -42,6 +43,8 @@ const MEMORY_LABEL = '(memory)';
 interface Topic extends ProducerTopic, Watchable {
   name: string;
   shard: ShardClient;
+  /** Copies of the entries appended while a subscriber reads the topic from memory (live-tail.ts). */
+  tail: LiveTail | null;
 }
 
 /**
@@ -69,6 +72,9 @@ export class Walrus {
   private nsDir: string | null = null;
   /** Typed records' codec, created by the first typed() call. */
   private codec: ValueCodec | null = null;
+  /** Subscribers reading from memory (live-tail.ts), with the topic each reads. */
+  private readonly leases = new Map<TailLease, Topic>();
+  private readonly tailCounters: LiveTailCounters = { fromMemory: 0, fromPeeks: 0 };
 
   private constructor(
     private readonly opts: ResolvedOptions,
@@ -141,7 +147,7 @@ export class Walrus {
         for (const t of ready.topics) {
           // Recovered topics are declared already: their name bytes are never framed again
           // (claimTopicDef runs only for undefined topics), so none is made per topic.
-          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null });
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null, tail: null });
         }
       }
       wal.nsDir = memory ? null : ns;
@@ -160,7 +166,7 @@ export class Walrus {
     if (t !== undefined) return t;
     const nameBytes = encodeTopic(topic);
     const shard = this.shards[topicHash(nameBytes) % this.shards.length]!;
-    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, defined: false, nameBytes, shard, watchers: null };
+    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, defined: false, nameBytes, shard, watchers: null, tail: null };
     this.topicMap.set(topic, created);
     return created;
   }
@@ -193,6 +199,7 @@ export class Walrus {
     const len = this.payloadLength(data, 'data');
     const t = this.topicFor(topic);
     const offset = t.shard.appendOne(t, data, len);
+    if (t.tail !== null) captureAppended(t, offset, [data], t.shard.publishedTarget());
     if (t.watchers !== null) notifyAppend(t);
     return offset;
   }
@@ -224,6 +231,7 @@ export class Walrus {
     const t = this.topicFor(topic);
     if (entries.length === 0) return t.next;
     const first = t.shard.appendBatch(t, entries, lens, ringBytes + RECORD_HEADER_BYTES);
+    if (t.tail !== null) captureAppended(t, first, entries, t.shard.publishedTarget());
     if (t.watchers !== null) notifyAppend(t);
     return first;
   }
@@ -233,6 +241,8 @@ export class Walrus {
     this.checkOpen();
     // Cursor records of atLeastOnce reads are not ring positions: they need their own fsync
     // when nothing was appended since the last one (found by the power-loss crash cycles).
+    // Entries live tails delivered count as such reads: reported first.
+    for (const l of this.leases.keys()) l.report();
     await Promise.all(this.shards.flatMap((s) => [s.waitDurable(), s.syncCursors()]));
   }
 
@@ -397,6 +407,7 @@ export class Walrus {
       encodeTopic(topic);
       return;
     }
+    this.endLeases(t, ref);
     await t.shard.commit(t.id, ref, offset);
   }
 
@@ -409,16 +420,35 @@ export class Walrus {
    * readNext, batchRead and fetch share), the reply kept whole.
    */
   private async take(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null = null): Promise<RecordBatch> {
+    return (await this.takeAt(topic, maxEntries, maxBytes, checkpoint, ref)).batch;
+  }
+
+  /** take(), with where the consumer's next read starts once this one is done (-1 for a peek). */
+  private async takeAt(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null): Promise<{ batch: RecordBatch; next: number }> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
     const t = this.topicMap.get(topic);
     if (t === undefined) {
       encodeTopic(topic);
-      return RecordBatch.empty(topic);
+      return { batch: RecordBatch.empty(topic), next: 0 };
     }
+    // A subscriber delivering this consumer's entries from memory stops (what it delivered
+    // reaches the worker before this read): the two take turns through the worker. A peek
+    // only needs what was delivered reported.
+    if (checkpoint) this.endLeases(t, ref);
+    else this.reportLeases();
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref);
-    return new RecordBatch(t.name, r.data, r.entries);
+    return { batch: new RecordBatch(t.name, r.data, r.entries), next: r.next };
+  }
+
+  /**
+   * Sends the live-tail leases of consumer `ref` (null: the default one) on `t` (all topics:
+   * `t` null) back to reading from the worker, reporting what they delivered.
+   */
+  private endLeases(t: Topic | null, ref: ConsumerRef | null | string): void {
+    const name = typeof ref === 'string' ? ref : (ref?.name ?? null);
+    for (const [l, lt] of this.leases) if ((t === null || lt === t) && l.consumer === name) l.suspend();
   }
 
   /**
@@ -439,12 +469,48 @@ export class Walrus {
     return this.tail(this.topicFor(topic), signal, ref);
   }
 
-  /** subscribe's iterator: the live tail, one entry at a time. */
+  /**
+   * subscribe's iterator: the live tail, one entry at a time. StrictlyAtOnce: one
+   * checkpointing read at a time from the worker. atLeastOnce: a lease on the topic's live
+   * tail (live-tail.ts) delivers the entries appended while it runs from memory, each once
+   * the worker has written it, and older ones from bulk peeks at the worker, each reported
+   * to the worker as the read it stands for.
+   */
   private async *tail(t: Topic, signal: AbortSignal | undefined, ref: ConsumerRef | null): AsyncIterableIterator<Entry> {
-    for (;;) {
-      const batch = await this.nextBatch(t, 1, Number.MAX_SAFE_INTEGER, true, signal, ref);
-      if (batch === null) return;
-      yield batch[0]!;
+    const consistency = ref?.consistency ?? this.opts.consistency;
+    if (consistency.kind !== 'atLeastOnce') {
+      for (;;) {
+        const batch = await this.nextBatch(t, 1, Number.MAX_SAFE_INTEGER, true, signal, ref);
+        if (batch === null) return;
+        yield batch[0]!;
+      }
+    }
+    const closed = this.closedSignal();
+    const lease = new TailLease(t, ref, consistency.persistEvery, this.tailCounters, (l) => this.leases.delete(l));
+    this.leases.set(lease, t);
+    try {
+      for (;;) {
+        const e = await lease.next(closed, signal);
+        if (e === INSTANCE_CLOSED) return;
+        if (e !== null) {
+          yield e;
+          continue;
+        }
+        if (signal?.aborted) throw abortError(signal);
+        if (this.closing) return;
+        // Entries appended after this point wake the wait below, even if the peek misses them.
+        const seen = t.next;
+        let r: { batch: RecordBatch; next: number };
+        try {
+          r = await this.takeAt(t.name, LIVE_TAIL_PEEK_ENTRIES, LIVE_TAIL_PEEK_BYTES, false, ref);
+        } catch (err) {
+          if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return;
+          throw err;
+        }
+        if (!lease.offer(r.batch, r.next)) await waitForAppend(t, seen, closed, signal);
+      }
+    } finally {
+      lease.end();
     }
   }
 
@@ -472,6 +538,11 @@ export class Walrus {
       if (!live) return null;
       await waitForAppend(t, seen, closed, signal);
     }
+  }
+
+  /** Reports to the workers what live tails delivered so far (positions and lists then include it). */
+  private reportLeases(): void {
+    for (const l of this.leases.keys()) l.report();
   }
 
   /** Resolves when close() starts. */
@@ -607,7 +678,9 @@ export class Walrus {
     checkOffset(offset, 'offset');
     const t = this.topicMap.get(topic);
     // A topic with no entry: every offset is clamped to its end, 0, where a first read starts anyway.
-    if (t !== undefined) await t.shard.seek(t.id, ref, offset);
+    if (t === undefined) return;
+    this.endLeases(t, ref);
+    await t.shard.seek(t.id, ref, offset);
   }
 
   private async positionAs(ref: ConsumerRef | null, topic: string) {
@@ -615,6 +688,7 @@ export class Walrus {
     encodeTopic(topic);
     const t = this.topicMap.get(topic);
     if (t === undefined) return { cursor: 0, delivered: 0, start: 0, end: 0 };
+    this.reportLeases();
     return t.shard.position(t.id, ref);
   }
 
@@ -627,6 +701,7 @@ export class Walrus {
     this.checkOpen();
     const names = this.shards.map(() => new Map<number, string>());
     for (const t of this.topicMap.values()) names[this.shards.indexOf(t.shard)]!.set(t.id, t.name);
+    this.reportLeases();
     const lists = await Promise.all(this.shards.map((s) => s.consumers()));
     const out = new Map<string, ConsumerInfo>();
     lists.forEach((list, k) => {
@@ -652,6 +727,7 @@ export class Walrus {
   async deleteConsumer(name: string): Promise<void> {
     this.checkOpen();
     checkConsumerName(name);
+    this.endLeases(null, name);
     await Promise.all(this.shards.map((s) => s.dropConsumer(name)));
   }
 
@@ -671,6 +747,7 @@ export class Walrus {
       recoveredClean: this.recovered.clean,
       io: this.recovered.io === 'portable' ? 'portable' : this.opts.backend === 'mmap' ? 'mmap' : IO_NAMES[this.recovered.uring],
       shards: this.shards.map((s) => s.stats()),
+      liveTail: { ...this.tailCounters },
     };
   }
 
@@ -682,6 +759,9 @@ export class Walrus {
 
   private async doClose(): Promise<void> {
     process.off('beforeExit', this.onBeforeExit);
+    // What subscribers delivered from memory reaches the workers before their close, which
+    // writes every committed position.
+    for (const l of [...this.leases.keys()]) l.end();
     this.resolveClosed?.();
     try {
       const results = await Promise.allSettled(this.shards.map((s) => s.close()));

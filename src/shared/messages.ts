@@ -79,6 +79,16 @@ export type ToWorker =
    */
   | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
   /**
+   * A live tail (main/live-tail.ts) delivered entries [from, to) of the topic to an
+   * atLeastOnce consumer from memory, one by one, as a run of readNext calls would have: the
+   * consumer's position moves as those reads would have moved it (all but the last entry
+   * committed, the next read at `to`). With `ack`, the committed position is also recorded
+   * now (whatever persistEvery says), and the message is answered with 'taken' once that
+   * record is written; without, a record is queued only when persistEvery says so, and
+   * nothing answers. `from` may equal `to` (nothing delivered since the last one).
+   */
+  | { type: 'taken'; id: number; topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }
+  /**
    * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far
    * durable, even when no entry was appended since the last fsync. Answered with 'synced'.
    */
@@ -114,7 +124,16 @@ export type FromWorker =
    * `entries` holds READ_ENTRY_FIELDS numbers per entry: offset, index of the buffer in
    * `data` that holds its payload, payload start in that buffer, payload length.
    */
-  | { type: 'readResult'; id: number; data: ArrayBuffer[]; entries: Float64Array }
+  | {
+      type: 'readResult';
+      id: number;
+      data: ArrayBuffer[];
+      entries: Float64Array;
+      /** A read from the consumer's position (consume): where its next read starts; else -1. */
+      next: number;
+    }
+  /** The answer to a 'taken' with `ack`: the committed position last written for the consumer in the topic. */
+  | { type: 'taken'; id: number; written: number }
   | { type: 'requestFailed'; id: number; error: SerializedError }
   /** The shard hit an I/O error and refuses further appends. */
   | { type: 'failed'; error: SerializedError }

@@ -73,6 +73,17 @@ class ShardWorker {
         }
         if (m.checkpoint) this.retention.dirty = true;
         return;
+      case 'taken': {
+        this.drainForRead(false);
+        const written = this.consumers.taken(this.store.topics.get(m.topicId), m);
+        this.retention.dirty = true;
+        if (!m.ack) return;
+        // The cursor record it queued, if any, goes to the kernel before the answer.
+        this.drainForRead();
+        if (this.failed) post({ type: 'requestFailed', id: m.id, error: serializeError(this.failed) });
+        else post({ type: 'taken', id: m.id, written: written() });
+        return;
+      }
       case 'syncCursors':
         this.syncCursors(m.id);
         return;
@@ -152,7 +163,7 @@ class ShardWorker {
     try {
       const t = this.store.topics.get(m.topicId);
       const out = t ? readEntries(t, m.from, m.maxEntries, m.maxBytes) : EMPTY_READ();
-      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries }, readTransfer(out.data, out.entries));
+      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries, next: -1 }, readTransfer(out.data, out.entries));
     } catch (err) {
       post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
     }

@@ -21,6 +21,8 @@ const WORKER_URL = new URL('../../workers/shard-worker.js', import.meta.url);
 export interface ReadReply {
   data: ArrayBuffer[];
   entries: Float64Array;
+  /** A read from a consumer's position: where its next read starts (-1 otherwise). */
+  next: number;
 }
 
 interface Pending {
@@ -64,7 +66,7 @@ function conditionFlags(argv: readonly string[]): string[] {
 
 function readReply(m: FromWorker): ReadReply {
   if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a read`);
-  return { data: m.data, entries: m.entries };
+  return { data: m.data, entries: m.entries, next: m.next };
 }
 
 /**
@@ -200,6 +202,7 @@ export class ShardClient {
         this.settle(0, m);
         return;
       case 'readResult':
+      case 'taken':
       case 'synced':
       case 'closed':
       case 'position':
@@ -323,6 +326,7 @@ export class ShardClient {
     msg:
       | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
       | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
+      | { type: 'taken'; topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }
       | { type: 'syncCursors' }
       | { type: 'commit'; topicId: number; consumer: ConsumerRef | null; offset?: number }
       | { type: 'seek'; topicId: number; consumer: ConsumerRef; offset: number }
@@ -374,6 +378,41 @@ export class ShardClient {
     // the cursor record of) what the read before it returned: sync() must cover it.
     if (checkpoint && (consumer?.consistency ?? this.consistency).kind !== 'strictlyAtOnce') this.cursorsUnsynced = true;
     return r;
+  }
+
+  /**
+   * A live tail delivered entries [from, to) of the topic to an atLeastOnce consumer from
+   * memory (main/live-tail.ts): the worker moves the consumer's position as reads would have.
+   * With `ack`, resolves with the committed position last written once the cursor record this
+   * queues, if any, is written; without, the message is posted and nothing answers it.
+   */
+  async taken(topicId: number, consumer: ConsumerRef | null, from: number, to: number, ack: boolean): Promise<number> {
+    // A checkpoint of atLeastOnce reads: sync() must cover its cursor record.
+    this.cursorsUnsynced = true;
+    if (!ack) {
+      if (this.exited) throw closedError();
+      this.worker.postMessage({ type: 'taken', id: 0, topicId, consumer, from, to, ack } satisfies ToWorker);
+      this.wakeSoon();
+      return -1;
+    }
+    const m = await this.request({ type: 'taken', topicId, consumer, from, to, ack });
+    if (m.type !== 'taken') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a taken request`);
+    return m.written;
+  }
+
+  /** The ring position that Written must reach for everything published so far to be in the files. */
+  publishedTarget(): number {
+    return this.producer.publishedLogical;
+  }
+
+  /** Whether everything published up to ring position `target` is written to the files. */
+  writtenTo(target: number): boolean {
+    return loadBig(this.producer.v.big, RingBig.Written) >= target;
+  }
+
+  /** Resolves once everything published up to ring position `target` is written to the files; rejects once the shard has failed. */
+  waitWrittenTo(target: number): Promise<void> {
+    return this.watermarks.waitWrittenTo(target);
   }
 
   /** Moves the named consumer's position in the topic, durably (see Consumers.seek). */

@@ -115,7 +115,9 @@ export class Consumers {
       // The reader's read-ahead when it is what this read returns, else a read now.
       const out: ReadOutput = t ? (this.ahead.take(key, t, from, m.maxEntries, m.maxBytes) ?? readEntries(t, from, m.maxEntries, m.maxBytes)) : EMPTY_READ();
       const n = out.entries.length / READ_ENTRY_FIELDS;
-      const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries };
+      const last = n > 0 ? out.entries[(n - 1) * READ_ENTRY_FIELDS]! : -1;
+      // Where the consumer's next read starts: here for a peek (or an empty read), past these entries once a checkpoint takes them.
+      const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries, next: from };
       // Once the reply is on its way, the reader's next read is made in advance (never
       // moving its cursor): while the caller handles these entries, the next are read.
       const plan: AheadPlan | null = t && n > 0 ? { key, topic: t, cursor: c, maxEntries: m.maxEntries, maxBytes: m.maxBytes } : null;
@@ -124,7 +126,8 @@ export class Consumers {
         return;
       }
       if (strict && failed) throw failed;
-      if (n > 0) c.delivered = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
+      if (n > 0) c.delivered = last + 1;
+      reply.next = c.delivered;
       if (strict) {
         moveCursor(t, c.delivered, c);
         this.persist(t, m.consumer);
@@ -139,6 +142,36 @@ export class Consumers {
       this.answer([{ reply, plan }]);
     } catch (err) {
       this.post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
+    }
+  }
+
+  /**
+   * A live tail delivered entries [from, to) of `t` from memory, one by one: the position
+   * moves as that many readNext calls would have moved it (each commits what the one before
+   * returned), and a cursor record is queued once the committed position is persistEvery past
+   * the last one written, or at once with m.ack (see the 'taken' message). Returns a function that
+   * gives the committed position last written (asked once the queued record is written).
+   * A consumer whose position a retention bound moved past `from` meanwhile keeps the larger
+   * position.
+   */
+  taken(t: TopicLog | undefined, m: { topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }): () => number {
+    if (!t) return () => 0;
+    try {
+      const c = this.cursorOf(t, m.consumer, true)!;
+      const to = Math.min(m.to, t.complete);
+      if (m.to > m.from) {
+        this.ahead.drop(readerKey(t.id, m.consumer?.name ?? null));
+        if (to - 1 > c.cursor) moveCursor(t, to - 1, c);
+        if (c.delivered < to) c.delivered = to;
+      }
+      const consistency = m.consumer?.consistency ?? this.consistency;
+      const every = consistency.kind === 'atLeastOnce' ? consistency.persistEvery : 1;
+      if (c.cursor !== c.cursorWritten && (m.ack || c.cursor - c.cursorWritten >= every)) this.persist(t, m.consumer);
+      return () => c.cursorWritten;
+    } catch {
+      // Only the consumer limit can refuse here, and a live tail reads with a position it
+      // already has: nothing to report to a message nobody waits for.
+      return () => 0;
     }
   }
 
