@@ -424,7 +424,7 @@ export class Walrus {
   }
 
   /** take(), with where the consumer's next read starts once this one is done (-1 for a peek). */
-  private async takeAt(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null): Promise<{ batch: RecordBatch; next: number }> {
+  private async takeAt(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null, readAhead = true): Promise<{ batch: RecordBatch; next: number }> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
@@ -438,7 +438,7 @@ export class Walrus {
     // only needs what was delivered reported.
     if (checkpoint) this.endLeases(t, ref);
     else this.reportLeases();
-    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref);
+    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref, readAhead);
     return { batch: new RecordBatch(t.name, r.data, r.entries), next: r.next };
   }
 
@@ -502,7 +502,8 @@ export class Walrus {
         const seen = t.next;
         let r: { batch: RecordBatch; next: number };
         try {
-          r = await this.takeAt(t.name, LIVE_TAIL_PEEK_ENTRIES, LIVE_TAIL_PEEK_BYTES, false, ref);
+          // No read-ahead: the next peek starts past these entries, not at them.
+          r = await this.takeAt(t.name, LIVE_TAIL_PEEK_ENTRIES, LIVE_TAIL_PEEK_BYTES, false, ref, false);
         } catch (err) {
           if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return;
           throw err;

@@ -75,9 +75,10 @@ export type ToWorker =
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
   /**
    * Read from where the consumer stands in the topic (workers/read/consumer.ts; `consumer`
-   * null: the default consumer); advance it when `checkpoint`.
+   * null: the default consumer); advance it when `checkpoint`. `readAhead` false: make no
+   * read-ahead after it (a live tail's peek, whose next read starts past it).
    */
-  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
+  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null; readAhead: boolean }
   /**
    * A live tail (main/live-tail.ts) delivered entries [from, to) of the topic to an
    * atLeastOnce consumer from memory, one by one, as a run of readNext calls would have: the

@@ -325,7 +325,7 @@ export class ShardClient {
   private request(
     msg:
       | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
-      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
+      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null; readAhead: boolean }
       | { type: 'taken'; topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }
       | { type: 'syncCursors' }
       | { type: 'commit'; topicId: number; consumer: ConsumerRef | null; offset?: number }
@@ -372,8 +372,8 @@ export class ShardClient {
    * Reads from where the consumer (null: the default one) stands in the topic, advancing it
    * when `checkpoint` (see workers/read/consumer.ts).
    */
-  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean, consumer: ConsumerRef | null = null): Promise<ReadReply> {
-    const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint, consumer }));
+  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean, consumer: ConsumerRef | null = null, readAhead = true): Promise<ReadReply> {
+    const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint, consumer, readAhead }));
     // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
     // the cursor record of) what the read before it returned: sync() must cover it.
     if (checkpoint && (consumer?.consistency ?? this.consistency).kind !== 'strictlyAtOnce') this.cursorsUnsynced = true;

@@ -53,6 +53,8 @@ export interface ConsumeRequest {
   checkpoint: boolean;
   /** A named consumer, or null for the default one. */
   consumer: ConsumerRef | null;
+  /** Whether the reader's next read is made in advance once this one is answered. */
+  readAhead: boolean;
 }
 
 /** Where a consumer stands in a topic, as `position` answers it. */
@@ -120,7 +122,7 @@ export class Consumers {
       const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries, next: from };
       // Once the reply is on its way, the reader's next read is made in advance (never
       // moving its cursor): while the caller handles these entries, the next are read.
-      const plan: AheadPlan | null = t && n > 0 ? { key, topic: t, cursor: c, maxEntries: m.maxEntries, maxBytes: m.maxBytes } : null;
+      const plan: AheadPlan | null = t && n > 0 && m.readAhead ? { key, topic: t, cursor: c, maxEntries: m.maxEntries, maxBytes: m.maxBytes } : null;
       if (!t || !c || !m.checkpoint || (strict && n === 0)) {
         this.answer([{ reply, plan }]);
         return;
