@@ -130,7 +130,10 @@ export type FromWorker =
       id: number;
       data: ArrayBuffer[];
       entries: Float64Array;
-      /** A read from the consumer's position (consume): where its next read starts; else -1. */
+      /**
+       * A read from the consumer's position (consume): where its next checkpointing read
+       * starts (for a peek, where it read from); else -1.
+       */
       next: number;
     }
   /** The answer to a 'taken' with `ack`: the committed position last written for the consumer in the topic. */
