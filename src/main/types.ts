@@ -83,13 +83,19 @@ export interface WalrusStats {
   io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap' | 'portable';
   /** One entry per shard, by shard index. */
   shards: ShardStats[];
-  /**
-   * Entries that atLeastOnce subscribers (`subscribe`) delivered without a read of their
-   * own from the shard worker: from the copies of the entries appended while they ran
-   * (`fromMemory`, once the worker had written them), or from their bulk peeks at the worker
-   * (`fromPeeks`). docs/ARCHITECTURE.md, "Live tails".
-   */
-  liveTail: { fromMemory: number; fromPeeks: number };
+  /** What atLeastOnce subscribers delivered without a read per entry (docs/ARCHITECTURE.md, "Live tails"). */
+  liveTail: LiveTailStats;
+}
+
+/**
+ * Entries that atLeastOnce subscribers (`subscribe`) of this instance delivered without a read
+ * request of their own per entry, in {@link WalrusStats}.
+ */
+export interface LiveTailStats {
+  /** From the copies of the entries appended while they ran, each once the shard worker had written it. */
+  fromMemory: number;
+  /** From their bulk peeks at the shard worker (a backlog, or after they fell too far behind). */
+  fromPeeks: number;
 }
 
 /** Options of {@link Walrus.consumer}. */
