@@ -423,7 +423,7 @@ export class Walrus {
     return (await this.takeAt(topic, maxEntries, maxBytes, checkpoint, ref)).batch;
   }
 
-  /** take(), with where the consumer's next read starts once this one is done (-1 for a peek). */
+  /** take(), with where the consumer's next checkpointing read starts once this one is done (for a peek: where it read). */
   private async takeAt(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null, readAhead = true): Promise<{ batch: RecordBatch; next: number }> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
