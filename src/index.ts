@@ -9,7 +9,7 @@ export { MAX_BATCH_ENTRIES, MAX_BATCH_BYTES, MAX_FETCH_ENTRIES } from './main/li
 export { RecordBatch } from './main/batch.js';
 export { Consumer } from './main/consumer.js';
 export type { ConsumerInfo, ConsumerOptions, ConsumerTopicInfo } from './main/types.js';
-export type { WalrusStats, ShardStats } from './main/types.js';
+export type { WalrusStats, ShardStats, ReadAheadStats, LiveTailStats } from './main/types.js';
 export type { Entry, FetchOptions, SubscribeOptions } from './main/types.js';
 export type { WalrusOptions, Backend } from './main/options.js';
 export { FsyncSchedule, ReadConsistency } from './shared/schedule.js';

@@ -223,6 +223,131 @@ describe.each(SEMANTIC_BACKENDS)('subscribe (%s backend)', (backend) => {
   });
 });
 
+/** Entry `i` of the live-tail tests: 64 bytes that name it. */
+function liveEntry(buf: Buffer, i: number): Buffer {
+  buf.fill(i & 255);
+  buf.write(`e${i}|`);
+  return buf;
+}
+const liveExpected = (i: number): Buffer => liveEntry(Buffer.alloc(64), i);
+
+// atLeastOnce subscribers deliver the entries appended while they run from memory (issue 15;
+// main/live-tail.ts), and a backlog from bulk peeks, each entry still one readNext to the
+// consumer's position and to a crash.
+describe.each(SEMANTIC_BACKENDS)('subscribe from memory, atLeastOnce (%s backend)', (backend) => {
+  it('delivers each entry appended, as appended (the caller reuses its buffer), moving the position as readNext does', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, consistency: ReadConsistency.atLeastOnce(1000) });
+    try {
+      const live = wal.consumer('live');
+      const twin = wal.consumer('twin');
+      const it = live.subscribe('t');
+      const first = it.next();
+      await readersCaughtUp(wal, 't'); // the subscriber found nothing and waits for appends
+      const buf = Buffer.alloc(64);
+      for (let i = 0; i < 200; i++) {
+        wal.append('t', liveEntry(buf, i)); // the same buffer, changed after each append
+        wal.append('u', buf);
+      }
+      const got = [(await first).value];
+      for (let i = 1; i < 150; i++) got.push((await it.next()).value);
+      got.forEach((e, i) => {
+        expect([e.topic, e.offset]).toEqual(['t', i]);
+        expect(Buffer.compare(e.data, liveExpected(i))).toBe(0);
+      });
+      expect(wal.stats().liveTail).toEqual({ fromMemory: 150, fromPeeks: 0 });
+      // 150 readNext calls of another consumer leave it where the subscriber is.
+      for (let i = 0; i < 150; i++) expect((await twin.readNext('u'))!.offset).toBe(i);
+      await it.return!(undefined);
+      expect([await live.position('t'), await live.committed('t')]).toEqual([await twin.position('u'), await twin.committed('u')]);
+      expect([await live.position('t'), await live.committed('t')]).toEqual([150, 149]);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('a backlog comes from bulk peeks, then appends from memory; other reads of the consumer take turns with it', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, consistency: ReadConsistency.atLeastOnce(100) });
+    try {
+      const buf = Buffer.alloc(64);
+      for (let i = 0; i < 3000; i++) wal.append('t', liveEntry(buf, i));
+      const it = wal.subscribe('t');
+      let next = 0;
+      const pull = async (n: number): Promise<void> => {
+        for (let k = 0; k < n; k++, next++) {
+          const e = (await it.next()).value;
+          expect(e.offset).toBe(next);
+          expect(Buffer.compare(e.data, liveExpected(next))).toBe(0);
+        }
+      };
+      await pull(3000);
+      expect(wal.stats().liveTail).toEqual({ fromMemory: 0, fromPeeks: 3000 });
+      for (let i = 3000; i < 3200; i++) wal.append('t', liveEntry(buf, i));
+      await pull(100);
+      // A batchRead of the same consumer starts where the subscriber stopped, and the
+      // subscriber goes on after it.
+      const batch = await wal.batchRead('t', 64 * 10);
+      expect(batch.map((e) => e.offset)).toEqual(Array.from({ length: 10 }, (_, k) => 3100 + k));
+      next += 10;
+      await pull(90);
+      expect(wal.stats().liveTail.fromPeeks + wal.stats().liveTail.fromMemory).toBe(3190);
+      expect(wal.stats().liveTail.fromMemory).toBeGreaterThan(0);
+      await readersCaughtUp(wal, 't');
+      for (let i = 3200; i < 3300; i++) wal.append('t', liveEntry(buf, i));
+      await pull(100);
+      await it.return!(undefined);
+      expect(await wal.readNext('t', false)).toBeNull();
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('past its memory bound the tail is dropped; the subscriber goes on from peeks, then from memory again', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, consistency: ReadConsistency.atLeastOnce(1000) });
+    try {
+      const it = wal.subscribe('big');
+      const first = it.next();
+      await readersCaughtUp(wal, 'big');
+      const payload = (i: number): Buffer => pseudoRandom(i + 1, 512 << 10);
+      // 40 x 512 KiB: past the 16 MiB the tail keeps while the subscriber is not pulling.
+      for (let i = 0; i < 40; i++) wal.append('big', payload(i));
+      for (let i = 0; i < 40; i++) {
+        const e = i === 0 ? (await first).value : (await it.next()).value;
+        expect(e.offset).toBe(i);
+        expect(Buffer.compare(e.data, payload(i))).toBe(0);
+      }
+      const after = wal.stats().liveTail;
+      expect(after.fromPeeks).toBeGreaterThan(0);
+      await readersCaughtUp(wal, 'big');
+      wal.append('big', payload(40));
+      expect((await it.next()).value.offset).toBe(40);
+      expect(wal.stats().liveTail.fromMemory).toBe(after.fromMemory + 1);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  // Nothing survives the close of a memory log.
+  it.skipIf(backend === 'memory')('close() persists the position: after a reopen the last entry delivered comes again, as after readNext', async () => {
+    const dir = tempDir();
+    const opts = { backend, dir, shards: 1, consistency: ReadConsistency.atLeastOnce(1000) };
+    let wal = await Walrus.open(opts);
+    const it = wal.subscribe('t');
+    const first = it.next();
+    await readersCaughtUp(wal, 't');
+    for (let i = 0; i < 20; i++) wal.append('t', `m${i}`);
+    await first;
+    for (let i = 1; i < 10; i++) await it.next();
+    expect(wal.stats().liveTail.fromMemory).toBe(10);
+    await wal.close();
+    wal = await Walrus.open(opts);
+    try {
+      expect((await wal.readNext('t'))?.offset).toBe(9);
+    } finally {
+      await wal.close();
+    }
+  });
+});
+
 /**
  * What a kill -9 leaves of an open log: a copy of its segment files (the page cache survives
  * a process crash, so a copy taken while the instance is open is exactly that), reopened.
@@ -263,6 +388,38 @@ describe('atLeastOnce: an entry a read returned is consumed only once the consum
       expect((await wal.readNext('jobs', false))?.offset).toBe(74);
       expect((await wal.batchRead('jobs', 1 << 20, false))[0]?.offset).toBe(74);
       expect(await cursorAfterCrash(dir, 'jobs', opts)).toBe(64);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('subscribe from memory: after a crash at any point, at most n - 1 plus the last entry again, never a skip', async () => {
+    const dir = tempDir();
+    const o = { ...opts, consistency: ReadConsistency.atLeastOnce(8) };
+    const wal = await Walrus.open({ dir, ...o });
+    try {
+      const it = wal.subscribe('q');
+      const first = it.next();
+      await readersCaughtUp(wal, 'q');
+      for (let i = 0; i < 120; i++) wal.append('q', `m${i}`);
+      const seen: number[] = [];
+      for (let i = 0; i < 120; i++) {
+        expect((i === 0 ? (await first).value : (await it.next()).value).offset).toBe(i);
+        if (i % 7 !== 3) continue;
+        // Killed now, whatever the worker is doing with what the subscriber reported.
+        const c = await cursorAfterCrash(dir, 'q', o);
+        seen.push(c);
+        expect(c).toBeLessThanOrEqual(i);
+        expect(c).toBeGreaterThanOrEqual(i - 7);
+      }
+      // From memory, each entry once the worker had written it.
+      expect(wal.stats().liveTail.fromMemory).toBe(120);
+      // The cursor moved on across the run (records at least every 8 entries).
+      expect(seen[seen.length - 1]).toBeGreaterThan(100);
+      await it.return!(undefined);
+      await wal.commit('q');
+      // Everything delivered is consumed: nothing is left to read after a crash.
+      expect(await cursorAfterCrash(dir, 'q', o)).toBe(Number.POSITIVE_INFINITY);
     } finally {
       await wal.close();
     }

@@ -336,6 +336,148 @@ describe.each(SEMANTIC_BACKENDS)('fetch (%s backend)', (backend) => {
 });
 
 /**
+ * The read-ahead counters of a one-shard log, once the worker has made the read-aheads of the
+ * replies received so far: it makes them before it takes its next message, so the answer to
+ * one more request (here a consumers() request) comes after them.
+ */
+async function aheadOf(wal: Walrus): Promise<{ made: number; served: number; dropped: number; failed: number; heldBytes: number }> {
+  await wal.consumers();
+  return wal.stats().shards[0]!.readAhead;
+}
+
+/** Payloads of 200 bytes that name their offset (so a wrong entry is seen at once). */
+const sized = (offset: number): Buffer => Buffer.concat([Buffer.from(`e${String(offset).padStart(5, '0')}|`), pseudoRandom(offset + 1, 193)]);
+
+// Read-ahead (issue 15): once a read is answered the worker reads the reader's next read; a
+// request sent after a reply always finds it made (the worker makes it before it takes its
+// next message), so the counts below are exact.
+describe.each(SEMANTIC_BACKENDS)('read-ahead (%s backend)', (backend) => {
+  it('a fetch loop is answered from read-aheads, with exactly the entries a read returns', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, blockBytes: 4096, segmentBlocks: 64, fsync: FsyncSchedule.NoFsync });
+    try {
+      for (let i = 0; i < 1000; i++) wal.append('q', sized(i));
+      for (let k = 0; k < 10; k++) checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', k * 100, 100, sized);
+      checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', 0, 0, sized);
+      // The first read is read now; the nine after it come from read-aheads; the last one
+      // reached the end, so nothing more was read ahead.
+      expect(await aheadOf(wal)).toEqual({ made: 9, served: 9, dropped: 0, failed: 0, heldBytes: 0 });
+      // A read-ahead that reached the end is not used once the topic grew: a read now returns more.
+      for (let i = 1000; i < 1150; i++) wal.append('q', sized(i));
+      checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', 1000, 100, sized);
+      for (let i = 1150; i < 1250; i++) wal.append('q', sized(i));
+      checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', 1100, 100, sized);
+      expect(await aheadOf(wal)).toMatchObject({ made: 11, served: 9, dropped: 1 });
+      // Smaller limits take a prefix of a read-ahead; larger ones read again.
+      checkBatch(await wal.fetch('q', { maxEntries: 20 }), 'q', 1200, 20, sized); // read-ahead [1200, 1250) made for 100 entries
+      checkBatch(await wal.fetch('q', { maxEntries: 10 }), 'q', 1220, 10, sized); // from [1220, 1240), made for 20
+      checkBatch(await wal.fetch('q', { maxEntries: 30 }), 'q', 1230, 20, sized); // made for 10: read again
+      expect(await aheadOf(wal)).toMatchObject({ made: 13, served: 11, dropped: 2, heldBytes: 0 });
+      // Byte limits: a read-ahead that stopped at its byte limit serves the same or a smaller one.
+      for (let i = 1250; i < 1400; i++) wal.append('q', sized(i));
+      checkBatch(await wal.fetch('q', { maxBytes: 200 * 30 }), 'q', 1250, 30, sized);
+      checkBatch(await wal.fetch('q', { maxBytes: 200 * 30 }), 'q', 1280, 30, sized);
+      checkBatch(await wal.fetch('q', { maxBytes: 200 * 30 - 1 }), 'q', 1310, 29, sized);
+      checkBatch(await wal.fetch('q', { maxBytes: 200 * 40 }), 'q', 1339, 40, sized);
+      expect(await aheadOf(wal)).toMatchObject({ made: 17, served: 13, dropped: 3 });
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('peek and checkpoint: a peek reads ahead what the checkpointing read then returns; a peek never moves the cursor', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1 });
+    try {
+      for (let i = 0; i < 300; i++) wal.append('q', sized(i));
+      for (let k = 0; k < 3; k++) {
+        checkBatch(await wal.fetch('q', { maxEntries: 100, checkpoint: false }), 'q', k * 100, 100, sized);
+        checkBatch(await wal.fetch('q', { maxEntries: 100, checkpoint: false }), 'q', k * 100, 100, sized);
+        checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', k * 100, 100, sized);
+      }
+      // Each peek's read-ahead is the same entries again; the checkpointing read takes the
+      // second peek's. The last checkpointing read reached the end: nothing read ahead.
+      expect(await aheadOf(wal)).toEqual({ made: 8, served: 8, dropped: 0, failed: 0, heldBytes: 0 });
+      expect(await wal.readNext('q', false)).toBeNull();
+      // readNext peeks (one entry) and batchRead take turns on the same reader.
+      for (let i = 300; i < 310; i++) wal.append('q', sized(i));
+      expect((await wal.readNext('q', false))!.offset).toBe(300);
+      expect((await wal.readNext('q', false))!.offset).toBe(300);
+      expect((await wal.readNext('q'))!.offset).toBe(300);
+      expect((await wal.batchRead('q', 1 << 20)).map((e) => e.offset)).toEqual([301, 302, 303, 304, 305, 306, 307, 308, 309]);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('a read-ahead belongs to one consumer and is dropped when its position moves (seek, commit past it, deleteConsumer)', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, consistency: ReadConsistency.atLeastOnce(1000) });
+    try {
+      for (let i = 0; i < 1000; i++) wal.append('q', sized(i));
+      const a = wal.consumer('a');
+      const b = wal.consumer('b');
+      checkBatch(await a.fetch('q', { maxEntries: 100 }), 'q', 0, 100, sized); // a's read-ahead: [100, 200)
+      checkBatch(await b.fetch('q', { maxEntries: 100 }), 'q', 0, 100, sized); // b's own reads, b's read-ahead
+      checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', 0, 100, sized); // the default consumer's
+      expect(await aheadOf(wal)).toMatchObject({ made: 3, served: 0, dropped: 0 });
+      await a.seek('q', 500);
+      checkBatch(await a.fetch('q', { maxEntries: 100 }), 'q', 500, 100, sized);
+      await b.commit('q', 700);
+      checkBatch(await b.fetch('q', { maxEntries: 100 }), 'q', 700, 100, sized);
+      // A commit behind the reads does not move them: the read-ahead stays and is used.
+      await wal.commit('q');
+      checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', 100, 100, sized);
+      expect(await aheadOf(wal)).toMatchObject({ made: 6, served: 1, dropped: 2 });
+      await wal.deleteConsumer('a');
+      expect(await aheadOf(wal)).toMatchObject({ dropped: 3 });
+      // The position a new consumer of that name starts from, not the old one's read-ahead.
+      checkBatch(await wal.consumer('a').fetch('q', { maxEntries: 100 }), 'q', 0, 100, sized);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('memory is bounded: reads of more than 4 MiB are not read ahead, a read-ahead over 8 MiB is dropped, a shard keeps 16 MiB', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, fsync: FsyncSchedule.NoFsync });
+    try {
+      const mib = (n: number, seed: number): Buffer => pseudoRandom(seed, n << 20);
+      for (let i = 0; i < 4; i++) wal.append('big', mib(9, i + 1));
+      // One entry of 9 MiB per read: read ahead, then dropped for the per-reader bound.
+      expect((await wal.fetch('big', { maxBytes: 1 })).length).toBe(1);
+      expect(await aheadOf(wal)).toMatchObject({ made: 1, served: 0, dropped: 1, heldBytes: 0 });
+      // maxBytes over 4 MiB: nothing read ahead.
+      expect((await wal.fetch('big', { maxBytes: (4 << 20) + 1 })).length).toBe(1);
+      expect(await aheadOf(wal)).toMatchObject({ made: 1 });
+      // Five readers of 3.5 MiB read-aheads: the shard keeps four, the oldest goes.
+      for (let t = 0; t < 5; t++) for (let i = 0; i < 16; i++) wal.append(`t${t}`, pseudoRandom(t * 100 + i + 1, 512 << 10));
+      let most = 0;
+      for (let t = 0; t < 5; t++) {
+        expect((await wal.fetch(`t${t}`, { maxBytes: 7 << 19 })).length).toBe(7);
+        most = Math.max(most, (await aheadOf(wal)).heldBytes);
+        expect((await aheadOf(wal)).heldBytes).toBeLessThanOrEqual(16 << 20);
+      }
+      expect(most).toBeGreaterThan(12 << 20);
+      expect(await aheadOf(wal)).toMatchObject({ made: 6, dropped: 2 });
+      // t0's read-ahead went first; t4's is used.
+      expect((await wal.fetch('t4', { maxBytes: 7 << 19 })).firstOffset).toBe(7);
+      expect((await wal.fetch('t0', { maxBytes: 7 << 19 })).firstOffset).toBe(7);
+      expect(await aheadOf(wal)).toMatchObject({ served: 1 });
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('readAhead: false reads every request when it comes', async () => {
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, readAhead: false });
+    try {
+      for (let i = 0; i < 300; i++) wal.append('q', sized(i));
+      for (let k = 0; k < 3; k++) checkBatch(await wal.fetch('q', { maxEntries: 100 }), 'q', k * 100, 100, sized);
+      expect(await aheadOf(wal)).toEqual({ made: 0, served: 0, dropped: 0, failed: 0, heldBytes: 0 });
+    } finally {
+      await wal.close();
+    }
+  });
+});
+
+/**
  * What a kill -9 leaves of an open log: a copy of its segment files (the page cache survives
  * a process crash), reopened. Returns where the next checkpointing read of each topic starts
  * there (the end when there is nothing to read).
@@ -389,6 +531,8 @@ describe('fetch and crashes: the cursor rules of batchRead', () => {
         seen.push(cf!);
       }
       expect(seen).toEqual(expected);
+      // With read-aheads answering reads (a read-ahead never moves a cursor).
+      expect((await aheadOf(wal)).served).toBeGreaterThan(4);
     } finally {
       await wal.close();
     }
@@ -428,11 +572,119 @@ describe('fetch and crashes: the cursor rules of batchRead', () => {
       const before = segments();
       expect(before).toBeGreaterThanOrEqual(4);
       let n = 0;
-      for (let b = await wal.fetch('q', { maxBytes: 8192 }); b.length > 0; b = await wal.fetch('q', { maxBytes: 8192 })) n += b.length;
+      for (let b = await wal.fetch('q', { maxBytes: 8192 }); b.length > 0; b = await wal.fetch('q', { maxBytes: 8192 })) {
+        checkBatch(b, 'q', n, b.length, (off) => pseudoRandom(off + 1, 200));
+        n += b.length;
+      }
       expect(n).toBe(300);
+      expect((await aheadOf(wal)).served).toBeGreaterThan(0);
       // Only the segment being written and the spare stay (deletion runs in the worker's loop).
       for (let waited = 0; segments() > 2 && waited < 5000; waited += 20) await new Promise((r) => setTimeout(r, 20));
       expect(segments()).toBeLessThanOrEqual(2);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  /** Polls (the worker deletes segments in its own loop) until a peek of a consumer with no position starts past `offset`. */
+  async function deletedBefore(wal: Walrus, offset: number): Promise<number> {
+    const watcher = wal.consumer('watcher'); // peeks only: no position, reads start at the first stored entry
+    for (let waited = 0; waited < 10_000; waited += 10) {
+      const first = (await watcher.fetch('q', { maxEntries: 1, checkpoint: false })).firstOffset;
+      if (first > offset) return first;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`entries before ${offset} were not deleted`);
+  }
+
+  it('consumed segments are deleted while a read-ahead holds chunks of them: the reader gets the entries still stored', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 1, blockBytes: 4096, segmentBlocks: 4, fsync: FsyncSchedule.NoFsync });
+    try {
+      for (let i = 0; i < 400; i++) wal.append('q', sized(i));
+      const w = wal.consumer('w');
+      await w.seek('q', 0); // w holds the entries; the default consumer, which only peeks, holds none
+      checkBatch(await wal.fetch('q', { maxEntries: 10, checkpoint: false }), 'q', 0, 10, sized); // read-ahead: [0, 10) again
+      let read = 0;
+      while (read < 300) {
+        const b = await w.fetch('q', { maxEntries: 20 });
+        checkBatch(b, 'q', read, 20, sized);
+        read += 20;
+      }
+      const start = await deletedBefore(wal, 10);
+      // The default consumer's read-ahead of deleted entries went with them; its peek now
+      // starts at the first stored entry, read from the files that remain.
+      const ahead = await aheadOf(wal);
+      expect(ahead.failed).toBe(0);
+      const peek = await wal.fetch('q', { maxEntries: 10, checkpoint: false });
+      checkBatch(peek, 'q', start, 10, sized);
+      // w's read-ahead ([300, 320)) was never in a deleted file and is used.
+      checkBatch(await w.fetch('q', { maxEntries: 20 }), 'q', 300, 20, sized);
+      expect((await aheadOf(wal)).served).toBe(ahead.served + 1);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('a retention bound deletes entries a read-ahead holds: the next read starts at the first entry still stored', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 1, blockBytes: 4096, segmentBlocks: 4, fsync: FsyncSchedule.NoFsync, retentionBytes: 64 * 1024 });
+    try {
+      for (let i = 0; i < 100; i++) wal.append('q', sized(i));
+      checkBatch(await wal.fetch('q', { maxEntries: 10 }), 'q', 0, 10, sized); // read-ahead: [10, 20)
+      for (let i = 100; i < 1000; i++) wal.append('q', sized(i));
+      const start = await deletedBefore(wal, 20);
+      const b = await wal.fetch('q', { maxEntries: 10 });
+      expect(b.firstOffset).toBeGreaterThanOrEqual(start);
+      checkBatch(b, 'q', b.firstOffset, 10, sized);
+      const ahead = await aheadOf(wal);
+      expect([ahead.served, ahead.failed]).toEqual([0, 0]);
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('damage in a read-ahead: the reads before it succeed, the read that reaches it rejects with ERR_WALRUS_CORRUPT', async () => {
+    const dir = tempDir();
+    const wal = await Walrus.open({ dir, shards: 1, blockBytes: 4096, segmentBlocks: 64 });
+    try {
+      const payload = (off: number): Buffer => Buffer.from(`record-${String(off).padStart(3, '0')}|${'.'.repeat(40)}`);
+      for (let i = 0; i < 100; i++) wal.append('c', payload(i));
+      await wal.flush();
+      /** Flips one payload byte of entry `off` in the file the open instance reads; returns the file and the record's position. */
+      const damage = (off: number): { file: string; record: number } => {
+        const marker = payload(off);
+        const file = readdirSync(dir)
+          .filter((f) => f.endsWith('.seg'))
+          .map((f) => join(dir, f))
+          .find((f) => readFileSync(f).includes(marker))!;
+        const at = readFileSync(file).indexOf(marker);
+        const fd = openSync(file, 'r+');
+        writeSync(fd, Buffer.from('R'), 0, 1, at);
+        closeSync(fd);
+        return { file, record: at - 32 }; // the record's header precedes its payload
+      };
+      const { file, record } = damage(35);
+      for (let k = 0; k < 3; k++) checkBatch(await wal.fetch('c', { maxEntries: 10 }), 'c', k * 10, 10, payload);
+      // [10, 20) and [20, 30) came from read-aheads; the one of [30, 40) met the damage.
+      expect(await aheadOf(wal)).toMatchObject({ made: 2, served: 2, failed: 1 });
+      await expect(wal.fetch('c', { maxEntries: 10 })).rejects.toMatchObject({ code: 'ERR_WALRUS_CORRUPT', file, offset: record });
+      // The entries before the damaged one are still read, and the cursor never passes it.
+      checkBatch(await wal.fetch('c', { maxEntries: 5 }), 'c', 30, 5, payload);
+      await expect(wal.fetch('c', { maxEntries: 5 })).rejects.toMatchObject({ code: 'ERR_WALRUS_CORRUPT', file, offset: record });
+      await expect(wal.readNext('c')).rejects.toMatchObject({ code: 'ERR_WALRUS_CORRUPT', offset: record });
+      expect(await aheadOf(wal)).toMatchObject({ served: 2, failed: 2 });
+      // Bytes returned are the bytes checked: damage after a read-ahead was made does not
+      // reach the entries it holds (checked when read), only later reads of the files.
+      const reader = wal.consumer('late');
+      await reader.seek('c', 50);
+      checkBatch(await reader.fetch('c', { maxEntries: 10 }), 'c', 50, 10, payload); // read-ahead: [60, 70)
+      expect(await aheadOf(wal)).toMatchObject({ made: 3, failed: 2 }); // made by now (the worker makes it after the reply)
+      const late = damage(65);
+      checkBatch(await reader.fetch('c', { maxEntries: 10 }), 'c', 60, 10, payload);
+      expect(await aheadOf(wal)).toMatchObject({ served: 3 });
+      const replay = wal.iterate('c', 60);
+      await expect((async () => { for await (const _ of replay); })()).rejects.toMatchObject({ code: 'ERR_WALRUS_CORRUPT', offset: late.record });
     } finally {
       await wal.close();
     }

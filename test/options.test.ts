@@ -38,6 +38,7 @@ describe('option validation', () => {
     ['backpressureMs type', { backpressureMs: '100' }, 'ERR_INVALID_ARG_TYPE', 'options.backpressureMs'],
     ['ioUring', { ioUring: 'yes' }, 'ERR_INVALID_ARG_TYPE', 'options.ioUring'],
     ['pinWorkers', { pinWorkers: 1 }, 'ERR_INVALID_ARG_TYPE', 'options.pinWorkers'],
+    ['readAhead', { readAhead: 'yes' }, 'ERR_INVALID_ARG_TYPE', 'options.readAhead'],
     ['unknown', { fsyncMs: 5 }, 'ERR_INVALID_ARG_VALUE', 'fsyncMs'],
   ];
   it.each(cases)('%s', async (_name, opts, code, mention) => {

@@ -95,6 +95,16 @@ export interface WalrusOptions {
    * Default: none.
    */
   retentionMs?: number;
+  /**
+   * Read-ahead: once a consumer's read of a topic (`readNext`, `batchRead`, `fetch`,
+   * `subscribe`, a read stream) is answered, its shard worker reads and checksums the
+   * consumer's next read of the topic, with the same limits, so that a consumer draining a
+   * topic finds its next batch read while it handles the last one. A read-ahead never moves a
+   * cursor and is used only when it is exactly what the next read returns. Reads of more than
+   * 4 MiB of payload are not read ahead; a shard holds at most 16 MiB of read-aheads, 8 MiB per
+   * consumer and topic. Default: true. `stats().shards[i].readAhead` counts them.
+   */
+  readAhead?: boolean;
 }
 
 export interface ResolvedOptions {
@@ -114,6 +124,7 @@ export interface ResolvedOptions {
   pinWorkers: boolean;
   retentionBytes: number;
   retentionMs: number;
+  readAhead: boolean;
   debug: boolean;
 }
 
@@ -143,6 +154,7 @@ const KNOWN = new Set([
   'pinWorkers',
   'retentionBytes',
   'retentionMs',
+  'readAhead',
 ]);
 
 function int(o: Record<string, unknown>, name: string, min: number, max: number, dflt: number): number {
@@ -218,6 +230,7 @@ export function resolveOptions(options: unknown, defaultBackend: Backend): Resol
     pinWorkers: bool(o, 'pinWorkers', false) === true,
     retentionBytes: int(o, 'retentionBytes', 1, Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY),
     retentionMs: int(o, 'retentionMs', 1, Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY),
+    readAhead: bool(o, 'readAhead', true) === true,
     debug,
   };
 }

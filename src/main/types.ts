@@ -47,6 +47,26 @@ export interface ShardStats {
   bytesWritten: number;
   /** Records written (entries and meta records). */
   recordsWritten: number;
+  /** The shard's read-aheads (the `readAhead` option; docs/ARCHITECTURE.md, "Reads"). */
+  readAhead: ReadAheadStats;
+}
+
+/**
+ * Counters of a shard's read-aheads, in {@link ShardStats}: once a consumer's read is
+ * answered, the shard worker reads and verifies that consumer's next read of the topic, and
+ * answers the next request from it when it is exactly what the request would read.
+ */
+export interface ReadAheadStats {
+  /** Read-aheads made (read and checksummed). */
+  made: number;
+  /** Reads answered from a read-ahead. */
+  served: number;
+  /** Read-aheads dropped unused: the consumer moved elsewhere (seek, commit, another read), asked for other limits, or the memory bound needed the room. */
+  dropped: number;
+  /** Read-aheads that met an error (a record failing its checksum, an I/O error): dropped, and the read that reaches those entries reads them itself and reports it. */
+  failed: number;
+  /** Bytes the shard's read-aheads hold now (at most 16 MiB per shard, 8 MiB per consumer and topic). */
+  heldBytes: number;
 }
 
 /** What {@link Walrus.stats} reports. */
@@ -63,6 +83,19 @@ export interface WalrusStats {
   io: 'io_uring' | 'io_uring+pwritev' | 'pwritev' | 'mmap' | 'portable';
   /** One entry per shard, by shard index. */
   shards: ShardStats[];
+  /** What atLeastOnce subscribers delivered without a read per entry (docs/ARCHITECTURE.md, "Live tails"). */
+  liveTail: LiveTailStats;
+}
+
+/**
+ * Entries that atLeastOnce subscribers (`subscribe`) of this instance delivered without a read
+ * request of their own per entry, in {@link WalrusStats}.
+ */
+export interface LiveTailStats {
+  /** From the copies of the entries appended while they ran, each once the shard worker had written it. */
+  fromMemory: number;
+  /** From their bulk peeks at the shard worker (a backlog, or after they fell too far behind). */
+  fromPeeks: number;
 }
 
 /** Options of {@link Walrus.consumer}. */

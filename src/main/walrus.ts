@@ -28,6 +28,7 @@ import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOption
 import type { ProducerTopic } from './client/producer.js';
 import { ShardClient } from './client/shard.js';
 import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
+import { INSTANCE_CLOSED, LIVE_TAIL_PEEK_BYTES, LIVE_TAIL_PEEK_ENTRIES, type LiveTail, type LiveTailCounters, TailLease, captureAppended, dropTail } from './live-tail.js';
 import type { ConsumerRef, IoPolicy } from '../shared/messages.js';
 import { shardsOnDisk } from '../shared/format/segment.js';
 import { FileStructures, MemoryStructures } from './records/structures.js';
@@ -58,6 +59,8 @@ const MEMORY_LABEL = '(memory)';
 interface Topic extends ProducerTopic, Watchable {
   name: string;
   shard: ShardClient;
+  /** Copies of the entries appended while a subscriber reads the topic from memory (live-tail.ts). */
+  tail: LiveTail | null;
 }
 
 /**
@@ -90,6 +93,9 @@ export class Walrus {
   /** Whether the wait for producer threads' appends (watchProducers) runs, and for which topics. */
   private watchingProducers = false;
   private readonly watched = new Set<Topic>();
+  /** Subscribers reading from memory (live-tail.ts), with the topic each reads. */
+  private readonly leases = new Map<TailLease, Topic>();
+  private readonly tailCounters: LiveTailCounters = { fromMemory: 0, fromPeeks: 0 };
 
   private constructor(
     private readonly opts: ResolvedOptions,
@@ -142,6 +148,7 @@ export class Walrus {
               backend: mmap ? 'mmap' : 'fd',
               walrusIoPath: io,
               cpu: opts.pinWorkers ? (i + 1) % availableParallelism() : -1,
+              readAhead: opts.readAhead,
               debug: opts.debug,
               channel: channelName(channel, i),
             },
@@ -165,7 +172,7 @@ export class Walrus {
         for (const t of ready.topics) {
           // Recovered topics are declared already: their name bytes are never framed again
           // (claimTopicDef runs only for undefined topics), so none is made per topic.
-          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, entry: -1, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null });
+          wal.topicMap.set(t.name, { id: t.id, name: t.name, next: t.next, entry: -1, defined: true, nameBytes: NO_NAME_BYTES, shard, watchers: null, tail: null });
         }
       }
       wal.nsDir = memory ? null : ns;
@@ -188,7 +195,7 @@ export class Walrus {
       return this.adopt(topic, nameBytes, d.shard, d.id, d.entry);
     }
     const shard = this.shards[topicHash(nameBytes) % this.shards.length]!;
-    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, entry: -1, defined: false, nameBytes, shard, watchers: null };
+    const created: Topic = { id: shard.newTopicId(), name: topic, next: 0, entry: -1, defined: false, nameBytes, shard, watchers: null, tail: null };
     this.topicMap.set(topic, created);
     return created;
   }
@@ -207,7 +214,7 @@ export class Walrus {
 
   /** A directory topic new to this thread: its TopicDef goes into this thread's ring before its first entry. */
   private adopt(name: string, nameBytes: Buffer, shard: number, id: number, entry: number): Topic {
-    const t: Topic = { id, name, next: 0, entry: -1, defined: false, nameBytes, shard: this.shards[shard]!, watchers: null };
+    const t: Topic = { id, name, next: 0, entry: -1, defined: false, nameBytes, shard: this.shards[shard]!, watchers: null, tail: null };
     shareTopic(t, this.producers!.dir, entry);
     this.topicMap.set(name, t);
     return t;
@@ -254,6 +261,10 @@ export class Walrus {
       const d = t.defined ? dir.lookupOrAdd(nameBytes, t.shard.index, t.id, t.next) : dir.lookupOrAdd(nameBytes, t.shard.index, -1, 0);
       t.id = d.id;
       shareTopic(t, dir, d.entry);
+      // Live tails hold only this thread's appends: their subscribers go back to the worker
+      // (woken, to look again).
+      dropTail(t);
+      if (t.watchers !== null) notifyAppend(t);
     }
     Atomics.store(dir.ledgers, dir.ledgerWord(0, LedgerWord.Taken), 1);
     const sequencer = new Sequencer(dir, 0, (k) => this.shards[k]!.wake());
@@ -306,6 +317,7 @@ export class Walrus {
     const len = payloadLength(data, 'data', this.opts.maxRecordBytes);
     const t = this.topicFor(topic);
     const offset = t.shard.appendOne(t, data, len);
+    if (t.tail !== null) captureAppended(t, offset, [data], t.shard.publishedTarget());
     if (t.watchers !== null) notifyAppend(t);
     return offset;
   }
@@ -322,6 +334,7 @@ export class Walrus {
     const t = this.topicFor(topic);
     if (entries.length === 0) return t.next;
     const first = t.shard.appendBatch(t, entries, lens, ringBytes);
+    if (t.tail !== null) captureAppended(t, first, entries, t.shard.publishedTarget());
     if (t.watchers !== null) notifyAppend(t);
     return first;
   }
@@ -331,6 +344,8 @@ export class Walrus {
     this.checkOpen();
     // Cursor records of atLeastOnce reads are not ring positions: they need their own fsync
     // when nothing was appended since the last one (found by the power-loss crash cycles).
+    // Entries live tails delivered count as such reads: reported first.
+    for (const l of this.leases.keys()) l.report();
     await Promise.all(this.shards.flatMap((s) => [s.waitDurable(), s.syncCursors()]));
   }
 
@@ -495,6 +510,7 @@ export class Walrus {
       encodeTopic(topic);
       return;
     }
+    this.endLeases(t, ref);
     await t.shard.commit(t.id, ref, offset);
   }
 
@@ -507,16 +523,35 @@ export class Walrus {
    * readNext, batchRead and fetch share), the reply kept whole.
    */
   private async take(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null = null): Promise<RecordBatch> {
+    return (await this.takeAt(topic, maxEntries, maxBytes, checkpoint, ref)).batch;
+  }
+
+  /** take(), with where the consumer's next checkpointing read starts once this one is done (for a peek: where it read). */
+  private async takeAt(topic: string, maxEntries: number, maxBytes: number, checkpoint: unknown, ref: ConsumerRef | null, readAhead = true): Promise<{ batch: RecordBatch; next: number }> {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
     if (typeof checkpoint !== 'boolean') throw invalidArgType('checkpoint', 'of type boolean', checkpoint);
     const t = this.known(topic);
     if (t === undefined) {
       encodeTopic(topic);
-      return RecordBatch.empty(topic);
+      return { batch: RecordBatch.empty(topic), next: 0 };
     }
-    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref);
-    return new RecordBatch(t.name, r.data, r.entries);
+    // A subscriber delivering this consumer's entries from memory stops (what it delivered
+    // reaches the worker before this read): the two take turns through the worker. A peek
+    // only needs what was delivered reported.
+    if (checkpoint) this.endLeases(t, ref);
+    else this.reportLeases();
+    const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref, readAhead);
+    return { batch: new RecordBatch(t.name, r.data, r.entries), next: r.next };
+  }
+
+  /**
+   * Sends the live-tail leases of consumer `ref` (null: the default one) on `t` (all topics:
+   * `t` null) back to reading from the worker, reporting what they delivered.
+   */
+  private endLeases(t: Topic | null, ref: ConsumerRef | null | string): void {
+    const name = typeof ref === 'string' ? ref : (ref?.name ?? null);
+    for (const [l, lt] of this.leases) if ((t === null || lt === t) && l.consumer === name) l.suspend();
   }
 
   /**
@@ -537,12 +572,60 @@ export class Walrus {
     return this.tail(this.topicFor(topic), signal, ref);
   }
 
-  /** subscribe's iterator: the live tail, one entry at a time. */
+  /**
+   * subscribe's iterator: the live tail, one entry at a time. StrictlyAtOnce: one
+   * checkpointing read at a time from the worker. atLeastOnce: a lease on the topic's live
+   * tail (live-tail.ts) delivers the entries appended while it runs from memory, each once
+   * the worker has written it, and older ones from bulk peeks at the worker, each reported
+   * to the worker as the read it stands for.
+   */
   private async *tail(t: Topic, signal: AbortSignal | undefined, ref: ConsumerRef | null): AsyncIterableIterator<Entry> {
+    const consistency = ref?.consistency ?? this.opts.consistency;
+    // Entries other threads append never pass through this thread's memory: with a producer
+    // handle, subscribers read from the worker (as StrictlyAtOnce ones always do).
+    if (consistency.kind === 'atLeastOnce' && this.producers === null) yield* this.tailFromMemory(t, signal, ref);
     for (;;) {
       const batch = await this.nextBatch(t, 1, Number.MAX_SAFE_INTEGER, true, signal, ref);
       if (batch === null) return;
       yield batch[0]!;
+    }
+  }
+
+  /**
+   * subscribe's atLeastOnce iterator while only this thread appends: a lease on the topic's
+   * live tail (see tail). Returns (the lease ended, what it delivered reported) once a
+   * producer handle exists.
+   */
+  private async *tailFromMemory(t: Topic, signal: AbortSignal | undefined, ref: ConsumerRef | null): AsyncGenerator<Entry, void> {
+    const consistency = ref?.consistency ?? this.opts.consistency;
+    const closed = this.closedSignal();
+    const lease = new TailLease(t, ref, consistency.kind === 'atLeastOnce' ? consistency.persistEvery : 1, this.tailCounters, (l) => this.leases.delete(l));
+    this.leases.set(lease, t);
+    try {
+      for (;;) {
+        if (this.producers !== null) return;
+        const e = await lease.next(closed, signal);
+        if (e === INSTANCE_CLOSED) return;
+        if (e !== null) {
+          yield e;
+          continue;
+        }
+        if (signal?.aborted) throw abortError(signal);
+        if (this.closing || this.producers !== null) return;
+        // Entries appended after this point wake the wait below, even if the peek misses them.
+        const seen = t.next;
+        let r: { batch: RecordBatch; next: number };
+        try {
+          // No read-ahead: the next peek starts past these entries, not at them.
+          r = await this.takeAt(t.name, LIVE_TAIL_PEEK_ENTRIES, LIVE_TAIL_PEEK_BYTES, false, ref, false);
+        } catch (err) {
+          if (this.closing && (err as { code?: string }).code === 'ERR_WALRUS_CLOSED') return;
+          throw err;
+        }
+        if (!lease.offer(r.batch, r.next)) await waitForAppend(t, seen, closed, signal);
+      }
+    } finally {
+      lease.end();
     }
   }
 
@@ -615,6 +698,11 @@ export class Walrus {
         this.watchingProducers = false;
       }
     })();
+  }
+
+  /** Reports to the workers what live tails delivered so far (positions and lists then include it). */
+  private reportLeases(): void {
+    for (const l of this.leases.keys()) l.report();
   }
 
   /** Resolves when close() starts. */
@@ -750,7 +838,9 @@ export class Walrus {
     checkOffset(offset, 'offset');
     const t = this.known(topic);
     // A topic with no entry: every offset is clamped to its end, 0, where a first read starts anyway.
-    if (t !== undefined) await t.shard.seek(t.id, ref, offset);
+    if (t === undefined) return;
+    this.endLeases(t, ref);
+    await t.shard.seek(t.id, ref, offset);
   }
 
   private async positionAs(ref: ConsumerRef | null, topic: string) {
@@ -758,6 +848,7 @@ export class Walrus {
     encodeTopic(topic);
     const t = this.known(topic);
     if (t === undefined) return { cursor: 0, delivered: 0, start: 0, end: 0 };
+    this.reportLeases();
     return t.shard.position(t.id, ref);
   }
 
@@ -771,6 +862,7 @@ export class Walrus {
     this.adoptAll();
     const names = this.shards.map(() => new Map<number, string>());
     for (const t of this.topicMap.values()) names[this.shards.indexOf(t.shard)]!.set(t.id, t.name);
+    this.reportLeases();
     const lists = await Promise.all(this.shards.map((s) => s.consumers()));
     const out = new Map<string, ConsumerInfo>();
     lists.forEach((list, k) => {
@@ -796,6 +888,7 @@ export class Walrus {
   async deleteConsumer(name: string): Promise<void> {
     this.checkOpen();
     checkConsumerName(name);
+    this.endLeases(null, name);
     await Promise.all(this.shards.map((s) => s.dropConsumer(name)));
   }
 
@@ -815,10 +908,8 @@ export class Walrus {
       recoveredTornBytes: this.recovered.tornBytes,
       recoveredClean: this.recovered.clean,
       io: this.recovered.io === 'portable' ? 'portable' : this.opts.backend === 'mmap' ? 'mmap' : IO_NAMES[this.recovered.uring],
-      shards: this.shards.map((s) => {
-        const { fsyncs, writeSubmits, bytesWritten, recordsWritten } = s.stats();
-        return { fsyncs, writeSubmits, bytesWritten, recordsWritten };
-      }),
+      shards: this.shards.map((s) => s.stats()),
+      liveTail: { ...this.tailCounters },
     };
   }
 
@@ -830,6 +921,9 @@ export class Walrus {
 
   private async doClose(): Promise<void> {
     process.off('beforeExit', this.onBeforeExit);
+    // What subscribers delivered from memory reaches the workers before their close, which
+    // writes every committed position.
+    for (const l of [...this.leases.keys()]) l.end();
     this.resolveClosed?.();
     try {
       const results = await Promise.allSettled(this.shards.map((s) => s.close()));

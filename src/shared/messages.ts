@@ -44,6 +44,13 @@ export interface ShardInit {
   channel: string;
   /** CPU to pin the worker to, or -1. */
   cpu: number;
+  /** options.readAhead: make each consumer's next read in advance (workers/read/read-ahead.ts). */
+  readAhead: boolean;
+  /**
+   * The read-ahead counters (READ_STATS_FIELDS BigInt64 slots: made, served, dropped, failed,
+   * heldBytes), written by the worker, read by stats().
+   */
+  readStats: SharedArrayBuffer;
   debug: boolean;
 }
 
@@ -72,9 +79,20 @@ export type ToWorker =
   | { type: 'read'; id: number; topicId: number; from: number; maxEntries: number; maxBytes: number }
   /**
    * Read from where the consumer stands in the topic (workers/read/consumer.ts; `consumer`
-   * null: the default consumer); advance it when `checkpoint`.
+   * null: the default consumer); advance it when `checkpoint`. `readAhead` false: make no
+   * read-ahead after it (a live tail's peek, whose next read starts past it).
    */
-  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
+  | { type: 'consume'; id: number; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null; readAhead: boolean }
+  /**
+   * A live tail (main/live-tail.ts) delivered entries [from, to) of the topic to an
+   * atLeastOnce consumer from memory, one by one, as a run of readNext calls would have: the
+   * consumer's position moves as those reads would have moved it (all but the last entry
+   * committed, the next read at `to`). With `ack`, the committed position is also recorded
+   * now (whatever persistEvery says), and the message is answered with 'taken' once that
+   * record is written; without, a record is queued only when persistEvery says so, and
+   * nothing answers. `from` may equal `to` (nothing delivered since the last one).
+   */
+  | { type: 'taken'; id: number; topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }
   /**
    * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far
    * durable, even when no entry was appended since the last fsync. Answered with 'synced'.
@@ -111,7 +129,19 @@ export type FromWorker =
    * `entries` holds READ_ENTRY_FIELDS numbers per entry: offset, index of the buffer in
    * `data` that holds its payload, payload start in that buffer, payload length.
    */
-  | { type: 'readResult'; id: number; data: ArrayBuffer[]; entries: Float64Array }
+  | {
+      type: 'readResult';
+      id: number;
+      data: ArrayBuffer[];
+      entries: Float64Array;
+      /**
+       * A read from the consumer's position (consume): where its next checkpointing read
+       * starts (for a peek, where it read from); else -1.
+       */
+      next: number;
+    }
+  /** The answer to a 'taken' with `ack`: the committed position last written for the consumer in the topic. */
+  | { type: 'taken'; id: number; written: number }
   | { type: 'requestFailed'; id: number; error: SerializedError }
   /** The shard hit an I/O error and refuses further appends. */
   | { type: 'failed'; error: SerializedError }
@@ -138,6 +168,9 @@ export type ProducerChannelMessage =
   | Extract<ToWorker, { type: 'external' }>;
 
 export const READ_ENTRY_FIELDS = 4;
+
+/** Slots of ShardInit.readStats, in order: made, served, dropped, failed, heldBytes. */
+export const READ_STATS_FIELDS = 5;
 
 /** The transfer list of a read reply: its buffers move to the main thread, no copy. */
 export function readTransfer(data: ArrayBuffer[], entries: Float64Array): ArrayBuffer[] {

@@ -13,6 +13,7 @@ import { ShardState } from '../shared/format/layout.js';
 import { TopicDirectory } from '../shared/producers/directory.js';
 import { BREAK_AFTER_MS, anyInFlight, forEachPublishing } from '../shared/producers/sequencer.js';
 import { Consumers } from './read/consumer.js';
+import { ReadAhead } from './read/read-ahead.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './read/reader.js';
 import { recover } from './recovery/index.js';
@@ -56,7 +57,16 @@ class ShardWorker {
     private readonly store: ShardStore,
     private readonly writer: Writer,
   ) {
-    this.consumers = new Consumers(store, writer, init.consistency, post);
+    const readStats = new BigInt64Array(init.readStats);
+    const ahead = new ReadAhead(init.readAhead, (c) => {
+      // Read by stats() on the main thread; this worker is the only writer.
+      Atomics.store(readStats, 0, BigInt(c.made));
+      Atomics.store(readStats, 1, BigInt(c.served));
+      Atomics.store(readStats, 2, BigInt(c.dropped));
+      Atomics.store(readStats, 3, BigInt(c.failed));
+      Atomics.store(readStats, 4, BigInt(c.heldBytes));
+    });
+    this.consumers = new Consumers(store, writer, init.consistency, post, ahead);
     this.retention = new Retention(store, writer, debug, { bytes: init.retentionBytes, ms: init.retentionMs });
     writer.onStuck = () => this.unstick();
   }
@@ -141,6 +151,17 @@ class ShardWorker {
         }
         if (m.checkpoint) this.retention.dirty = true;
         return;
+      case 'taken': {
+        this.drainForRead(false);
+        const written = this.consumers.taken(this.store.topics.get(m.topicId), m);
+        this.retention.dirty = true;
+        if (!m.ack) return;
+        // The cursor record it queued, if any, goes to the kernel before the answer.
+        this.drainForRead();
+        if (this.failed) post({ type: 'requestFailed', id: m.id, error: serializeError(this.failed) });
+        else post({ type: 'taken', id: m.id, written: written() });
+        return;
+      }
       case 'syncCursors':
         this.syncCursors(m.id);
         return;
@@ -220,7 +241,7 @@ class ShardWorker {
     try {
       const t = this.store.topics.get(m.topicId);
       const out = t ? readEntries(t, m.from, m.maxEntries, m.maxBytes) : EMPTY_READ();
-      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries }, readTransfer(out.data, out.entries));
+      post({ type: 'readResult', id: m.id, data: out.data, entries: out.entries, next: -1 }, readTransfer(out.data, out.entries));
     } catch (err) {
       post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
     }
@@ -232,6 +253,9 @@ class ShardWorker {
       const r = this.writer.collect();
       if (!this.writer.hasBatchPending()) break;
       this.writer.submit(this.syncDue());
+      // As after step()'s submits: a segment may have filled up, so the oldest may now go
+      // (a retention bound). Without this, appends that a read wrote never woke retention.
+      this.retention.dirty = true;
       if (r.blocked) break;
     }
     // Meta records placed by earlier requests (declarations, drops), and with `cursors` the
@@ -279,7 +303,10 @@ class ShardWorker {
     }
     if (!worked && this.store.prepareSpare()) worked = true;
     if (!worked && this.store.prepareAhead()) worked = true;
-    if (!w.hasPending() && this.retention.run(Date.now())) worked = true;
+    if (!w.hasPending() && this.retention.run(Date.now())) {
+      this.consumers.pruneReadAheads();
+      worked = true;
+    }
     w.dropDetached();
     return { worked, blocked };
   }

@@ -8,10 +8,11 @@ import { MessageChannel, type MessagePort, Worker, receiveMessageOnPort } from '
 import { WalrusError, closedError, deserializeError, type SerializedError } from '../../shared/errors.js';
 import { ShardState } from '../../shared/format/layout.js';
 import type { ConsumerRef, FromWorker, RecoveredTopic, ShardInit, ToWorker } from '../../shared/messages.js';
-import { unreachable } from '../../shared/messages.js';
+import { READ_STATS_FIELDS, unreachable } from '../../shared/messages.js';
 import { RingBig, RingSlot, loadBig, wakeWorker } from '../../shared/ring.js';
 import type { ReadConsistency } from '../../shared/schedule.js';
 import type { Sequencer } from '../../shared/producers/sequencer.js';
+import type { ShardStats } from '../types.js';
 import { Appender } from './appender.js';
 import type { ProducerTopic, RingProducer } from './producer.js';
 import { Watermarks } from './watermarks.js';
@@ -21,6 +22,8 @@ const WORKER_URL = new URL('../../workers/shard-worker.js', import.meta.url);
 export interface ReadReply {
   data: ArrayBuffer[];
   entries: Float64Array;
+  /** A read from a consumer's position: where its next read starts (-1 otherwise). */
+  next: number;
 }
 
 interface Pending {
@@ -64,7 +67,7 @@ function conditionFlags(argv: readonly string[]): string[] {
 
 function readReply(m: FromWorker): ReadReply {
   if (m.type !== 'readResult') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a read`);
-  return { data: m.data, entries: m.entries };
+  return { data: m.data, entries: m.entries, next: m.next };
 }
 
 /**
@@ -129,16 +132,20 @@ export class ShardClient {
    * covers yet, which waitDurable (ring positions only) does not see. Cleared by syncCursors.
    */
   private cursorsUnsynced = false;
+  /** The worker's read-ahead counters (ShardInit.readStats). */
+  private readonly readStats: BigInt64Array;
 
   private constructor(
     readonly index: number,
-    initWithoutPort: Omit<ShardInit, 'failPort'>,
+    initWithoutPort: Omit<ShardInit, 'failPort' | 'readStats'>,
     backpressureMs: number,
   ) {
     const channel = new MessageChannel();
     this.failPort = channel.port1;
     this.failPort.unref();
-    const init: ShardInit = { ...initWithoutPort, failPort: channel.port2 };
+    const readStats = new SharedArrayBuffer(READ_STATS_FIELDS * 8);
+    this.readStats = new BigInt64Array(readStats);
+    const init: ShardInit = { ...initWithoutPort, failPort: channel.port2, readStats };
     this.consistency = init.consistency;
     this.appender = new Appender(init.ring, backpressureMs, {
       index,
@@ -170,7 +177,7 @@ export class ShardClient {
   }
 
   /** Starts the worker and waits for its recovery to finish. */
-  static async start(index: number, init: Omit<ShardInit, 'failPort'>, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
+  static async start(index: number, init: Omit<ShardInit, 'failPort' | 'readStats'>, backpressureMs: number): Promise<{ shard: ShardClient; ready: ShardReady }> {
     const shard = new ShardClient(index, init, backpressureMs);
     shard.hold();
     try {
@@ -196,6 +203,7 @@ export class ShardClient {
         this.settle(0, m);
         return;
       case 'readResult':
+      case 'taken':
       case 'synced':
       case 'closed':
       case 'position':
@@ -338,7 +346,8 @@ export class ShardClient {
   private request(
     msg:
       | { type: 'read'; topicId: number; from: number; maxEntries: number; maxBytes: number }
-      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null }
+      | { type: 'consume'; topicId: number; maxEntries: number; maxBytes: number; checkpoint: boolean; consumer: ConsumerRef | null; readAhead: boolean }
+      | { type: 'taken'; topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }
       | { type: 'syncCursors' }
       | { type: 'commit'; topicId: number; consumer: ConsumerRef | null; offset?: number }
       | { type: 'seek'; topicId: number; consumer: ConsumerRef; offset: number }
@@ -384,12 +393,47 @@ export class ShardClient {
    * Reads from where the consumer (null: the default one) stands in the topic, advancing it
    * when `checkpoint` (see workers/read/consumer.ts).
    */
-  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean, consumer: ConsumerRef | null = null): Promise<ReadReply> {
-    const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint, consumer }));
+  async consume(topicId: number, maxEntries: number, maxBytes: number, checkpoint: boolean, consumer: ConsumerRef | null = null, readAhead = true): Promise<ReadReply> {
+    const r = readReply(await this.request({ type: 'consume', topicId, maxEntries, maxBytes, checkpoint, consumer, readAhead }));
     // atLeastOnce: any checkpointing read, an empty one too, may have committed (and written
     // the cursor record of) what the read before it returned: sync() must cover it.
     if (checkpoint && (consumer?.consistency ?? this.consistency).kind !== 'strictlyAtOnce') this.cursorsUnsynced = true;
     return r;
+  }
+
+  /**
+   * A live tail delivered entries [from, to) of the topic to an atLeastOnce consumer from
+   * memory (main/live-tail.ts): the worker moves the consumer's position as reads would have.
+   * With `ack`, resolves with the committed position last written once the cursor record this
+   * queues, if any, is written; without, the message is posted and nothing answers it.
+   */
+  async taken(topicId: number, consumer: ConsumerRef | null, from: number, to: number, ack: boolean): Promise<number> {
+    // A checkpoint of atLeastOnce reads: sync() must cover its cursor record.
+    this.cursorsUnsynced = true;
+    if (!ack) {
+      if (this.exited) throw closedError();
+      this.worker.postMessage({ type: 'taken', id: 0, topicId, consumer, from, to, ack } satisfies ToWorker);
+      this.wakeSoon();
+      return -1;
+    }
+    const m = await this.request({ type: 'taken', topicId, consumer, from, to, ack });
+    if (m.type !== 'taken') throw new Error(`walrus-ts internal error: unexpected ${m.type} reply to a taken request`);
+    return m.written;
+  }
+
+  /** The ring position that Written must reach for everything published so far to be in the files. */
+  publishedTarget(): number {
+    return this.producer.publishedLogical;
+  }
+
+  /** Whether everything published up to ring position `target` is written to the files. */
+  writtenTo(target: number): boolean {
+    return loadBig(this.producer.v.big, RingBig.Written) >= target;
+  }
+
+  /** Resolves once everything published up to ring position `target` is written to the files; rejects once the shard has failed. */
+  waitWrittenTo(target: number): Promise<void> {
+    return this.watermarks.waitWrittenTo(target);
   }
 
   /** Moves the named consumer's position in the topic, durably (see Consumers.seek). */
@@ -466,13 +510,15 @@ export class ShardClient {
     }
   }
 
-  stats(): { fsyncs: number; writeSubmits: number; bytesWritten: number; recordsWritten: number } {
+  stats(): ShardStats {
     const big = this.producer.v.big;
+    const r = this.readStats;
     return {
       fsyncs: loadBig(big, RingBig.Fsyncs),
       writeSubmits: loadBig(big, RingBig.WriteSubmits),
       bytesWritten: loadBig(big, RingBig.BytesWritten),
       recordsWritten: loadBig(big, RingBig.RecordsWritten),
+      readAhead: { made: loadBig(r, 0), served: loadBig(r, 1), dropped: loadBig(r, 2), failed: loadBig(r, 3), heldBytes: loadBig(r, 4) },
     };
   }
 }

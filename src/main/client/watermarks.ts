@@ -70,7 +70,11 @@ export class Watermarks {
 
   /** Resolves once everything published so far is written to the files (not necessarily durable). */
   async waitWritten(): Promise<void> {
-    const target = this.producer.publishedLogical;
+    await this.waitWrittenTo(this.producer.publishedLogical);
+  }
+
+  /** Resolves once everything published up to ring position `target` is written to the files. */
+  async waitWrittenTo(target: number): Promise<void> {
     await this.waitSlot(RingSlot.TailGen, () => loadBig(this.producer.v.big, RingBig.Written) >= target);
   }
 

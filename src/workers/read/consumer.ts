@@ -34,9 +34,16 @@ import type { Cursor, TopicLog } from '../store/model.js';
 import type { ShardStore } from '../store/store.js';
 import { moveCursor, updateFloor } from '../store/blocks.js';
 import { EMPTY_READ, readEntries, type ReadOutput } from './reader.js';
+import { type AheadPlan, type ReadAhead, readerKey } from './read-ahead.js';
 import type { Writer } from '../write/writer.js';
 
 type Reply = Extract<FromWorker, { type: 'readResult' }>;
+
+/** A reply held until its cursor record is written or fsynced, with the read-ahead to make once it is sent. */
+interface Held {
+  reply: Reply;
+  plan: AheadPlan | null;
+}
 
 export interface ConsumeRequest {
   id: number;
@@ -46,6 +53,8 @@ export interface ConsumeRequest {
   checkpoint: boolean;
   /** A named consumer, or null for the default one. */
   consumer: ConsumerRef | null;
+  /** Whether the reader's next read is made in advance once this one is answered. */
+  readAhead: boolean;
 }
 
 /** Where a consumer stands in a topic, as `position` answers it. */
@@ -56,20 +65,22 @@ export interface PositionState {
 
 export class Consumers {
   /** StrictlyAtOnce replies held until the next fsync completes. */
-  private awaiting: Reply[] = [];
+  private awaiting: Held[] = [];
   /**
    * atLeastOnce replies whose read queued a cursor record, held until the record is written:
    * answered first, a kill -9 right after could lose the record (it was only in this
    * worker's memory) and redeliver more than the bound, (n - 1) + the last read's entries.
    * Found by the crash cycles.
    */
-  private unwritten: Reply[] = [];
+  private unwritten: Held[] = [];
 
   constructor(
     private readonly store: ShardStore,
     private readonly writer: Writer,
     private readonly consistency: ReadConsistency,
     private readonly post: (m: FromWorker, transfer?: ArrayBuffer[]) => void,
+    /** The readers' next reads, made in advance (read-ahead.ts). */
+    private readonly ahead: ReadAhead,
   ) {}
 
   /** Whether replies wait for an fsync (the worker must then submit one). */
@@ -84,7 +95,7 @@ export class Consumers {
 
   /** The queued cursor records were written (handed to the kernel): answer their reads. */
   written(): void {
-    for (const r of this.unwritten.splice(0)) this.send(r);
+    this.answer(this.unwritten.splice(0));
   }
 
   /**
@@ -101,29 +112,68 @@ export class Consumers {
       // atLeastOnce: coming back for more commits everything returned before this read,
       // whatever this read finds.
       if (t && c && m.checkpoint && !strict) moveCursor(t, c.delivered, c);
-      const out: ReadOutput = t ? readEntries(t, c ? c.delivered : t.start, m.maxEntries, m.maxBytes) : EMPTY_READ();
+      const key = t ? readerKey(t.id, m.consumer?.name ?? null) : '';
+      const from = t ? Math.max(c ? c.delivered : t.start, t.start) : 0;
+      // The reader's read-ahead when it is what this read returns, else a read now.
+      const out: ReadOutput = t ? (this.ahead.take(key, t, from, m.maxEntries, m.maxBytes) ?? readEntries(t, from, m.maxEntries, m.maxBytes)) : EMPTY_READ();
       const n = out.entries.length / READ_ENTRY_FIELDS;
-      const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries };
+      const last = n > 0 ? out.entries[(n - 1) * READ_ENTRY_FIELDS]! : -1;
+      // Where the consumer's next read starts: here for a peek (or an empty read), past these entries once a checkpoint takes them.
+      const reply: Reply = { type: 'readResult', id: m.id, data: out.data, entries: out.entries, next: from };
+      // Once the reply is on its way, the reader's next read is made in advance (never
+      // moving its cursor): while the caller handles these entries, the next are read.
+      const plan: AheadPlan | null = t && n > 0 && m.readAhead ? { key, topic: t, cursor: c, maxEntries: m.maxEntries, maxBytes: m.maxBytes } : null;
       if (!t || !c || !m.checkpoint || (strict && n === 0)) {
-        this.send(reply);
+        this.answer([{ reply, plan }]);
         return;
       }
       if (strict && failed) throw failed;
-      if (n > 0) c.delivered = out.entries[(n - 1) * READ_ENTRY_FIELDS]! + 1;
+      if (n > 0) c.delivered = last + 1;
+      reply.next = c.delivered;
       if (strict) {
         moveCursor(t, c.delivered, c);
         this.persist(t, m.consumer);
-        this.awaiting.push(reply);
+        this.awaiting.push({ reply, plan });
         return;
       }
       if (!failed && c.cursor - c.cursorWritten >= consistency.persistEvery) {
         this.persist(t, m.consumer);
-        this.unwritten.push(reply);
+        this.unwritten.push({ reply, plan });
         return;
       }
-      this.send(reply);
+      this.answer([{ reply, plan }]);
     } catch (err) {
       this.post({ type: 'requestFailed', id: m.id, error: serializeError(err instanceof WalrusError ? err : ioError(err, 'read failed')) });
+    }
+  }
+
+  /**
+   * A live tail delivered entries [from, to) of `t` from memory, one by one: the position
+   * moves as that many readNext calls would have moved it (each commits what the one before
+   * returned), and a cursor record is queued once the committed position is persistEvery past
+   * the last one written, or at once with m.ack (see the 'taken' message). Returns a function that
+   * gives the committed position last written (asked once the queued record is written).
+   * A consumer whose position a retention bound moved past `from` meanwhile keeps the larger
+   * position.
+   */
+  taken(t: TopicLog | undefined, m: { topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }): () => number {
+    if (!t) return () => 0;
+    try {
+      const c = this.cursorOf(t, m.consumer, true)!;
+      const to = Math.min(m.to, t.complete);
+      if (m.to > m.from) {
+        this.ahead.drop(readerKey(t.id, m.consumer?.name ?? null));
+        if (to - 1 > c.cursor) moveCursor(t, to - 1, c);
+        if (c.delivered < to) c.delivered = to;
+      }
+      const consistency = m.consumer?.consistency ?? this.consistency;
+      const every = consistency.kind === 'atLeastOnce' ? consistency.persistEvery : 1;
+      if (c.cursor !== c.cursorWritten && (m.ack || c.cursor - c.cursorWritten >= every)) this.persist(t, m.consumer);
+      return () => c.cursorWritten;
+    } catch {
+      // Only the consumer limit can refuse here, and a live tail reads with a position it
+      // already has: nothing to report to a message nobody waits for.
+      return () => 0;
     }
   }
 
@@ -139,7 +189,10 @@ export class Consumers {
     const c = this.cursorOf(t, consumer, true)!;
     const target = offset === undefined ? c.delivered : clampOffset(t, offset);
     moveCursor(t, target, c);
-    if (c.delivered < target) c.delivered = target;
+    if (c.delivered < target) {
+      c.delivered = target;
+      this.ahead.drop(readerKey(t.id, consumer?.name ?? null));
+    }
     if (c.cursor !== c.cursorWritten) this.persist(t, consumer);
   }
 
@@ -154,6 +207,7 @@ export class Consumers {
     const target = clampOffset(t, offset);
     moveCursor(t, target, c);
     c.delivered = target;
+    this.ahead.drop(readerKey(t.id, consumer?.name ?? null));
     if (c.cursor !== c.cursorWritten) this.persist(t, consumer);
   }
 
@@ -187,18 +241,25 @@ export class Consumers {
     }
     this.store.consumers.delete(c.id);
     this.store.consumerByName.delete(name);
+    this.ahead.dropConsumer(name);
     this.writer.dropConsumer(c);
     return true;
   }
 
   /** The held StrictlyAtOnce reads' fsync completed: answer them. */
   released(): void {
-    for (const r of this.awaiting.splice(0)) this.send(r);
+    this.answer(this.awaiting.splice(0));
   }
 
   /** The fsync failed: none of the held reads may be answered with entries. */
   failed(err: WalrusError): void {
-    for (const r of [...this.awaiting.splice(0), ...this.unwritten.splice(0)]) this.post({ type: 'requestFailed', id: r.id, error: serializeError(err) });
+    this.ahead.cancel();
+    for (const { reply } of [...this.awaiting.splice(0), ...this.unwritten.splice(0)]) this.post({ type: 'requestFailed', id: reply.id, error: serializeError(err) });
+  }
+
+  /** After a deletion of segments: read-aheads of entries no longer stored go. */
+  pruneReadAheads(): void {
+    this.ahead.prune();
   }
 
   /**
@@ -235,8 +296,17 @@ export class Consumers {
     else this.writer.appendPosition(this.store.consumerByName.get(ref.name)!, t);
   }
 
-  private send(r: Reply): void {
-    this.post(r, readTransfer(r.data, r.entries));
+  /**
+   * Posts the replies, then makes their readers' read-aheads: the caller has its entries
+   * while the worker reads the next ones, and any request the caller sends after them finds
+   * them made (the worker takes its next message only afterwards).
+   */
+  private answer(held: Held[]): void {
+    for (const { reply, plan } of held) {
+      this.post(reply, readTransfer(reply.data, reply.entries));
+      if (plan !== null) this.ahead.plan(plan);
+    }
+    this.ahead.run();
   }
 }
 

@@ -62,6 +62,10 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
       const index = chunks.length;
       const firstFound = found.length;
       let p = 0;
+      // Where this chunk's first returned record starts: records before it (a seek starts
+      // at an indexed record at or before the offset) are walked for their lengths, not
+      // checksummed, so a read checks exactly the bytes it returns.
+      let returned = -1;
       let stop = false;
       while (p + RECORD_HEADER_BYTES <= want) {
         const len = frameLength(words, p);
@@ -71,10 +75,11 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
         if (off !== at) {
           // A wrong offset is damage, or a torn length that made the walk land mid-record:
           // the checksum check below tells which record is bad.
-          checkFrames(chunk, b, rel, p + fp);
+          checkFrames(chunk, b, rel, 0, p + fp);
           throw corruptError(b.segment.path, b.dataStart + rel + p, `expected offset ${at}, found ${off}`);
         }
         if (off >= offset) {
+          if (returned < 0) returned = p;
           if (found.length > 0 && bytes + len > maxBytes) {
             t.readHint = { offset: off, block: b, rel: rel + p };
             stop = true;
@@ -93,8 +98,8 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
         at = off + 1;
         p += fp;
       }
-      // Only the records walked are checksummed (one native call), not the rest of the chunk.
-      checkFrames(chunk, b, rel, p);
+      // Only the records returned are checksummed (one native call), not the rest of the chunk.
+      if (returned >= 0) checkFrames(chunk, b, rel, returned, p);
       if (found.length > firstFound) chunks.push(chunk.buffer as ArrayBuffer);
       if (stop) break outer;
       if (p === 0) {
@@ -203,9 +208,9 @@ function readSmall(
   return { offset, bytes, full: found.length >= maxEntries || offset >= t.complete };
 }
 
-/** Throws ERR_WALRUS_CORRUPT at the first of the frames in [0, end) whose checksum fails. */
-function checkFrames(chunk: Uint8Array, b: Block, rel: number, end: number): void {
-  const valid = verifyFrames(chunk, 0, end);
+/** Throws ERR_WALRUS_CORRUPT at the first of the frames in [start, end) whose checksum fails. */
+function checkFrames(chunk: Uint8Array, b: Block, rel: number, start: number, end: number): void {
+  const valid = verifyFrames(chunk, start, end);
   if (valid < end) throw corruptError(b.segment.path, b.dataStart + rel + valid, 'record checksum mismatch');
 }
 
