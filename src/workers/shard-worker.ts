@@ -212,6 +212,9 @@ class ShardWorker {
   private drainForRead(cursors = true): void {
     if (this.failed) return;
     try {
+      // Rings of producer threads announced before the request count too: a producer
+      // attaches (Attachments) before it publishes anything a reader can have heard of.
+      this.pollChannel();
       this.drainAll(cursors);
     } catch (err) {
       this.handleError(err);
