@@ -50,11 +50,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     const seek = hint !== null && hint.block === b && hint.offset === offset ? hint : seekInBlock(b, offset);
     let rel = seek.rel;
     let at = seek.offset;
-    // Read about what the call can return (from the block's average record size), not the
-    // rest of the block: every byte read is also checksummed.
-    const avg = b.used / Math.max(1, b.next - b.first);
-    const need = Math.min(maxBytes + RECORD_HEADER_BYTES * 2, (maxEntries - found.length + (offset - at)) * avg * READ_ESTIMATE_MARGIN);
-    let want = Math.min(b.used - rel, Math.max(MIN_CHUNK, Math.ceil(need / 8) * 8));
+    let want = firstWant(b, rel, maxBytes, maxEntries - found.length + (offset - at));
     while (rel < b.used) {
       // A fresh buffer per read: the payloads returned are views of it, transferred whole.
       const chunk = readAt(b, rel, want);
@@ -104,9 +100,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
       if (stop) break outer;
       if (p === 0) {
         // One record larger than the chunk: read exactly it next.
-        if (rel + RECORD_HEADER_BYTES > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'truncated record header');
-        want = recordFootprint(frameLength(words, 0));
-        if (rel + want > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'record length past the end of its block');
+        want = wholeRecord(b, rel, words);
         continue;
       }
       rel += p;
@@ -115,6 +109,25 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     if (offset < b.next) break;
   }
   return finish(found, chunks, bytes);
+}
+
+/**
+ * The first chunk of a read in block `b` from `rel`: about what the call can return (from the
+ * block's average record size, for `records` records or `maxBytes`), not the rest of the
+ * block, since every byte read is also checksummed.
+ */
+function firstWant(b: Block, rel: number, maxBytes: number, records: number): number {
+  const avg = b.used / Math.max(1, b.next - b.first);
+  const need = Math.min(maxBytes + RECORD_HEADER_BYTES * 2, records * avg * READ_ESTIMATE_MARGIN);
+  return Math.min(b.used - rel, Math.max(MIN_CHUNK, Math.ceil(need / 8) * 8));
+}
+
+/** The bytes of the one record at `rel` of `b` (`words`: a chunk read there), checked against its block. */
+function wholeRecord(b: Block, rel: number, words: Int32Array): number {
+  if (rel + RECORD_HEADER_BYTES > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'truncated record header');
+  const want = recordFootprint(frameLength(words, 0));
+  if (rel + want > b.used) throw corruptError(b.segment.path, b.dataStart + rel, 'record length past the end of its block');
+  return want;
 }
 
 interface Found {

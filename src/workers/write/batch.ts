@@ -188,17 +188,10 @@ export class Batch {
           this.records++;
           break;
         }
-        case RecordKind.External: {
-          const t = this.topicOf(frameTopic(words, pos));
-          const first = frameOffset(words, pos);
-          if (first !== t.next && this.waitsForOffset(t, first)) {
-            stop = Stop.Offset;
-            break;
-          }
-          if (!this.takeExternal(src, src.logicalTail + src.batchConsumed + consumed, t, first)) stop = Stop.External;
+        case RecordKind.External:
+          stop = this.externalAt(src, pos, consumed);
           step = RECORD_HEADER_BYTES;
           break;
-        }
         case RecordKind.TopicDef: {
           step = recordFootprint(len);
           const name = utf8.decode(framePayload(src.ring.data, pos, len));
@@ -218,6 +211,18 @@ export class Batch {
     src.batchTail = tail;
     src.batchConsumed += consumed;
     return { consumed, stop };
+  }
+
+  /**
+   * The External record at `pos` of `src` (`consumed` bytes into this collect of it): its
+   * entries placed (Stop.None), or why not yet.
+   */
+  private externalAt(src: RingSource, pos: number, consumed: number): Stop {
+    const words = src.ring.words;
+    const t = this.topicOf(frameTopic(words, pos));
+    const first = frameOffset(words, pos);
+    if (first !== t.next && this.waitsForOffset(t, first)) return Stop.Offset;
+    return this.takeExternal(src, src.logicalTail + src.batchConsumed + consumed, t, first) ? Stop.None : Stop.External;
   }
 
   /**
