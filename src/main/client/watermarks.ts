@@ -140,6 +140,18 @@ export class Watermarks {
     }
   }
 
+  /**
+   * Resolves every durability waiter up to `durable`. Targets are taken from a
+   * non-decreasing position, so waiters are in target order: one fsync releases every waiter
+   * up to its watermark at once.
+   */
+  private releaseUpTo(durable: number): void {
+    while (this.durableWaiters.length > 0 && this.durableWaiters[0]!.target <= durable) {
+      this.durableWaiters.shift()!.resolve();
+      this.shard.release();
+    }
+  }
+
   private async watchDurable(): Promise<void> {
     const { ctl, big } = this.producer.v;
     this.watching = true;
@@ -147,17 +159,15 @@ export class Watermarks {
       while (this.durableWaiters.length > 0) {
         const gen = Atomics.load(ctl, RingSlot.DurableGen);
         const durable = loadBig(big, RingBig.Durable);
-        // Targets are taken from a non-decreasing position, so waiters are in target order:
-        // one fsync releases every waiter up to its watermark at once.
-        while (this.durableWaiters.length > 0 && this.durableWaiters[0]!.target <= durable) {
-          this.durableWaiters.shift()!.resolve();
-          this.shard.release();
-        }
+        this.releaseUpTo(durable);
         if (this.durableWaiters.length === 0) break;
         // A producer thread hears of a failure or a close only through State (the worker
         // notifies DurableGen when it changes); the opening thread also through messages.
         const stopped = this.shard.stopped();
         if (stopped) {
+          // The stop may have come right after a last fsync (a close makes everything
+          // published durable first): what that covered resolves, the rest is rejected.
+          this.releaseUpTo(loadBig(big, RingBig.Durable));
           this.rejectAll(stopped);
           break;
         }
