@@ -496,6 +496,23 @@ async function cursorsAfterCrash(dir: string, topics: string[], end: number, opt
 }
 
 // Cursor durability is about files: the disk backend of the vitest project.
+/**
+ * Flips the first payload byte of the entry whose payload is `marker`, in place, in the
+ * segment file of `dir` that holds it (the file the open instance reads); returns the file
+ * and the position of the record (its header precedes its payload).
+ */
+function damagePayload(dir: string, marker: Buffer): { file: string; record: number } {
+  const file = readdirSync(dir)
+    .filter((f) => f.endsWith('.seg'))
+    .map((f) => join(dir, f))
+    .find((f) => readFileSync(f).includes(marker))!;
+  const at = readFileSync(file).indexOf(marker);
+  const fd = openSync(file, 'r+');
+  writeSync(fd, Buffer.from('R'), 0, 1, at);
+  closeSync(fd);
+  return { file, record: at - 32 };
+}
+
 describe('fetch and crashes: the cursor rules of batchRead', () => {
   const job = (off: number): Buffer => Buffer.from(`j${String(off).padStart(4, '0')}`); // 5 bytes
   type Step = readonly ['read', number] | readonly ['peek', number] | readonly ['commit'];
@@ -651,19 +668,7 @@ describe('fetch and crashes: the cursor rules of batchRead', () => {
       const payload = (off: number): Buffer => Buffer.from(`record-${String(off).padStart(3, '0')}|${'.'.repeat(40)}`);
       for (let i = 0; i < 100; i++) wal.append('c', payload(i));
       await wal.flush();
-      /** Flips one payload byte of entry `off` in the file the open instance reads; returns the file and the record's position. */
-      const damage = (off: number): { file: string; record: number } => {
-        const marker = payload(off);
-        const file = readdirSync(dir)
-          .filter((f) => f.endsWith('.seg'))
-          .map((f) => join(dir, f))
-          .find((f) => readFileSync(f).includes(marker))!;
-        const at = readFileSync(file).indexOf(marker);
-        const fd = openSync(file, 'r+');
-        writeSync(fd, Buffer.from('R'), 0, 1, at);
-        closeSync(fd);
-        return { file, record: at - 32 }; // the record's header precedes its payload
-      };
+      const damage = (off: number) => damagePayload(dir, payload(off));
       const { file, record } = damage(35);
       for (let k = 0; k < 3; k++) checkBatch(await wal.fetch('c', { maxEntries: 10 }), 'c', k * 10, 10, payload);
       // [10, 20) and [20, 30) came from read-aheads; the one of [30, 40) met the damage.
@@ -698,17 +703,8 @@ describe('fetch and crashes: the cursor rules of batchRead', () => {
       for (let i = 0; i < 50; i++) wal.append('c', payload(i));
       await wal.flush();
       // Flip one payload byte of entry 20 in place, in the file the open instance reads.
-      const marker = payload(20);
-      const file = readdirSync(dir)
-        .filter((f) => f.endsWith('.seg'))
-        .map((f) => join(dir, f))
-        .find((f) => readFileSync(f).includes(marker))!;
-      const at = readFileSync(file).indexOf(marker);
-      const fd = openSync(file, 'r+');
-      writeSync(fd, Buffer.from('R'), 0, 1, at);
-      closeSync(fd);
+      const { file, record } = damagePayload(dir, payload(20));
       checkBatch(await wal.fetch('c', { maxEntries: 20 }), 'c', 0, 20, payload);
-      const record = at - 32; // the record's header precedes its payload
       for (const read of [() => wal.fetch('c'), () => wal.fetch('c', { checkpoint: false }), () => wal.fetch('c', { maxEntries: 1 })]) {
         const err = (await read().catch((e: unknown) => e)) as WalrusError;
         expect(err).toBeInstanceOf(WalrusError);
