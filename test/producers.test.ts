@@ -9,7 +9,8 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FsyncSchedule, ReadConsistency, Walrus } from '../dist/index.js';
 import { RingProducer } from '../dist/main/client/producer.js';
-import { RingSlot, createRing } from '../dist/shared/ring.js';
+import { RingBig, RingSlot, createRing, storeBig } from '../dist/shared/ring.js';
+import { Watermarks } from '../dist/main/client/watermarks.js';
 import { ShardState } from '../dist/shared/format/layout.js';
 import { forwardToSink } from '../dist/jetstream/index.js';
 import { collect, tempDir } from './helpers.js';
@@ -369,6 +370,55 @@ describe('producer threads', () => {
     Atomics.store(new Int32Array(main), RingSlot.State, ShardState.Failed);
     q.begin();
     expect(q.claim(64)).toBe(-1);
+  });
+
+  it('a durability wait begun while the shard is Closing waits for the close (which fsyncs what was published) instead of refusing', async () => {
+    // The race behind a failed CI run: a producer's close() found a shard still open, and
+    // its wait began just after that shard's close had stored Closing; it was refused with
+    // ERR_WALRUS_CLOSED although the close was about to make its entries durable.
+    const main = createRing(4096);
+    const ctl = new Int32Array(main);
+    const p = new RingProducer(createRing(4096), 0, main);
+    const stopped = (): Error | null => {
+      const state = Atomics.load(ctl, RingSlot.State);
+      return state === ShardState.Open || state === ShardState.Closing ? null : Object.assign(new Error('closed'), { code: 'ERR_WALRUS_CLOSED' });
+    };
+    const shard = {
+      hold: () => {},
+      release: () => {},
+      checkWritable: () => {
+        if (Atomics.load(ctl, RingSlot.State) !== ShardState.Open) throw Object.assign(new Error('not writable'), { code: 'ERR_WALRUS_CLOSED' });
+      },
+      stopped,
+    };
+    const w = new Watermarks({ producer: p } as never, shard);
+    const big = p.v.big;
+    const publish = (): void => {
+      p.begin();
+      expect(p.claim(64)).toBeGreaterThanOrEqual(0);
+      p.publish();
+    };
+    const fsyncAndClose = (durable: number): void => {
+      storeBig(big, RingBig.Durable, durable);
+      Atomics.store(ctl, RingSlot.State, ShardState.Closed);
+      Atomics.add(p.v.ctl, RingSlot.DurableGen, 1);
+      Atomics.notify(p.v.ctl, RingSlot.DurableGen);
+    };
+    publish();
+    Atomics.store(ctl, RingSlot.State, ShardState.Closing);
+    const covered = w.waitDurable();
+    fsyncAndClose(p.publishedLogical);
+    await expect(covered).resolves.toBeUndefined();
+    // A close that did not cover the wait's target (it failed before its last fsync): refused.
+    Atomics.store(ctl, RingSlot.State, ShardState.Open);
+    publish();
+    const durableBefore = Number(big[RingBig.Durable]);
+    Atomics.store(ctl, RingSlot.State, ShardState.Closing);
+    const uncovered = w.waitDurable();
+    fsyncAndClose(durableBefore);
+    await expect(uncovered).rejects.toMatchObject({ code: 'ERR_WALRUS_CLOSED' });
+    // Once closed, a new wait is refused at once.
+    await expect(w.waitDurable()).rejects.toMatchObject({ code: 'ERR_WALRUS_CLOSED' });
   });
 
   it('the handle is checked: a value that is not one is a TypeError; the opening thread sees producer topics through its own API', async () => {

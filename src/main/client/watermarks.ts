@@ -5,6 +5,7 @@
  * TailGen and notifies whenever one moves. The worker itself (its liveness, its failure) is
  * ShardClient's (shard.ts).
  */
+import { ShardState } from '../../shared/format/layout.js';
 import { RingBig, RingSlot, loadBig, storeBig, wakeWorker } from '../../shared/ring.js';
 import type { Appender } from './appender.js';
 import { STALL_MS, type RingProducer } from './producer.js';
@@ -53,10 +54,15 @@ export class Watermarks {
   waitDurable(): Promise<void> {
     const target = this.producer.publishedLogical;
     const big = this.producer.v.big;
-    try {
-      this.shard.checkWritable();
-    } catch (err) {
-      return Promise.reject(err);
+    // A closing shard still writes and fsyncs everything published (its close makes it
+    // durable): the wait goes on, and watchDurable settles it once the shard has stopped.
+    // A failed or closed one refuses at once.
+    if (Atomics.load(this.producer.shardCtl, RingSlot.State) !== ShardState.Closing) {
+      try {
+        this.shard.checkWritable();
+      } catch (err) {
+        return Promise.reject(err);
+      }
     }
     if (loadBig(big, RingBig.Durable) >= target) return Promise.resolve();
     if (loadBig(big, RingBig.SyncRequest) < target) storeBig(big, RingBig.SyncRequest, target);

@@ -283,7 +283,13 @@ export class Producer {
           await s.settled();
           if (s.allDurable()) return;
           if (s.stopped() !== null) throw s.stopped();
-          await s.watermarks.waitDurable();
+          try {
+            await s.watermarks.waitDurable();
+          } catch (err) {
+            // The shard may have gone from open to closed since settled() looked: its close
+            // made everything published durable first.
+            if (!s.allDurable()) throw err;
+          }
         }),
       );
     } finally {
