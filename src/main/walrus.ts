@@ -950,9 +950,14 @@ export class Walrus {
    * worker has written what sits in its ring, so process.exit() right after appends keeps
    * them as a script that simply ends does (written to the files, not fsynced: the schedule's
    * pending fsync does not run). The workers still run during 'exit' listeners and are
-   * stopped only after them. Bounded per shard (see writeAllSync).
+   * stopped only after them. Bounded per shard (see writeAllSync). With a producer handle,
+   * the same for what producer threads appended: this thread cannot see their rings, so each
+   * worker is asked to write every ring up to its Head as of the exit (requestExitDrain).
    */
   private writeBeforeExit(): void {
     for (const s of this.shards) s.writeAllSync();
+    if (this.producers === null) return;
+    const requests = this.shards.map((s) => s.requestExitDrain());
+    this.shards.forEach((s, k) => s.waitExitDrain(requests[k]!));
   }
 }

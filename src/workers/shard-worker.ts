@@ -19,6 +19,7 @@ import { EMPTY_READ, readEntries } from './read/reader.js';
 import { recover } from './recovery/index.js';
 import { checkMmapFileSystem } from './store/segments.js';
 import { ShardStore } from './store/store.js';
+import { ExitDrain } from './write/exit-drain.js';
 import { Writer } from './write/writer.js';
 
 const init = workerData as ShardInit;
@@ -52,6 +53,8 @@ class ShardWorker {
   private directory: TopicDirectory | null = null;
   /** The main ring's Attachments when the channel was last polled. */
   private attachmentsSeen = 0;
+  /** process.exit() in the opening thread: what producer threads published goes to the files first. */
+  private readonly exitDrain = new ExitDrain(ctl);
 
   constructor(
     private readonly store: ShardStore,
@@ -359,7 +362,13 @@ class ShardWorker {
       let blocked = false;
       if (!this.failed) {
         try {
+          if (this.exitDrain.arrived()) {
+            // Rings announced before the exit count too (as for a read request).
+            this.pollChannel(true);
+            this.exitDrain.take(this.writer.sources);
+          }
           const r = this.step();
+          this.exitDrain.check(this.writer.sources);
           if (r.worked && !r.blocked) {
             this.lastWorked = true;
             continue;
@@ -384,6 +393,7 @@ class ShardWorker {
         this.pollMessages() ||
         this.pollChannel(true) ||
         this.closeRequests.length > 0 ||
+        this.exitDrain.arrived() ||
         (!this.failed &&
           // A collect that stopped at a record waiting for an offset in another ring is
           // unblocked by records published since (whose publisher may have found this

@@ -14,7 +14,7 @@ import type { ReadConsistency } from '../../shared/schedule.js';
 import type { Sequencer } from '../../shared/producers/sequencer.js';
 import type { ShardStats } from '../types.js';
 import { Appender } from './appender.js';
-import type { ProducerTopic, RingProducer } from './producer.js';
+import { STALL_MS, type ProducerTopic, type RingProducer } from './producer.js';
 import { Watermarks } from './watermarks.js';
 
 const WORKER_URL = new URL('../../workers/shard-worker.js', import.meta.url);
@@ -335,6 +335,50 @@ export class ShardClient {
   /** For a process 'exit' listener: blocks until the ring is written, boundedly (see Watermarks). */
   writeAllSync(): boolean {
     return this.watermarks.writeAllSync();
+  }
+
+  /**
+   * For a process 'exit' listener when producer threads append: asks the worker to write
+   * every ring up to its Head as of now (workers/write/exit-drain.ts). Returns the request's
+   * number, or 0 when the shard has stopped (closed, or failed: nothing more is written).
+   */
+  requestExitDrain(): number {
+    const ctl = this.producer.v.ctl;
+    const state = Atomics.load(ctl, RingSlot.State);
+    if (this.exited || (state !== ShardState.Open && state !== ShardState.Closing)) return 0;
+    const request = (Atomics.add(ctl, RingSlot.ExitRequest, 1) + 1) | 0;
+    wakeWorker(ctl);
+    return request;
+  }
+
+  /**
+   * Blocks until the worker served exit request `request`, or its close wrote every ring
+   * (a close() called before the exit, not awaited); gives up, returning false, once the
+   * shard has failed or its worker has reported no progress for STALL_MS.
+   */
+  waitExitDrain(request: number): boolean {
+    if (request === 0) return false;
+    const ctl = this.producer.v.ctl;
+    let progress = Atomics.load(ctl, RingSlot.ExitProgress);
+    let progressAt = Date.now();
+    for (;;) {
+      // ExitDone is stored before ExitProgress moves: a served request is seen at the latest
+      // when the wait below returns.
+      const seen = Atomics.load(ctl, RingSlot.ExitProgress);
+      if (Atomics.load(ctl, RingSlot.ExitDone) === request) return true;
+      const state = Atomics.load(ctl, RingSlot.State);
+      if (state === ShardState.Closed) return true;
+      if (this.exited || state === ShardState.Failed) return false;
+      if (seen !== progress) {
+        progress = seen;
+        progressAt = Date.now();
+      }
+      const left = progressAt + STALL_MS - Date.now();
+      if (left <= 0) return false;
+      // A closing worker never serves the request and does not notify ExitProgress: look at
+      // State now and then.
+      Atomics.wait(ctl, RingSlot.ExitProgress, seen, Math.min(left, 10));
+    }
   }
 
   /** Resolves when the ring is at most half full and external payloads are below their bound. */

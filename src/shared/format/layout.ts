@@ -129,6 +129,15 @@ export const RingSlot = {
    * polls that channel only when there is something to take.
    */
   Attachments: 8,
+  /**
+   * Main ring only: incremented by the opening thread's process 'exit' listener when producer
+   * threads append (src/main/walrus.ts): the worker then writes every ring up to its Head as
+   * of the request, and stores the request's number in ExitDone.
+   */
+  ExitRequest: 9,
+  ExitDone: 10,
+  /** Main ring only: incremented and notified after each write round while an exit request is served. */
+  ExitProgress: 11,
 } as const;
 export const RING_BIG_BASE = 64;
 export const RingBig = {

@@ -54,6 +54,11 @@ export class RingSource {
     return (Atomics.load(this.ring.ctl, RingSlot.Head) >>> 0) !== this.batchTail;
   }
 
+  /** The logical ring position up to which records are published (Head as a logical position). */
+  publishedLogical(): number {
+    return this.logicalTail + ((Atomics.load(this.ring.ctl, RingSlot.Head) - this.tail) >>> 0);
+  }
+
   /**
    * Whether records were published since the last collect read Head: what can unblock a
    * collect that stopped at a record waiting for an offset in another ring.
