@@ -71,6 +71,13 @@ export class Appender {
   private readonly pub: RingPublication;
   /** While a sequenced append writes its records: their positions go to `pub`. */
   private sequencing = false;
+  /**
+   * appendOne's entry while frame() runs: frame's `write` is null then, and writes this one
+   * record (fields rather than a closure, so that a single append allocates nothing).
+   */
+  private oneData: Uint8Array | string = '';
+  private oneLen = 0;
+  private oneFootprint = 0;
 
   constructor(
     ring: SharedArrayBuffer,
@@ -102,7 +109,14 @@ export class Appender {
     const fp = recordFootprint(len);
     if (fp > p.externalThreshold) return this.appendExternal(t, [data], [len]);
     p.begin();
-    return this.frame(t, 1, (first) => this.record(t, first, 1, data, len, fp));
+    this.oneData = data;
+    this.oneLen = len;
+    this.oneFootprint = fp;
+    try {
+      return this.frame(t, 1, null);
+    } finally {
+      this.oneData = '';
+    }
   }
 
   /** Appends a validated, non-empty batch atomically; returns the first offset. */
@@ -160,19 +174,20 @@ export class Appender {
   /**
    * The one framing sequence of an append of `n` entries to `t`, in an operation already
    * begun (producer.begin): claims the topic's TopicDef record if it is new, then runs
-   * `write(first)`, which claims (this.claim) and writes the entries' records. Whatever
+   * `write(first)`, which claims (this.claim) and writes the entries' records (null:
+   * appendOne's record, see oneData). Whatever
    * throws in between (backpressure, or an exception from the caller's data while it is
    * copied), every claim since the last publish is forgotten: the ring and the topic's
    * offsets are as before the call. Claimed bytes are never published half-framed (that once
    * left kind 0 records in the ring, issue 11 item 3). Returns the first entry's offset.
    */
-  private frame(t: ProducerTopic, n: number, write: (first: number) => void): number {
+  private frame(t: ProducerTopic, n: number, write: ((first: number) => void) | null): number {
     if (t.entry >= 0 && this.sequencer !== null) return this.frameSequenced(t, n, write);
     const p = this.producer;
     const first = t.next;
     try {
       if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
-      write(first);
+      this.writeRecords(t, first, write);
     } catch (err) {
       p.revert();
       throw err;
@@ -189,7 +204,7 @@ export class Appender {
    * gives them their offsets and publishes them under the topic's lock. Each ring declares a
    * topic (TopicDef) before its first record of it, as the unsequenced path does.
    */
-  private frameSequenced(t: ProducerTopic, n: number, write: (first: number) => void): number {
+  private frameSequenced(t: ProducerTopic, n: number, write: ((first: number) => void) | null): number {
     const p = this.producer;
     const pub = this.pub;
     pub.positions.length = 0;
@@ -198,7 +213,7 @@ export class Appender {
       // worker then knows the topic before any record of it from this ring.
       if (!t.defined && !p.claimTopicDef(t)) throw this.pressure();
       this.sequencing = true;
-      write(0);
+      this.writeRecords(t, 0, write);
       this.sequencing = false;
       pub.entry = t.entry;
       pub.shard = this.shard.index;
@@ -213,6 +228,11 @@ export class Appender {
       p.revert();
       throw err;
     }
+  }
+
+  private writeRecords(t: ProducerTopic, first: number, write: ((first: number) => void) | null): void {
+    if (write === null) this.record(t, first, 1, this.oneData, this.oneLen, this.oneFootprint);
+    else write(first);
   }
 
   /** Claims and writes the Entry record of entry `offset` of `t`, `remaining` from its batch's end. */
