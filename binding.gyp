@@ -44,6 +44,7 @@
         "native/io_context.cc",
         "native/mapped_files.cc",
         "native/sysio.cc",
+        "native/thread_exit.cc",
         "native/write_batch.cc"
       ]
     }
@@ -61,6 +62,7 @@
             "native/io_context.cc",
             "native/mapped_files.cc",
             "native/sysio.cc",
+            "native/thread_exit.cc",
             "native/write_batch.cc",
             "native/test/faults.cc",
             "native/test/powerloss.cc",

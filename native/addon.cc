@@ -29,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitChecksums(env, exports);
   InitFileOps(env, exports);
   InitIoContext(env, exports);
+  InitThreadExit(env, exports);
   exports.Set("uringSupported", Napi::Function::New(env, UringSupportedJs, "uringSupported"));
   exports.Set("layout", Layout(env));
 #ifdef WALRUS_TEST_SEAMS

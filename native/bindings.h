@@ -9,6 +9,7 @@ namespace walrus {
 void InitChecksums(Napi::Env env, Napi::Object exports);  // checksums.cc
 void InitFileOps(Napi::Env env, Napi::Object exports);    // fileops.cc
 void InitIoContext(Napi::Env env, Napi::Object exports);  // io_context.cc
+void InitThreadExit(Napi::Env env, Napi::Object exports);  // thread_exit.cc
 
 #ifdef WALRUS_TEST_SEAMS
 // Test build only (native/test/seams.cc): the `testSeams` export, and the arguments of

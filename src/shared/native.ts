@@ -82,6 +82,11 @@ export interface IoContext {
   injectFault?(kind: 'write' | 'fsync' | 'map', nth: number, errno: number, short: boolean): void;
 }
 
+/** A markOnThreadExit hook (opaque). */
+export interface ThreadExitMark {
+  readonly __threadExitMark: unique symbol;
+}
+
 /** A background fdatasync started by `datasyncInBackground` (an opaque addon handle). */
 export interface BackgroundSync {
   readonly __backgroundSync: unique symbol;
@@ -196,6 +201,14 @@ export interface NativeBinding {
   flock(fd: number, exclusive: boolean): boolean;
   /** Pins the calling thread to `cpu`; false where the kernel refuses. */
   setAffinity(cpu: number): boolean;
+  /**
+   * Arms a hook that runs when the calling thread ends (Node-API environment cleanup, which
+   * also runs for worker.terminate()): it stores `mark` into `words[index]` if that still
+   * holds `token`. Null on the portable path, which has no such hook.
+   */
+  markOnThreadExit(words: Int32Array, index: number, token: number, mark: number): ThreadExitMark | null;
+  /** Disarms a markOnThreadExit hook; a second call does nothing. */
+  cancelThreadExitMark(handle: ThreadExitMark): void;
   /** True when io_uring_setup works here and supports what writeBatch needs. */
   uringSupported(): boolean;
   /** `mapped`: the mmap backend's context (useUring must then be false). */

@@ -7,7 +7,8 @@
  * the shard's group commit with everyone else's.
  */
 import { WalrusError, closedError, invalidArgType, outOfRange } from '../../shared/errors.js';
-import { DirWord, ShardState } from '../../shared/format/layout.js';
+import { DirWord, LEDGER_ABANDONED, LedgerWord, ShardState } from '../../shared/format/layout.js';
+import { native, type ThreadExitMark } from '../../shared/native.js';
 import { encodeTopic, topicHash } from '../../shared/format/topic.js';
 import { TopicDirectory } from '../../shared/producers/directory.js';
 import { Sequencer, releaseLedger, takeLedger } from '../../shared/producers/sequencer.js';
@@ -143,6 +144,10 @@ export class Producer {
   private readonly dir: TopicDirectory;
   private readonly sequencer: Sequencer;
   private readonly ledger: number;
+  /** This producer's token in its ledger slot (see takeLedger). */
+  private readonly token: number;
+  /** The addon's thread-exit hook for the slot (see markOnThreadExit), or null without the addon. */
+  private readonly exitMark: ThreadExitMark | null;
   private readonly shards: (ProducerShard | undefined)[];
   private readonly topics = new Map<string, ThreadTopic>();
   private readonly ringBytes: number;
@@ -174,8 +179,13 @@ export class Producer {
       const err = stateError(ringViews(this.handle.rings[k]!).ctl, k);
       if (err) throw err;
     }
-    this.ledger = takeLedger(this.dir);
-    this.sequencer = new Sequencer(this.dir, this.ledger, (k) => wakeWorker(ringViews(this.handle.rings[k]!).ctl));
+    const { slot, token } = takeLedger(this.dir);
+    this.ledger = slot;
+    this.token = token;
+    // Should this thread end without close(), the addon's hook marks the slot abandoned
+    // (null without the addon: the slot then stays taken).
+    this.exitMark = native.markOnThreadExit(this.dir.ledgers, this.dir.ledgerWord(slot, LedgerWord.Taken), token, LEDGER_ABANDONED);
+    this.sequencer = new Sequencer(this.dir, this.ledger, (k) => wakeWorker(ringViews(this.handle.rings[k]!).ctl), token);
     this.shards = new Array(this.handle.rings.length);
   }
 
@@ -294,7 +304,8 @@ export class Producer {
       );
     } finally {
       for (const s of shards) if (s.stopped() === null) s.detach();
-      releaseLedger(this.dir, this.ledger);
+      if (this.exitMark !== null) native.cancelThreadExitMark(this.exitMark);
+      releaseLedger(this.dir, this.ledger, this.token);
     }
   }
 

@@ -193,6 +193,8 @@ export const DirWord = {
    * producer closed, so a ring is named by this id, never by its producer's slot).
    */
   RingSerial: 10,
+  /** Ledger slots handed out so far: each holder's token (LedgerWord.Taken) comes from it. */
+  LedgerSerial: 11,
 } as const;
 export const DIR_HEADER_BYTES = 64;
 /** Entry words: name's arena offset, name length, shard, topic id, lock word. */
@@ -207,6 +209,12 @@ export const DirEntry = { NameAt: 0, NameLen: 1, Shard: 2, Id: 3, Lock: 4 } as c
 export const DIR_LEDGER_WORDS = 16;
 export const LedgerWord = { Taken: 0, State: 1, Entry: 2, Shard: 3, HeadBefore: 4, HeadAfter: 5, Count: 6, First: 8 } as const;
 export const LedgerPhase = { Idle: 0, Holding: 1, Publishing: 2, Fenced: 3 } as const;
+/**
+ * LedgerWord.Taken: 0 when the slot is free, the holder's token (a positive number) while a
+ * producer holds it, LEDGER_ABANDONED once its thread ended without closing it (stored by
+ * the addon's thread-exit hook, native/thread_exit.cc).
+ */
+export const LEDGER_ABANDONED = -1;
 /** Lock word: bit 30 = waiters; bits 15-29 = producer index + 1; bits 0-14 = epoch. */
 export const LOCK_CONTENDED = 1 << 30;
 export const LOCK_EPOCH_BITS = 15;

@@ -43,6 +43,10 @@ export const portableBinding: NativeBinding = Object.freeze({
   flock: files.flock,
   /** node:fs cannot pin a thread: false, as where the kernel refuses. */
   setAffinity: (): boolean => false,
+  // No thread-exit hook without the addon: a producer thread that ends without close() keeps
+  // its slot (docs/ARCHITECTURE.md, "Producer threads").
+  markOnThreadExit: (): null => null,
+  cancelThreadExitMark: (): void => {},
   uringSupported: (): boolean => false,
   IoContext: PortableIoContext,
   constants: files.constants,

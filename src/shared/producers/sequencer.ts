@@ -27,7 +27,7 @@
  *   slow holder and its breaker doing the same step cannot move either one twice.
  */
 import { WalrusError } from '../errors.js';
-import { DirEntry, DIR_ENTRY_WORDS, LOCK_CONTENDED, LOCK_EPOCH_BITS, LedgerPhase, LedgerWord } from '../format/layout.js';
+import { DirEntry, DirWord, DIR_ENTRY_WORDS, LEDGER_ABANDONED, LOCK_CONTENDED, LOCK_EPOCH_BITS, LedgerPhase, LedgerWord } from '../format/layout.js';
 import type { TopicDirectory } from './directory.js';
 import { hooks } from './seams.js';
 
@@ -70,7 +70,14 @@ export class Sequencer {
     readonly producer: number,
     /** Rings shard `shard`'s doorbell (after a breaker left records for its worker to publish). */
     private readonly wakeShard: (shard: number) => void,
+    /**
+     * Where this holder's epochs start: a slot taken over from a thread that died holding a
+     * lock leaves that lock naming the slot and an epoch, which this holder's own epochs
+     * should not repeat soon (the holder's token makes a good start).
+     */
+    firstEpoch = 0,
   ) {
+    this.epoch = firstEpoch & EPOCH_MASK;
     this.entries = dir.entries;
     this.ledgers = dir.ledgers;
     this.stateAt = dir.ledgerWord(producer, LedgerWord.State);
@@ -227,17 +234,33 @@ export function anyInFlight(dir: TopicDirectory): boolean {
   return false;
 }
 
-/** A producer slot for a new thread (1 and up; 0 is the opening thread's). */
-export function takeLedger(dir: TopicDirectory): number {
+/**
+ * A producer slot for a new thread (1 and up; 0 is the opening thread's) and the token that
+ * marks it as this holder's (LedgerWord.Taken). A free slot, or one whose thread ended
+ * without closing it (LEDGER_ABANDONED) outside any publication: a slot abandoned inside one
+ * keeps its ledger for the lock breakers and the shard worker, which may still need it.
+ */
+export function takeLedger(dir: TopicDirectory): { slot: number; token: number } {
+  const L = dir.ledgers;
+  const token = (Atomics.add(dir.header, DirWord.LedgerSerial, 1) & 0x7fffffff) + 1;
   for (let k = 1; k < dir.maxProducers; k++) {
-    if (Atomics.compareExchange(dir.ledgers, dir.ledgerWord(k, LedgerWord.Taken), 0, 1) === 0) {
-      Atomics.store(dir.ledgers, dir.ledgerWord(k, LedgerWord.State), 0);
-      return k;
+    const takenAt = dir.ledgerWord(k, LedgerWord.Taken);
+    const v = Atomics.load(L, takenAt);
+    if (v === LEDGER_ABANDONED) {
+      const phase = Atomics.load(L, dir.ledgerWord(k, LedgerWord.State)) & 3;
+      if (phase === LedgerPhase.Holding || phase === LedgerPhase.Publishing) continue;
+    } else if (v !== 0) {
+      continue;
+    }
+    if (Atomics.compareExchange(L, takenAt, v, token) === v) {
+      Atomics.store(L, dir.ledgerWord(k, LedgerWord.State), 0);
+      return { slot: k, token };
     }
   }
-  throw new WalrusError('ERR_WALRUS_TOO_MANY_PRODUCERS', `the producer handle allows ${dir.maxProducers - 1} attached producers at once; close one first (a thread that ended without close() keeps its slot)`);
+  throw new WalrusError('ERR_WALRUS_TOO_MANY_PRODUCERS', `the producer handle allows ${dir.maxProducers - 1} attached producers at once; close one first (with the native addon, the slot of a thread that ended without close() is reused; without it, that slot stays taken)`);
 }
 
-export function releaseLedger(dir: TopicDirectory, producer: number): void {
-  Atomics.store(dir.ledgers, dir.ledgerWord(producer, LedgerWord.Taken), 0);
+/** Frees slot `producer` if `token` still holds it. */
+export function releaseLedger(dir: TopicDirectory, producer: number, token: number): void {
+  Atomics.compareExchange(dir.ledgers, dir.ledgerWord(producer, LedgerWord.Taken), token, 0);
 }

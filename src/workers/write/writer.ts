@@ -63,6 +63,9 @@ export class Writer {
   attach(producer: number, ringId: number, sab: SharedArrayBuffer): RingSource {
     let src = this.source(ringId);
     if (src === undefined) {
+      // A slot is handed out again only once its producer closed or its thread ended: that
+      // producer's rings take nothing more, and go once drained.
+      for (const old of this.sources) if (old.producer === producer && old !== this.main) old.detaching = true;
       src = new RingSource(ringViews(sab), producer, ringId);
       this.sources.push(src);
     }
