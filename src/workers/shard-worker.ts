@@ -511,7 +511,7 @@ function uringContext(): IoContext | null {
  * frame held would stay reachable for the life of the log (about 3 MiB per 50,000 topics).
  */
 function openShard(): ShardWorker | null {
-  const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots, init.memory);
+  const store = new ShardStore(init.dir, init.shard, init.blockBytes, init.segmentSlots, init.memory, !init.memory && init.backend !== 'mmap');
   try {
     // Test build of the addon only (the shipped one has no testSeams): sets up the fault and
     // power-loss seams this worker's environment asks for, before recovery touches a file;

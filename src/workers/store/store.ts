@@ -75,6 +75,13 @@ export class ShardStore {
     readonly segmentSlots: number,
     /** Segments are anonymous memory files with no directory entry (the 'memory' backend). */
     readonly memory = false,
+    /**
+     * New segment files are sized whole at creation (see createSegment): the fd backend.
+     * The mmap backend keeps growing them in durable steps (a write through a mapping into
+     * a hole the disk cannot fill is a SIGBUS, so a reopened file must have all its size
+     * allocated).
+     */
+    private readonly sizeWhole = false,
   ) {
     this.topics.set(META_TOPIC_ID, newTopic(META_TOPIC_ID, '', this.columns));
     this.files = new SegmentFiles(memory ? Number.POSITIVE_INFINITY : MAX_OPEN_SEGMENTS);
@@ -250,7 +257,7 @@ export class ShardStore {
 
   private createSegment(slots: number): Segment {
     this.files.reserve();
-    const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes, this.memory);
+    const seg = createSegment(this.dir, this.shard, ++this.lastSegmentSeq, slots, this.blockBytes, this.memory, this.sizeWhole);
     this.segments.push(seg);
     this.files.adopt(seg);
     return seg;
@@ -266,7 +273,7 @@ export class ShardStore {
    */
   private ensureRoom(seg: Segment, end: number): void {
     if (end > seg.durableAllocated && seg.aheadEnd >= end) this.settleAhead(seg, true);
-    if (end > seg.durableAllocated) {
+    if (end > seg.durableAllocated || end > seg.allocated) {
       const fd = this.files.fd(seg);
       try {
         if (end > seg.allocated) {
@@ -274,11 +281,15 @@ export class ShardStore {
           allocate(fd, seg.allocated, to);
           seg.allocated = to;
         }
-        native.fdatasync(fd);
+        // A file sized whole at creation (createSegment) has every boundary durable already:
+        // its space is allocated, but no size changes, so nothing needs an fdatasync.
+        if (end > seg.durableAllocated) {
+          native.fdatasync(fd);
+          seg.durableAllocated = seg.allocated;
+        }
       } catch (err) {
         throw ioError(err, `allocating space in segment ${seg.path} failed`, seg.path);
       }
-      seg.durableAllocated = seg.allocated;
     }
     this.allocateAhead(seg, end);
   }
@@ -303,6 +314,7 @@ export class ShardStore {
       return;
     }
     seg.allocated = next;
+    if (seg.durableAllocated >= next) return;
     seg.aheadEnd = next;
     seg.aheadSync = native.datasyncInBackground(seg.path);
   }
