@@ -15,6 +15,7 @@ import type { Sequencer } from '../../shared/producers/sequencer.js';
 import type { ShardStats } from '../types.js';
 import { Appender } from './appender.js';
 import { STALL_MS, type ProducerTopic, type RingProducer } from './producer.js';
+import { type Pending, PendingRequests } from './requests.js';
 import { Watermarks } from './watermarks.js';
 
 const WORKER_URL = new URL('../../workers/shard-worker.js', import.meta.url);
@@ -24,11 +25,6 @@ export interface ReadReply {
   entries: Float64Array;
   /** A read from a consumer's position: where its next read starts (-1 otherwise). */
   next: number;
-}
-
-interface Pending {
-  resolve: (m: FromWorker) => void;
-  reject: (e: Error) => void;
 }
 
 export interface ShardReady {
@@ -114,8 +110,10 @@ export class ShardClient {
   private readonly producer: RingProducer;
   private readonly watermarks: Watermarks;
   private readonly worker: Worker;
-  private readonly pending = new Map<number, Pending>();
-  private nextRequestId = 1;
+  /** The requests not answered yet (requests.ts says why not a Map). */
+  private readonly pending = new PendingRequests<FromWorker>();
+  /** Waits for the worker's 'ready' (or 'openFailed') during start(). */
+  private opening: Pending<FromWorker> | null = null;
   private holds = 0;
   /** Set once the shard has failed (I/O error or worker crash); appends then throw it. */
   private failure: Error | null = null;
@@ -182,7 +180,7 @@ export class ShardClient {
     shard.hold();
     try {
       const m = await new Promise<FromWorker>((resolve, reject) => {
-        shard.pending.set(0, { resolve, reject });
+        shard.opening = { resolve, reject };
       });
       if (m.type === 'openFailed') throw deserializeError(m.error);
       if (m.type !== 'ready') throw new Error(`walrus-ts internal error: unexpected ${m.type} during open`);
@@ -199,9 +197,12 @@ export class ShardClient {
   private onMessage(m: FromWorker): void {
     switch (m.type) {
       case 'ready':
-      case 'openFailed':
-        this.settle(0, m);
+      case 'openFailed': {
+        const p = this.opening;
+        this.opening = null;
+        p?.resolve(m);
         return;
+      }
       case 'readResult':
       case 'taken':
       case 'synced':
@@ -211,9 +212,8 @@ export class ShardClient {
         this.settle(m.id, m);
         return;
       case 'requestFailed': {
-        const p = this.pending.get(m.id);
+        const p = this.pending.take(m.id);
         if (p) {
-          this.pending.delete(m.id);
           this.release();
           p.reject(deserializeError(m.error));
         }
@@ -228,10 +228,9 @@ export class ShardClient {
   }
 
   private settle(id: number, m: FromWorker): void {
-    const p = this.pending.get(id);
+    const p = this.pending.take(id);
     if (!p) return;
-    this.pending.delete(id);
-    if (id !== 0) this.release();
+    this.release();
     p.resolve(m);
   }
 
@@ -242,9 +241,11 @@ export class ShardClient {
 
   private rejectAll(err: Error): void {
     this.watermarks.rejectAll(err);
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      if (id !== 0) this.release();
+    const opening = this.opening;
+    this.opening = null;
+    opening?.reject(err);
+    for (const p of this.pending.takeAll()) {
+      this.release();
       p.reject(err);
     }
   }
@@ -401,10 +402,9 @@ export class ShardClient {
       | { type: 'close' },
   ): Promise<FromWorker> {
     if (this.exited) return Promise.reject(closedError());
-    const id = this.nextRequestId++;
     this.hold();
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      const id = this.pending.add(resolve, reject);
       this.worker.postMessage({ ...msg, id } as ToWorker);
       this.wakeSoon();
     });
