@@ -128,10 +128,12 @@ async function cellNone(sys, dir, entries) {
       }
     }
     if (h.finish) await h.finish();
-    // Untimed: the consumers of the cell below get their positions before the read-back
-    // consumes the records (and deletion could take them).
-    if (h.prepareConsumers) await h.prepareConsumers(CONSUMERS);
     const t1 = performance.now();
+    // Untimed: the consumers of the cell below get their positions before the read-back
+    // consumes the records (and deletion could take them). Each position is recorded durably,
+    // and the first fsync takes everything the cell wrote to the disk: until 2026-12-03 this
+    // ran before t1 was taken, and walrus's 'none' time included it.
+    if (h.prepareConsumers) await h.prepareConsumers(CONSUMERS);
     live.label = `read-back: ${sys.name}`;
     const back = await h.readAll(checker(`${sys.name} read-back`), SAMPLE_EVERY);
     const t2 = performance.now();
