@@ -14,6 +14,15 @@ bool IsIndex(double value, uint64_t max) {
          value <= static_cast<double>(max);
 }
 
+void CheckHandle(napi_env env, napi_value value, const napi_type_tag& tag, const char* message) {
+  napi_valuetype type;
+  bool tagged = false;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external ||
+      napi_check_object_type_tag(env, value, &tag, &tagged) != napi_ok || !tagged) {
+    ThrowType(Napi::Env(env), message);
+  }
+}
+
 Bytes TypedArrayArg(napi_env env, napi_value value, napi_typedarray_type type, const char* name) {
   static const char* const kTypeNames[] = {
       "an Int8Array",   "a Uint8Array",   "a Uint8ClampedArray", "an Int16Array",

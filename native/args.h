@@ -39,6 +39,23 @@ int FdArg(napi_env env, napi_value value, const char* name);
 // A string without NUL bytes (a path handed to the kernel).
 std::string PathArg(napi_env env, napi_value value, const char* name);
 
+// An opaque handle for JavaScript: an External owning `data` (deleted when the handle is
+// collected), tagged with `tag` so that HandleArg accepts only handles of its own kind.
+template <typename T>
+Napi::Value NewHandle(napi_env env, T* data, const napi_type_tag& tag) {
+  auto handle = Napi::External<T>::New(env, data, [](Napi::Env, T* d) { delete d; });
+  if (napi_type_tag_object(env, handle, &tag) != napi_ok) throw Napi::Error::New(env);
+  return handle;
+}
+
+// What NewHandle(…, tag) wrapped; TypeError `message` for anything else.
+void CheckHandle(napi_env env, napi_value value, const napi_type_tag& tag, const char* message);
+template <typename T>
+T* HandleArg(napi_env env, const Napi::Value& value, const napi_type_tag& tag, const char* message) {
+  CheckHandle(env, value, tag, message);
+  return value.As<Napi::External<T>>().Data();
+}
+
 }  // namespace walrus
 
 #endif  // WALRUS_ARGS_H_

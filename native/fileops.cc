@@ -120,23 +120,16 @@ Napi::Value DatasyncInBackground(const Napi::CallbackInfo& info) {
   } catch (const std::system_error& e) {
     finish(state, e.code().value() > 0 ? e.code().value() : EAGAIN);
   }
-  auto handle = Napi::External<BackgroundSyncHandle>::New(
-      env, new BackgroundSyncHandle(state), [](Napi::Env, BackgroundSyncHandle* h) { delete h; });
-  if (napi_type_tag_object(env, handle, &kBackgroundSyncTag) != napi_ok) throw Napi::Error::New(env);
-  return handle;
+  return NewHandle(env, new BackgroundSyncHandle(state), kBackgroundSyncTag);
 }
 
 // backgroundSyncResult(handle, wait): -1 while the sync runs (unless `wait`: then blocks until
 // it is done), else 0 or the errno of its open or fdatasync.
 Napi::Value BackgroundSyncResult(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool tagged = false;
-  if (!info[0].IsExternal() ||
-      napi_check_object_type_tag(env, info[0], &kBackgroundSyncTag, &tagged) != napi_ok || !tagged) {
-    ThrowType(env, "handle must come from datasyncInBackground");
-  }
+  const BackgroundSyncHandle& s = *HandleArg<BackgroundSyncHandle>(
+      env, info[0], kBackgroundSyncTag, "handle must come from datasyncInBackground");
   if (!info[1].IsBoolean()) ThrowType(env, "wait must be a boolean");
-  const BackgroundSyncHandle& s = *info[0].As<Napi::External<BackgroundSyncHandle>>().Data();
   std::unique_lock<std::mutex> lock(s->mu);
   if (info[1].As<Napi::Boolean>().Value()) s->cv.wait(lock, [&] { return s->done; });
   return Napi::Number::New(env, s->done ? s->err : -1);

@@ -61,21 +61,13 @@ Napi::Value MarkOnThreadExit(const Napi::CallbackInfo& info) {
     delete m;
     throw Napi::Error::New(env);
   }
-  auto handle = Napi::External<ExitMarkHandle>::New(
-      env, new ExitMarkHandle{m}, [](Napi::Env, ExitMarkHandle* h) { delete h; });
-  if (napi_type_tag_object(env, handle, &kExitMarkTag) != napi_ok) throw Napi::Error::New(env);
-  return handle;
+  return NewHandle(env, new ExitMarkHandle{m}, kExitMarkTag);
 }
 
 // cancelThreadExitMark(handle): disarms the hook (the producer closed); a second call does nothing.
 Napi::Value CancelThreadExitMark(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool tagged = false;
-  if (!info[0].IsExternal() ||
-      napi_check_object_type_tag(env, info[0], &kExitMarkTag, &tagged) != napi_ok || !tagged) {
-    ThrowType(env, "handle must come from markOnThreadExit");
-  }
-  ExitMarkHandle* h = info[0].As<Napi::External<ExitMarkHandle>>().Data();
+  ExitMarkHandle* h = HandleArg<ExitMarkHandle>(env, info[0], kExitMarkTag, "handle must come from markOnThreadExit");
   if (h->mark != nullptr) {
     napi_remove_env_cleanup_hook(env, OnThreadExit, h->mark);
     delete h->mark;

@@ -714,6 +714,27 @@ describe.each(paths)('IoContext on the $name path', ({ useUring, available }) =>
   }, 180_000);
 });
 
+describe('opaque handles', () => {
+  it("accept only handles of their own kind: anything else, another kind's included, is a TypeError", () => {
+    const file = path.join(tempDir(), 'f');
+    fs.writeFileSync(file, 'x');
+    const sync = native.datasyncInBackground(file);
+    expect(native.backgroundSyncResult(sync, true)).toBe(0);
+    const words = new Int32Array(new SharedArrayBuffer(16));
+    const mark = native.markOnThreadExit(words, 1, 7, -1)!;
+    for (const wrong of [{}, 1, null]) {
+      expect(() => native.backgroundSyncResult(wrong as never, false)).toThrow(TypeError);
+      expect(() => native.cancelThreadExitMark(wrong as never)).toThrow(TypeError);
+    }
+    expect(() => native.backgroundSyncResult(mark as never, false)).toThrow(TypeError);
+    expect(() => native.cancelThreadExitMark(sync as never)).toThrow(TypeError);
+    expect(() => native.markOnThreadExit(words, 4, 7, -1)).toThrow(RangeError);
+    native.cancelThreadExitMark(mark);
+    native.cancelThreadExitMark(mark);
+    expect([...words]).toEqual([0, 0, 0, 0]);
+  });
+});
+
 describe('io_uring probe', () => {
   it('is refused where the kernel disables io_uring, and gives working rings where it says yes', () => {
     let disabled = '0';

@@ -4,7 +4,7 @@
  * see the producers' rings, and once its listeners return every worker is stopped, records
  * still in a ring with them. So it asks each shard worker (RingSlot.ExitRequest) to write
  * every ring up to its Head as of the request, and waits for ExitDone (or gives up when the
- * worker makes no progress, see ShardClient.writeProducersSync). Entries a producer thread's
+ * worker makes no progress, see ShardClient.waitExitDrain). Entries a producer thread's
  * append returned for before the exit are then in the files, as the opening thread's are.
  */
 import { RingSlot } from '../../shared/format/layout.js';
