@@ -66,21 +66,40 @@ void Close(const Napi::CallbackInfo& info) {
   if (::close(fd) < 0 && errno != EINTR) ThrowErrno(env, errno, "close");
 }
 
-// closeInBackground(fd): closes on a detached thread. The last close of an unlinked,
-// written segment frees its blocks, which with ext4 `discard` took 33-50 ms: too long to
-// stall a shard worker. Errors are not reported (there is nobody left to tell; the file is
-// already unlinked and its data no longer needed).
+// closeInBackground(fd, dir?): closes on a detached thread, then with `dir` fsyncs that
+// directory. The last close of an unlinked, written segment frees its blocks, which with ext4
+// `discard` took 33-50 ms: too long to stall a shard worker; and the fsync that makes the
+// unlink durable commits the file system's journal, which waits for the data of the segment
+// being written. Errors are not reported (there is nobody left to tell: the file is already
+// unlinked, its data no longer needed, and recovery finishes a deletion whose unlink was
+// lost). The test build's power-loss journal never credits this fsync.
 void CloseInBackground(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = FdArg(env, info[0], "fd");
-  std::thread([fd] { ::close(fd); }).detach();
+  const bool with_dir = !info[1].IsUndefined();
+  if (with_dir && !info[1].IsString()) ThrowType(env, "dir must be a string");
+  const std::string dir = with_dir ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  std::thread([fd, dir, with_dir] {
+    ::close(fd);
+    if (with_dir) {
+      int d;
+      do d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); while (d < 0 && errno == EINTR);
+      if (d >= 0) {
+        if (!seam::SkipSync()) ::fsync(d);
+        ::close(d);
+      }
+    }
+  }).detach();
 }
 
-// datasyncInBackground(path): opens `path` read-only on a detached thread (its own open file
-// description, so a writeback error it sees is still reported to every other descriptor of
-// the file, lib/errseq.c) and fdatasyncs it; returns a handle for backgroundSyncResult. Used
-// to make a segment's next allocation step durable (a size change is metadata fdatasync
-// flushes) without stalling the shard worker on the writeback of its dirty data.
+// datasyncInBackground(path, dir?): opens `path` read-only on a detached thread (its own open
+// file description, so a writeback error it sees is still reported to every other descriptor
+// of the file, lib/errseq.c) and fdatasyncs it, then, with `dir`, fsyncs that directory;
+// returns a handle for backgroundSyncResult. Used to make a segment's next allocation step
+// durable (a size change is metadata fdatasync flushes), and a new spare segment with its
+// directory entry, without stalling the shard worker on the writeback of its dirty data.
+// The caller's writes of the file have all completed when it calls (the shard worker is
+// synchronous): the test build's power-loss journal marks here what the sync covers.
 struct BackgroundSync {
   std::mutex mu;
   std::condition_variable cv;
@@ -90,10 +109,27 @@ struct BackgroundSync {
 using BackgroundSyncHandle = std::shared_ptr<BackgroundSync>;
 constexpr napi_type_tag kBackgroundSyncTag = {0x5b1e0c7d9a2f4e31ULL, 0x8c3d6f0a2b7e1945ULL};
 
+// Opens `path` with `flags` and syncs it (fdatasync, or fsync with `full`): 0 or an errno.
+int SyncPath(const std::string& path, int flags, bool full) {
+  int fd;
+  do fd = ::open(path.c_str(), flags | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno;
+  int rc = 0;
+  if (!seam::SkipSync()) {
+    do rc = full ? ::fsync(fd) : ::fdatasync(fd); while (rc < 0 && errno == EINTR);
+  }
+  const int err = rc < 0 ? errno : 0;
+  ::close(fd);
+  return err;
+}
+
 Napi::Value DatasyncInBackground(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) ThrowType(env, "path must be a string");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const bool with_dir = !info[1].IsUndefined();
+  if (with_dir && !info[1].IsString()) ThrowType(env, "dir must be a string");
+  const std::string dir = with_dir ? info[1].As<Napi::String>().Utf8Value() : std::string();
   auto state = std::make_shared<BackgroundSync>();
   const auto finish = [](const BackgroundSyncHandle& s, int err) {
     {
@@ -103,18 +139,12 @@ Napi::Value DatasyncInBackground(const Napi::CallbackInfo& info) {
     }
     s->cv.notify_all();
   };
+  const uint64_t token = seam::BackgroundSyncBegin(path.c_str(), with_dir ? dir.c_str() : nullptr);
   try {
-    std::thread([path, state, finish] {
-      int fd;
-      do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW); while (fd < 0 && errno == EINTR);
-      if (fd < 0) return finish(state, errno);
-      // Not through the power-loss journal (test build): it then never credits this sync,
-      // so a simulated power cut rolls the step back unless a foreground sync covered it,
-      // which keeps the simulation as strict as if this sync had not happened.
-      int rc;
-      do rc = ::fdatasync(fd); while (rc < 0 && errno == EINTR);
-      const int err = rc < 0 ? errno : 0;
-      ::close(fd);
+    std::thread([path, dir, with_dir, token, state, finish] {
+      int err = SyncPath(path, O_RDONLY | O_NOFOLLOW, false);
+      if (err == 0 && with_dir) err = SyncPath(dir, O_RDONLY | O_DIRECTORY, true);
+      if (err == 0) seam::BackgroundSynced(token);
       finish(state, err);
     }).detach();
   } catch (const std::system_error& e) {
@@ -179,6 +209,33 @@ void Fdatasync(const Napi::CallbackInfo& info) {
   Injected(info.Env(), seam::FileOp::kFdatasync, "fdatasync");
   const int rc = DataSync(fd);
   if (rc < 0) ThrowErrno(info.Env(), -rc, "fdatasync");
+}
+
+// startWriteback(fd, offset, length): asks the kernel to start writing the range's dirty
+// pages to the device now (sync_file_range with SYNC_FILE_RANGE_WRITE) and returns without
+// waiting. It promises nothing about durability and changes no file content: it only keeps
+// the dirty data of a file written without fsync small, so that the next fdatasync of it
+// (a user's sync(), a retention deletion's record) has little left to write. Returns whether
+// the kernel took the request; a device error is not reported here (it stays recorded on the
+// file and the next fdatasync reports it, lib/errseq.c). EBADF and EINVAL are misuse and
+// throw. Outside Linux there is no such call: false.
+Napi::Value StartWriteback(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = FdArg(env, info[0], "fd");
+  const uint64_t offset = IndexArg(env, info[1], kMaxSafeInteger, "offset");
+  const uint64_t length = IndexArg(env, info[2], kMaxSafeInteger - offset, "length");
+#ifdef __linux__
+  int rc;
+  do rc = ::sync_file_range(fd, static_cast<off64_t>(offset), static_cast<off64_t>(length), SYNC_FILE_RANGE_WRITE);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0 && (errno == EBADF || errno == EINVAL)) ThrowErrno(env, errno, "sync_file_range");
+  return Napi::Boolean::New(env, rc == 0);
+#else
+  (void)fd;
+  (void)offset;
+  (void)length;
+  return Napi::Boolean::New(env, false);
+#endif
 }
 
 void Fsync(const Napi::CallbackInfo& info) {
@@ -291,6 +348,7 @@ void InitFileOps(Napi::Env env, Napi::Object exports) {
   exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev"));
   exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync"));
   exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
+  exports.Set("startWriteback", Napi::Function::New(env, StartWriteback, "startWriteback"));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("fstatSize", Napi::Function::New(env, FstatSize, "fstatSize"));

@@ -51,6 +51,13 @@ void Created(int fd);
 // the call, false when the caller is to make it.
 bool Unlink(const char* path, int* rc);
 bool Rename(const char* from, const char* to, int* rc);
+// A sync started by the calling thread to finish on another one (datasyncInBackground):
+// marks what the journal holds of `path` (and of the entries of `dir`, if not null) now, and
+// returns a token (0 when the journal is off). Once that sync succeeded, BackgroundSynced
+// credits exactly what was marked: changes made after the mark stay undurable. The caller
+// makes the mark only when every write of the file it journaled has completed.
+uint64_t BackgroundSyncBegin(const char* path, const char* dir);
+void BackgroundSynced(uint64_t token);
 
 // --- Faults (native/test/faults.cc).
 
@@ -95,6 +102,8 @@ inline constexpr bool WillCreate(const char*, int) { return false; }
 inline void Created(int) {}
 inline constexpr bool Unlink(const char*, int*) { return false; }
 inline constexpr bool Rename(const char*, const char*, int*) { return false; }
+inline constexpr uint64_t BackgroundSyncBegin(const char*, const char*) { return 0; }
+inline void BackgroundSynced(uint64_t) {}
 
 inline constexpr int FileFault(FileOp) { return 0; }
 struct ContextFaults {};

@@ -7,7 +7,7 @@
  * fsync.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -204,6 +204,102 @@ describe('a new namespace directory', () => {
     expect(status).toBe(0);
     const synced = new Set(readJournal(journal).filter((r: { type: string }) => r.type === 'Y').map((r: { body: Buffer }) => r.body.toString()));
     for (const parent of [base, join(base, 'a'), dir]) expect(synced).toContain(parent);
+  });
+});
+
+describe('a background sync (datasyncInBackground)', () => {
+  // The spare segment and a deletion's records are made durable on a detached thread; the
+  // journal marks what such a sync covers when it starts ('S', 'Q') and credits it when it
+  // succeeded ('E'): what came before its start is durable, nothing after it.
+  it('credits the changes before its start, of the file and of its directory, and none after', async () => {
+    const base = realpathSync(tempDir());
+    const journal = join(base, 'journal');
+    const data = join(base, 'data');
+    mkdirSync(journal);
+    mkdirSync(data);
+    const code = `
+      import { createRequire } from 'node:module';
+      const native = createRequire(${JSON.stringify(import.meta.url)})('#walrus-addon');
+      const { O_RDWR, O_CREAT, O_EXCL, O_RDONLY, O_DIRECTORY } = native.constants;
+      native.testSeams.powerLoss(${JSON.stringify(journal)}, 4096, false);
+      const dir = ${JSON.stringify(data)};
+      const create = (name, byte) => {
+        const fd = native.open(dir + '/' + name, O_RDWR | O_CREAT | O_EXCL, 0o600);
+        native.pwritev(fd, [Buffer.alloc(4096, byte)], 0);
+        return fd;
+      };
+      const f = create('f', 0x11);
+      native.fdatasync(f);
+      const d = native.open(dir, O_RDONLY | O_DIRECTORY, 0);
+      native.fsync(d);
+      native.pwritev(f, [Buffer.alloc(4096, 0x22)], 0);
+      native.close(create('early', 0x44));
+      const h = native.datasyncInBackground(dir + '/f', dir);
+      native.pwritev(f, [Buffer.alloc(4096, 0x33)], 4096);
+      native.pwritev(f, [Buffer.alloc(100, 0x55)], 0);
+      native.close(create('late', 0x66));
+      if (native.backgroundSyncResult(h, true) !== 0) throw new Error('the background sync failed');
+      process.stdout.write('ready\\n');
+      setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, [TEST_ADDON_FLAG, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.on('exit', (c) => reject(new Error(`child exited with ${c}: ${err}`)));
+    });
+    const exited = new Promise((r) => child.on('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const types = readJournal(journal).map((r: { type: string }) => r.type);
+    expect(types.filter((t: string) => 'SQE'.includes(t))).toEqual(['S', 'Q', 'E']);
+    const figures = applyPowerLoss(journal, { mode: 'dropAll', rand: () => 0, sector: 4096 });
+    // The write before the start stays; the extension and the overwrite after it go.
+    expect(file(data, 'f').equals(filled(4096, 0x22))).toBe(true);
+    // Its entry was made durable by the sync of the directory, its data never was.
+    expect(file(data, 'early').length).toBe(0);
+    expect(existsSync(join(data, 'late'))).toBe(false);
+    expect(figures).toMatchObject({ createsUndone: 1, sizesReverted: 2 });
+  });
+
+  it('that never reported success credits nothing: the file is as its last sync left it', () => {
+    const journal = tempDir();
+    const data = realpathSync(tempDir());
+    const path = join(data, 'f');
+    writeFileSync(path, Buffer.concat([filled(4096, 0x22), filled(4096, 0x33)]));
+    const ino = statSync(path).ino;
+    const rec = (type: string, ...parts: (number | string | Buffer)[]) => {
+      const body = Buffer.concat(
+        parts.map((p) => {
+          if (typeof p === 'string') return Buffer.from(p);
+          if (Buffer.isBuffer(p)) return p;
+          const b = Buffer.alloc(8);
+          b.writeBigUInt64LE(BigInt(p));
+          return b;
+        }),
+      );
+      const head = Buffer.alloc(5);
+      head.write(type, 0, 'latin1');
+      head.writeUInt32LE(body.length, 1);
+      return Buffer.concat([head, body]);
+    };
+    // After a sync of 4096 bytes of 0x11: 0x22 written, a background sync starts, 0x33
+    // appended; the sync's success never made it into the journal.
+    writeFileSync(
+      join(journal, 'journal-1.bin'),
+      Buffer.concat([
+        rec('F', ino, path),
+        rec('D', ino),
+        rec('Z', ino, 4096),
+        rec('P', ino, 0, filled(4096, 0x11)),
+        rec('W', ino, 0, 4096),
+        rec('S', 1, ino),
+        rec('Z', ino, 4096),
+        rec('W', ino, 4096, 4096),
+      ]),
+    );
+    applyPowerLoss(journal, { mode: 'dropAll', rand: () => 0, sector: 4096 });
+    expect(readFileSync(path).equals(filled(4096, 0x11))).toBe(true);
   });
 });
 

@@ -188,12 +188,16 @@ describe('shared blocks', () => {
     for (let i = 0; i < 6; i++) wal.append(i % 2 === 0 ? 'a' : 'b', pseudoRandom(i + 1, 3000));
     await wal.flush();
     const first = readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0]!;
-    // The deletion runs once the first segment is consumed (during the reads, or at the
-    // latest in the next turn of the worker's loop: each sync is one).
+    // The deletion starts once the first segment is consumed (during the reads, or in the
+    // next turn of the worker's loop), and unlinks once its background fdatasync finished:
+    // the shard's failure arrives a few milliseconds later; a sync() then rejects with it.
     let failure: unknown;
     try {
       for (const t of ['a', 'b']) while ((await wal.batchRead(t, 1 << 20)).length > 0);
-      for (let k = 0; k < 100; k++) await wal.sync();
+      for (let k = 0; k < 10_000; k++) {
+        await wal.sync();
+        await new Promise((r) => setTimeout(r, 1));
+      }
     } catch (e) {
       failure = e;
     }

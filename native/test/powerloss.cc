@@ -15,6 +15,10 @@
 //   'U' ino path\0grave   entry removed; the inode lives on as `grave`
 //   'R' ino victim from\0to\0grave   renamed; a replaced target (victim, 0 for none) as grave
 //   'X'                   the 'U' or 'R' just before did not happen (its call failed)
+//   'S' token ino         a background sync of the inode starts: what is journaled of it
+//                         so far is what it covers (later changes are pre-imaged afresh)
+//   'Q' token path        the same for the entries of directory `path`
+//   'E' token             the background sync of that token succeeded
 // Entry records come before their call (a kill in between leaves a record of a change that
 // did not happen; undoing it changes nothing), except 'C', which needs the new inode.
 #include "powerloss.h"
@@ -54,6 +58,7 @@ struct Journal {
   std::unordered_map<uint64_t, FileState> files;
   std::unordered_set<uint64_t> named;
   std::vector<uint8_t> record;
+  uint64_t tokens = 0;
 };
 
 // Read without the lock on every system call of the seam; set once, under it.
@@ -328,6 +333,39 @@ int Rename(const char* from, const char* to) {
     return -err;
   }
   return 0;
+}
+
+uint64_t BackgroundSyncBegin(const char* path, const char* dir) {
+  Journal& j = J();
+  std::lock_guard<std::mutex> lock(j.mu);
+  struct stat st;
+  if (!j.active || ::stat(path, &st) < 0 || !S_ISREG(st.st_mode)) return 0;
+  const uint64_t token = ++j.tokens;
+  const uint64_t ino = st.st_ino;
+  // Changes from here on are not covered: they get a size and pre-images of their own.
+  j.files.erase(ino);
+  Begin(j, 'S');
+  Put64(j.record, token);
+  Put64(j.record, ino);
+  Emit(j);
+  if (dir != nullptr) {
+    char resolved[PATH_MAX];
+    if (::realpath(dir, resolved) == nullptr) Die("realpath");
+    Begin(j, 'Q');
+    Put64(j.record, token);
+    PutBytes(j.record, resolved, std::strlen(resolved));
+    Emit(j);
+  }
+  return token;
+}
+
+void BackgroundSynced(uint64_t token) {
+  Journal& j = J();
+  std::lock_guard<std::mutex> lock(j.mu);
+  if (!j.active) return;
+  Begin(j, 'E');
+  Put64(j.record, token);
+  Emit(j);
 }
 
 }  // namespace powerloss

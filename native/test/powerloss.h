@@ -48,6 +48,8 @@ void Created(int fd);
 // unlink(2) and rename(2) with their journal records; return 0 or -errno.
 int Unlink(const char* path);
 int Rename(const char* from, const char* to);
+uint64_t BackgroundSyncBegin(const char* path, const char* dir);
+void BackgroundSynced(uint64_t token);
 
 }  // namespace powerloss
 }  // namespace walrus

@@ -73,6 +73,15 @@ bool Rename(const char* from, const char* to, int* rc) {
   return true;
 }
 
+uint64_t BackgroundSyncBegin(const char* path, const char* dir) {
+  if (!powerloss::Active() || powerloss::SkipSync()) return 0;
+  return powerloss::BackgroundSyncBegin(path, dir);
+}
+
+void BackgroundSynced(uint64_t token) {
+  if (token != 0) powerloss::BackgroundSynced(token);
+}
+
 }  // namespace seam
 
 namespace {

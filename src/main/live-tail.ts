@@ -41,7 +41,7 @@
 import type { ConsumerRef } from '../shared/messages.js';
 import type { RecordBatch } from './batch.js';
 import type { ShardClient } from './client/shard.js';
-import { type Watchable, abortError, waitForAppend } from './subscription.js';
+import { type CloseSignal, type Watchable, abortError, waitForAppend } from './subscription.js';
 import type { Entry } from './types.js';
 
 /** Most entries a topic's live tail keeps; past it the tail is dropped and its subscribers read from the worker. */
@@ -240,7 +240,7 @@ export class TailLease {
    * LEASE_LOST when neither holds it (peek then), INSTANCE_CLOSED once `closed` resolved;
    * rejects with an AbortError once `signal` aborts.
    */
-  async next(closed: Promise<void>, signal: AbortSignal | undefined): Promise<Entry | typeof LEASE_LOST | typeof INSTANCE_CLOSED> {
+  async next(closed: CloseSignal, signal: AbortSignal | undefined): Promise<Entry | typeof LEASE_LOST | typeof INSTANCE_CLOSED> {
     for (;;) {
       if (signal?.aborted) throw abortError(signal);
       const offset = this.position;
@@ -257,9 +257,8 @@ export class TailLease {
           // delivered, then wait for the next append.
           if (offset !== tail.end) return LEASE_LOST;
           this.report();
-          let isClosed = false;
-          await waitForAppend(this.t, offset, closed.then(() => void (isClosed = true)), signal);
-          if (isClosed) return INSTANCE_CLOSED;
+          await waitForAppend(this.t, offset, closed, signal);
+          if (closed.closed) return INSTANCE_CLOSED;
           continue;
         }
         const target = tail.targetAt(index);
@@ -346,19 +345,28 @@ export class TailLease {
   }
 }
 
-/** Waits for `p`; INSTANCE_CLOSED if `closed` resolves first, LEASE_LOST if `p` rejects; an AbortError if `signal` aborts. */
-function raceWait(p: Promise<void>, closed: Promise<void>, signal: AbortSignal | undefined): Promise<undefined | typeof LEASE_LOST | typeof INSTANCE_CLOSED> {
+/** Waits for `p`; INSTANCE_CLOSED if `closed` fires first, LEASE_LOST if `p` rejects; an AbortError if `signal` aborts. */
+function raceWait(p: Promise<void>, closed: CloseSignal, signal: AbortSignal | undefined): Promise<undefined | typeof LEASE_LOST | typeof INSTANCE_CLOSED> {
   return new Promise((resolve, reject) => {
-    const onAbort = (): void => reject(abortError(signal!));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const done = (v: undefined | typeof LEASE_LOST | typeof INSTANCE_CLOSED): void => {
+    let settled = false;
+    const end = (): boolean => {
+      if (settled) return false;
+      settled = true;
       signal?.removeEventListener('abort', onAbort);
-      resolve(v);
+      offClose();
+      return true;
     };
+    const onAbort = (): void => {
+      if (end()) reject(abortError(signal!));
+    };
+    const done = (v: undefined | typeof LEASE_LOST | typeof INSTANCE_CLOSED): void => {
+      if (end()) resolve(v);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const offClose = closed.on(() => done(INSTANCE_CLOSED));
     p.then(
       () => done(undefined),
       () => done(LEASE_LOST),
     );
-    void closed.then(() => done(INSTANCE_CLOSED));
   });
 }

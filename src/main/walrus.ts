@@ -27,7 +27,7 @@ import { namespaceDir } from './namespace.js';
 import { type ResolvedOptions, type WalrusOptions, backendDefault, resolveOptions } from './options.js';
 import type { ProducerTopic } from './client/producer.js';
 import { ShardClient } from './client/shard.js';
-import { type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
+import { CloseSignal, type Watchable, abortError, notifyAppend, waitForAppend } from './subscription.js';
 import { INSTANCE_CLOSED, LIVE_TAIL_PEEK_BYTES, LIVE_TAIL_PEEK_ENTRIES, type LiveTail, type LiveTailCounters, TailLease, captureAppended, dropTail } from './live-tail.js';
 import type { ConsumerRef, IoPolicy } from '../shared/messages.js';
 import { shardsOnDisk } from '../shared/format/segment.js';
@@ -705,15 +705,13 @@ export class Walrus {
     for (const l of this.leases.keys()) l.report();
   }
 
-  /** Resolves when close() starts. */
-  private closedSignal(): Promise<void> {
-    this.closeWaiters ??= new Promise<void>((resolve) => (this.resolveClosed = resolve));
-    if (this.closing) this.resolveClosed?.();
-    return this.closeWaiters;
+  /** Fires when close() starts. */
+  private closedSignal(): CloseSignal {
+    if (this.closing) this.closeSignal.fire();
+    return this.closeSignal;
   }
 
-  private closeWaiters: Promise<void> | null = null;
-  private resolveClosed: (() => void) | null = null;
+  private readonly closeSignal = new CloseSignal();
 
   /**
    * A typed view of `topic`: append JavaScript values and read them back decoded (msgpack
@@ -924,7 +922,7 @@ export class Walrus {
     // What subscribers delivered from memory reaches the workers before their close, which
     // writes every committed position.
     for (const l of [...this.leases.keys()]) l.end();
-    this.resolveClosed?.();
+    this.closeSignal.fire();
     try {
       const results = await Promise.allSettled(this.shards.map((s) => s.close()));
       const failed = results.find((r) => r.status === 'rejected');

@@ -175,14 +175,19 @@ export interface NativeBinding {
    */
   memfdCreate(name: string): number;
   close(fd: number): void;
-  /** Closes `fd` on a detached thread (for unlinked files whose last close frees blocks). */
-  closeInBackground(fd: number): void;
+  /**
+   * Closes `fd` on a detached thread (for unlinked files whose last close frees blocks), then
+   * with `dir` fsyncs that directory there; errors are not reported.
+   */
+  closeInBackground(fd: number, dir?: string): void;
   /**
    * Opens `path` read-only on a detached thread (an open file description of its own) and
-   * fdatasyncs it; returns a handle for backgroundSyncResult. Makes a segment's next
-   * allocation step durable without stalling the worker on the writeback of its dirty data.
+   * fdatasyncs it, then with `dir` fsyncs that directory; returns a handle for
+   * backgroundSyncResult. Makes a segment's next allocation step, or a new segment and its
+   * directory entry, durable without stalling the worker on the writeback of dirty data.
+   * Every write of the file the caller made must have completed when it calls.
    */
-  datasyncInBackground(path: string): BackgroundSync;
+  datasyncInBackground(path: string, dir?: string): BackgroundSync;
   /** -1 while that sync runs (with `wait`, blocks until it is done), else 0 or its errno. */
   backgroundSyncResult(handle: BackgroundSync, wait: boolean): number;
   /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
@@ -191,6 +196,12 @@ export interface NativeBinding {
   pwritev(fd: number, bufs: Uint8Array[], position: number): number;
   fdatasync(fd: number): void;
   fsync(fd: number): void;
+  /**
+   * sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writing the range's
+   * dirty pages back without waiting for it. No durability promise and no content change;
+   * true when the kernel took the request (false outside Linux and on the portable path).
+   */
+  startWriteback(fd: number, offset: number, length: number): boolean;
   /** fallocate(fd, 0, offset, length); throws EOPNOTSUPP where the file system lacks it. */
   fallocate(fd: number, offset: number, length: number): void;
   ftruncate(fd: number, length: number): void;

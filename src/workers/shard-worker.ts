@@ -320,7 +320,7 @@ class ShardWorker {
   /** Milliseconds until the schedule wants an fsync, or undefined when nothing waits. */
   private sleepBudget(): number | undefined {
     const w = this.writer;
-    let deadline = this.retention.nextAgeDeadline();
+    let deadline = this.retention.nextCheck(Date.now());
     if (init.fsync.kind === 'milliseconds' && w.unsyncedSince !== 0) deadline = Math.min(deadline, w.unsyncedSince + init.fsync.ms);
     return Number.isFinite(deadline) ? Math.max(0, deadline - Date.now()) : undefined;
   }
@@ -402,7 +402,7 @@ class ShardWorker {
             (blocked && w.hasNewRingData()) ||
             w.hasPending() ||
             this.consumers.waiting ||
-            this.retention.dirty ||
+            this.retention.wanted ||
             (w.hasUnsynced() && w.syncRequested())));
       if (!work) Atomics.wait(ctl, RingSlot.Doorbell, seen, this.failed ? undefined : this.sleepBudget());
       Atomics.store(ctl, RingSlot.WorkerSleeping, 0);
@@ -457,6 +457,7 @@ class ShardWorker {
         this.drainAll(true);
         this.writer.appendCloseMark();
         this.writer.submit(true);
+        this.retention.finishAfterSync();
         this.consumers.released();
       } catch (err) {
         this.handleError(err);

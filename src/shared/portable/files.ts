@@ -104,11 +104,21 @@ export function close(fd: number): void {
 }
 
 /** Closes at once: node:fs has no detached close (the addon closes on a thread of its own). */
-export function closeInBackground(fd: number): void {
+export function closeInBackground(fd: number, dir?: string): void {
   try {
     closeSync(fd);
   } catch {
     // As the addon: nobody is left to tell (the file is already unlinked).
+  }
+  if (dir === undefined || process.platform === 'win32') return;
+  let d = -1;
+  try {
+    d = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    fsyncSync(d);
+  } catch {
+    // As the addon: recovery finishes a deletion whose unlink was lost.
+  } finally {
+    if (d >= 0) closeSync(d);
   }
 }
 
@@ -120,19 +130,27 @@ const syncs = new WeakSet<object>();
 
 /**
  * Opens `path` on a descriptor of its own and fdatasyncs it *now*, in the calling thread
- * (node:fs has no detached thread to run it on), and returns a handle whose result is
- * already known. So on this path the shard worker waits for this writeback where the addon
- * would not; the guarantees are the same. Windows opens read-write: FlushFileBuffers needs
- * write access.
+ * (node:fs has no detached thread to run it on), then with `dir` fsyncs that directory
+ * (not on Windows, which cannot open one), and returns a handle whose result is already
+ * known. So on this path the shard worker waits for this writeback where the addon would
+ * not; the guarantees are the same. Windows opens read-write: FlushFileBuffers needs write
+ * access.
  */
-export function datasyncInBackground(path: string): BackgroundSync {
+export function datasyncInBackground(path: string, dir?: string): BackgroundSync {
   if (typeof path !== 'string') throw new TypeError('path must be a string');
+  if (dir !== undefined && typeof dir !== 'string') throw new TypeError('dir must be a string');
   const flags = process.platform === 'win32' ? constants.O_RDWR : constants.O_RDONLY | constants.O_NOFOLLOW;
   const handle: PortableSync = { err: 0 };
   let fd = -1;
   try {
     fd = openSync(path, flags);
     fdatasyncSync(fd);
+    if (dir !== undefined && process.platform !== 'win32') {
+      closeInBackground(fd);
+      fd = -1;
+      fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      fsyncSync(fd);
+    }
   } catch (err) {
     handle.err = (fsError(err, 'fdatasync') as NodeJS.ErrnoException).errno ?? osConstants.errno.EIO;
   } finally {
@@ -229,6 +247,11 @@ export function pwritev(fd: number, bufs: Uint8Array[], position: number): numbe
 
 export function fdatasync(fd: number): void {
   sys('fdatasync', 'fdatasync', () => fdatasyncSync(fd));
+}
+
+/** node:fs has no sync_file_range: nothing is started (the addon outside Linux says the same). */
+export function startWriteback(): boolean {
+  return false;
 }
 
 export function fsync(fd: number): void {

@@ -44,6 +44,11 @@ export class SegmentFiles {
   /** Descriptors opened and closed since the store was made (tests, diagnostics). */
   opened = 0;
   closed = 0;
+  /**
+   * Descriptors that detached threads hold for a while (a background sync opens the file
+   * for itself: see native.ts datasyncInBackground): counted against the bound too.
+   */
+  private lent = 0;
 
   constructor(readonly limit: number) {}
 
@@ -141,8 +146,18 @@ export class SegmentFiles {
     this.makeRoom();
   }
 
+  /** Makes room for a descriptor a background sync opens; giveBack() once it has finished. */
+  lend(): void {
+    this.makeRoom();
+    this.lent++;
+  }
+
+  giveBack(): void {
+    this.lent--;
+  }
+
   private makeRoom(): void {
-    while (this.open.size >= this.limit) {
+    while (this.open.size + this.lent >= this.limit) {
       const victim = this.pickVictim();
       if (victim === null) return; // everything pinned: one batch's files (bounded by the writer)
       this.evict(victim);

@@ -45,8 +45,22 @@ export function allocate(fd: number, from: number, end: number): void {
  *
  * With `memory` (the 'memory' backend) the segment is an anonymous memory file instead: no
  * path, sized whole with ftruncate so that its pages are only allocated as blocks are written.
+ *
+ * With `durable` false (the spare, ShardStore.prepareSpare) the fdatasync and the directory
+ * fsync are left to the caller, who must make them before the file takes a block
+ * (makeDurable). Until then the file is what a creation cut short by a crash leaves, which
+ * recovery removes when it is the last file, as the spare always is.
  */
-export function createSegment(dir: string, shard: number, seq: number, slots: number, blockBytes: number, memory = false, sizeWhole = false): Segment {
+export function createSegment(
+  dir: string,
+  shard: number,
+  seq: number,
+  slots: number,
+  blockBytes: number,
+  memory = false,
+  sizeWhole = false,
+  durable = true,
+): Segment {
   const path = join(dir, segmentName(shard, seq));
   const salt = randomInt(1, 2 ** 32 - 1);
   const full = segmentBytes(slots, blockBytes);
@@ -58,7 +72,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     if (memory) native.ftruncate(fd, size);
     else allocate(fd, 0, size);
     if (sizeWhole && size < full) native.ftruncate(fd, full);
-    native.fdatasync(fd);
+    if (durable) native.fdatasync(fd);
   } catch (err) {
     if (fd >= 0) {
       // Ours (O_EXCL): removed, so that no half-made file is left between segments, where
@@ -73,7 +87,7 @@ export function createSegment(dir: string, shard: number, seq: number, slots: nu
     }
     throw ioError(err, `creating segment ${path} failed`, path);
   }
-  if (!memory) fsyncDir(dir);
+  if (!memory && durable) fsyncDir(dir);
   const seg = segmentState({ seq, path, fd, slots, blockBytes, salt, version: FORMAT_VERSION }, 0, size);
   if (sizeWhole) seg.durableAllocated = full;
   return seg;
@@ -100,6 +114,9 @@ export function segmentState(
     files: null,
     aheadSync: null,
     aheadEnd: 0,
+    writebackFrom: Number.POSITIVE_INFINITY,
+    writebackTo: 0,
+    writebackBytes: 0,
   };
 }
 
@@ -136,3 +153,15 @@ export function readSegment(seg: Segment, buf: Uint8Array, position: number): nu
   return mapper !== null ? mapper.readMapped(fd, buf, position) : native.pread(fd, buf, position);
 }
 
+/**
+ * The syncs createSegment left out with `durable` false: the file (its header and size) and
+ * its directory entry. Errors are reported as a creation failure of the segment.
+ */
+export function makeDurable(dir: string, seg: Segment): void {
+  try {
+    native.fdatasync(seg.fd);
+  } catch (err) {
+    throw ioError(err, `creating segment ${seg.path} failed`, seg.path);
+  }
+  fsyncDir(dir);
+}
