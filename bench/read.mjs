@@ -84,6 +84,7 @@ const TOPIC = 'bench';
 const ITER_TOPIC = 'bench-iter'; // the same entries again, for iterate-drain (see the drain group)
 const KEEP_TOPIC = 'bench-keep'; // and again, for batchRead-drain-keep
 const FETCH_TOPIC = 'bench-fetch'; // and again, for fetch-drain-keep
+const RELEASE_TOPIC = 'bench-release'; // and again, for fetch-release-keep
 const WARM_TOPIC = 'warm';
 const CHUNK_BYTES = 4 * 1024 * 1024; // bare read chunk
 const APPEND_BATCH = 1000; // setup only: entries per batchAppend
@@ -201,9 +202,14 @@ async function runBatchReadDrain(ctx, topic = TOPIC, name = 'batchRead-drain') {
   return drainRow(ctx, name, { n, bytes, calls, bad, t0, fsyncs0, files0, keep: topic === KEEP_TOPIC });
 }
 
-async function runFetchDrain(ctx) {
+/**
+ * fetch until empty; with `release`, each batch is released once handled (its buffers go
+ * back to the shard worker for the next reads), as a processor done with a batch would.
+ */
+async function runFetchDrain(ctx, release = false) {
   const { wal, verifyAll } = ctx;
-  const name = 'fetch-drain-keep';
+  const name = release ? 'fetch-release-keep' : 'fetch-drain-keep';
+  const topic = release ? RELEASE_TOPIC : FETCH_TOPIC;
   let n = 0;
   let bytes = 0;
   let calls = 0;
@@ -212,7 +218,7 @@ async function runFetchDrain(ctx) {
   const files0 = countFiles(ctx.walDir);
   const t0 = performance.now();
   for (;;) {
-    const batch = await wal.fetch(FETCH_TOPIC, { maxBytes: cfg.readBytes, maxEntries: MAX_FETCH_ENTRIES });
+    const batch = await wal.fetch(topic, { maxBytes: cfg.readBytes, maxEntries: MAX_FETCH_ENTRIES });
     const len = batch.length;
     if (len === 0) break;
     calls++;
@@ -227,6 +233,7 @@ async function runFetchDrain(ctx) {
     bytes += batch.byteLength;
     const k = (calls * 7919) % len;
     if (bad === null && !batch.payload(k).equals(payloads[batch.offset(k)])) bad = `entry ${batch.offset(k)}: bytes differ from the payload`;
+    if (release) batch.release();
   }
   return drainRow(ctx, name, { n, bytes, calls, bad, t0, fsyncs0, files0, keep: true });
 }
@@ -431,7 +438,8 @@ const GROUPS = [
     scenarios: [
       { name: 'batchRead-drain', run: (ctx) => runBatchReadDrain(ctx, TOPIC, 'batchRead-drain') },
       { name: 'batchRead-drain-keep', run: (ctx) => runBatchReadDrain(ctx, KEEP_TOPIC, 'batchRead-drain-keep') },
-      { name: 'fetch-drain-keep', run: runFetchDrain },
+      { name: 'fetch-drain-keep', run: (ctx) => runFetchDrain(ctx) },
+      { name: 'fetch-release-keep', run: (ctx) => runFetchDrain(ctx, true) },
       { name: 'iterate-drain', run: runIterateDrain },
       { name: 'bare-read-4MiB', run: runBareRead },
       ...(crc32c ? [{ name: 'bare-read+crc32c', run: runBareReadCrc }] : []),
@@ -450,6 +458,7 @@ const GROUPS = [
       await appendFirst(wal, n, ITER_TOPIC);
       await appendFirst(wal, n, KEEP_TOPIC);
       await appendFirst(wal, n, FETCH_TOPIC);
+      await appendFirst(wal, n, RELEASE_TOPIC);
       await wal.flush();
       await wal.sync(); // untimed: no writeback of this data competes with the reads
       const barePath = path.join(dir, 'bare.dat');

@@ -50,6 +50,9 @@ try {
     next = batch.firstOffset + batch.length;
     batches++;
     largest = Math.max(largest, batch.length);
+    // Handled: its buffers go back to the shard worker, which reads the next batches into
+    // them instead of into new memory (the batch and its views are empty from here on).
+    batch.release();
   }
   await wal.commit('clicks'); // the last batch is handled: make that durable
   console.log(`aggregated ${next} clicks in ${batches} fetches (largest: ${largest} entries)`);

@@ -262,6 +262,51 @@ describe.each(SEMANTIC_BACKENDS)('fetch (%s backend)', (backend) => {
     }
   });
 
+  it('release(): the batch and every view of it become empty, and later reads fill its buffers again with the right bytes', async () => {
+    // 256 KiB blocks: a read's chunks are mostly larger than the pool's smallest buffer (64 KiB).
+    const wal = await Walrus.open({ backend, dir: tempDir(), shards: 1, blockBytes: 256 * 1024, fsync: FsyncSchedule.NoFsync });
+    try {
+      const payload = (off: number): Buffer => pseudoRandom(off + 11, 300 + ((off * 37) % 700));
+      const n = 6000;
+      for (let i = 0; i < n; i++) wal.append('r', payload(i));
+      const first = await wal.fetch('r', { maxBytes: 256 * 1024 });
+      const view = first.payload(0);
+      const entry = first.at(1)!;
+      const kept = Buffer.from(first.payload(2));
+      expect(first.firstOffset).toBe(0);
+      expect(first.length).toBeGreaterThan(100);
+      let next = first.length;
+      first.release();
+      expect([first.length, first.firstOffset, first.byteLength]).toEqual([0, -1, 0]);
+      expect([...first]).toEqual([]);
+      expect(() => first.payload(0)).toThrow(RangeError);
+      // The views did not keep the memory: it moved to the worker (0 bytes here, not another read's).
+      expect([view.length, entry.data.length]).toEqual([0, 0]);
+      expect(Buffer.compare(kept, payload(2))).toBe(0);
+      first.release(); // a second call does nothing
+      // Every later batch, read into recycled buffers, holds exactly its entries.
+      for (;;) {
+        const b = await wal.fetch('r', { maxBytes: 256 * 1024 });
+        if (b.length === 0) break;
+        expect(b.firstOffset).toBe(next);
+        for (let k = 0; k < b.length; k++) expect(Buffer.compare(b.payload(k), payload(next + k))).toBe(0);
+        next += b.length;
+        b.release();
+      }
+      expect(next).toBe(n);
+      // A batch of a typed topic releases the same way.
+      const t = wal.typed<{ i: number }>('typed');
+      t.batchAppend(Array.from({ length: 50 }, (_, i) => ({ i })));
+      const tb = await t.fetch();
+      const v = tb.value(3);
+      tb.release();
+      expect([tb.length, tb.records.length]).toEqual([0, 0]);
+      expect(v).toEqual({ i: 3 });
+    } finally {
+      await wal.close();
+    }
+  });
+
   it('spans several blocks and segment files in one batch (4 KiB blocks, 4 per segment)', async () => {
     const dir = tempDir();
     const wal = await Walrus.open({ backend, dir, shards: 1, blockBytes: 4096, segmentBlocks: 4, fsync: FsyncSchedule.NoFsync });

@@ -542,7 +542,7 @@ export class Walrus {
     if (checkpoint) this.endLeases(t, ref);
     else this.reportLeases();
     const r = await t.shard.consume(t.id, maxEntries, maxBytes, checkpoint, ref, readAhead);
-    return { batch: new RecordBatch(t.name, r.data, r.entries), next: r.next };
+    return { batch: new RecordBatch(t.name, r.data, r.entries, t.shard.recycle), next: r.next };
   }
 
   /**

@@ -93,6 +93,8 @@ export type ToWorker =
    * nothing answers. `from` may equal `to` (nothing delivered since the last one).
    */
   | { type: 'taken'; id: number; topicId: number; consumer: ConsumerRef | null; from: number; to: number; ack: boolean }
+  /** Buffers of released read replies (RecordBatch.release), transferred back for later reads. Not answered. */
+  | { type: 'recycle'; id: number; buffers: ArrayBuffer[] }
   /**
    * sync() after atLeastOnce checkpoints: make every cursor record queued or written so far
    * durable, even when no entry was appended since the last fsync. Answered with 'synced'.

@@ -16,6 +16,7 @@ import { Consumers } from './read/consumer.js';
 import { ReadAhead } from './read/read-ahead.js';
 import { Retention } from './retention.js';
 import { EMPTY_READ, readEntries } from './read/reader.js';
+import { recycleChunks } from './read/chunk-pool.js';
 import { recover } from './recovery/index.js';
 import { checkMmapFileSystem } from './store/segments.js';
 import { ShardStore } from './store/store.js';
@@ -153,6 +154,9 @@ class ShardWorker {
           if (!this.failed) this.consumers.written();
         }
         if (m.checkpoint) this.retention.dirty = true;
+        return;
+      case 'recycle':
+        recycleChunks(m.buffers);
         return;
       case 'taken': {
         this.drainForRead(false);

@@ -465,6 +465,16 @@ export class ShardClient {
     return m.written;
   }
 
+  /**
+   * Gives the buffers of a released read reply back to the worker (moved, not copied: every
+   * view of them here becomes empty). Nothing once the worker is gone.
+   */
+  readonly recycle = (buffers: ArrayBuffer[]): void => {
+    if (this.exited) return;
+    const live = buffers.filter((b) => b.byteLength > 0);
+    if (live.length > 0) this.worker.postMessage({ type: 'recycle', id: 0, buffers: live } satisfies ToWorker, live);
+  };
+
   /** The ring position that Written must reach for everything published so far to be in the files. */
   publishedTarget(): number {
     return this.producer.publishedLogical;

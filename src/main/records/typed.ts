@@ -271,4 +271,12 @@ export class TypedRecordBatch<T = unknown> implements Iterable<TypedEntry<T>> {
   *values(): IterableIterator<T> {
     for (let i = 0; i < this.records.length; i++) yield this.value(i);
   }
+
+  /**
+   * Ends the batch, as {@link RecordBatch.release}: its buffers serve later reads, and it is
+   * empty afterwards (values decoded before stay as they are: decoding copies).
+   */
+  release(): void {
+    this.records.release();
+  }
 }

@@ -9,6 +9,7 @@ import { readSegment } from '../store/segments.js';
 import { READ_ENTRY_FIELDS } from '../../shared/messages.js';
 import { type Block, type TopicLog } from '../store/model.js';
 import { findBlock, seekInBlock } from '../store/blocks.js';
+import { recycleChunks, takeChunk } from './chunk-pool.js';
 
 const MIN_CHUNK = 16 * 1024;
 /**
@@ -52,7 +53,8 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     let at = seek.offset;
     let want = firstWant(b, rel, maxBytes, maxEntries - found.length + (offset - at));
     while (rel < b.used) {
-      // A fresh buffer per read: the payloads returned are views of it, transferred whole.
+      // A buffer per read (new, or given back to the pool): the payloads returned are views
+      // of it, transferred whole.
       const chunk = readAt(b, rel, want);
       const words = frameWords(chunk);
       const index = chunks.length;
@@ -97,6 +99,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
       // Only the records returned are checksummed (one native call), not the rest of the chunk.
       if (returned >= 0) checkFrames(chunk, b, rel, returned, p);
       if (found.length > firstFound) chunks.push(chunk.buffer as ArrayBuffer);
+      else recycleChunks([chunk.buffer as ArrayBuffer]);
       if (stop) break outer;
       if (p === 0) {
         // One record larger than the chunk: read exactly it next.
@@ -162,7 +165,10 @@ function finish(found: Found[], chunks: ArrayBuffer[], bytes: number): ReadOutpu
     }
     entries[e + 3] = f.length;
   }
-  return { data: out !== null ? [out.buffer as ArrayBuffer] : chunks, entries };
+  if (out === null) return { data: chunks, entries };
+  // The payloads were copied out: the chunks serve later reads.
+  recycleChunks(chunks);
+  return { data: [out.buffer as ArrayBuffer], entries };
 }
 
 /** Shared-block records read at most this many bytes at a time. */
@@ -216,6 +222,7 @@ function readSmall(
       p += r.fp;
     }
     if (found.length > before) chunks.push(chunk.buffer as ArrayBuffer);
+    else recycleChunks([chunk.buffer as ArrayBuffer]);
     k = end;
   }
   return { offset, bytes, full: found.length >= maxEntries || offset >= t.complete };
@@ -231,7 +238,7 @@ function readAt(b: Block, rel: number, length: number): Uint8Array {
   // Not zero-filled (a large share of the read path's time went to zeroing fresh chunks);
   // bytes past the end of the file are zeroed explicitly, as recovery treats them: only the
   // padding of the last record can be missing without failing its checksum.
-  const buf = Buffer.allocUnsafeSlow(length);
+  const buf = takeChunk(length);
   const got = readSegment(b.segment, buf, b.dataStart + rel);
   if (got < length) buf.fill(0, got);
   return buf;
