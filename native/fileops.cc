@@ -211,33 +211,6 @@ void Fdatasync(const Napi::CallbackInfo& info) {
   if (rc < 0) ThrowErrno(info.Env(), -rc, "fdatasync");
 }
 
-// startWriteback(fd, offset, length): asks the kernel to start writing the range's dirty
-// pages to the device now (sync_file_range with SYNC_FILE_RANGE_WRITE) and returns without
-// waiting. It promises nothing about durability and changes no file content: it only keeps
-// the dirty data of a file written without fsync small, so that the next fdatasync of it
-// (a user's sync(), a retention deletion's record) has little left to write. Returns whether
-// the kernel took the request; a device error is not reported here (it stays recorded on the
-// file and the next fdatasync reports it, lib/errseq.c). EBADF and EINVAL are misuse and
-// throw. Outside Linux there is no such call: false.
-Napi::Value StartWriteback(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const int fd = FdArg(env, info[0], "fd");
-  const uint64_t offset = IndexArg(env, info[1], kMaxSafeInteger, "offset");
-  const uint64_t length = IndexArg(env, info[2], kMaxSafeInteger - offset, "length");
-#ifdef __linux__
-  int rc;
-  do rc = ::sync_file_range(fd, static_cast<off64_t>(offset), static_cast<off64_t>(length), SYNC_FILE_RANGE_WRITE);
-  while (rc < 0 && errno == EINTR);
-  if (rc < 0 && (errno == EBADF || errno == EINVAL)) ThrowErrno(env, errno, "sync_file_range");
-  return Napi::Boolean::New(env, rc == 0);
-#else
-  (void)fd;
-  (void)offset;
-  (void)length;
-  return Napi::Boolean::New(env, false);
-#endif
-}
-
 void Fsync(const Napi::CallbackInfo& info) {
   const int fd = FdArg(info.Env(), info[0], "fd");
   Injected(info.Env(), seam::FileOp::kFsync, "fsync");
@@ -348,7 +321,6 @@ void InitFileOps(Napi::Env env, Napi::Object exports) {
   exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev"));
   exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync"));
   exports.Set("fsync", Napi::Function::New(env, Fsync, "fsync"));
-  exports.Set("startWriteback", Napi::Function::New(env, StartWriteback, "startWriteback"));
   exports.Set("fallocate", Napi::Function::New(env, Fallocate, "fallocate"));
   exports.Set("ftruncate", Napi::Function::New(env, Ftruncate, "ftruncate"));
   exports.Set("fstatSize", Napi::Function::New(env, FstatSize, "fstatSize"));

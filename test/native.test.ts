@@ -343,19 +343,6 @@ describe('file operations', () => {
     expectSystemError(() => native.rename(path.join(dir, 'b'), path.join(dir, 'c')), 'ENOENT', 'rename');
   });
 
-  it('startWriteback starts writing a range back without syncing, and refuses a bad descriptor or range', () => {
-    const dir = tempDir();
-    const fd = openFile(path.join(dir, 'w'));
-    native.pwritev(fd, [Buffer.alloc(1 << 20, 7)], 0);
-    expect(native.startWriteback(fd, 0, 1 << 20)).toBe(process.platform === 'linux');
-    expect(native.startWriteback(fd, 1 << 30, 4096)).toBe(process.platform === 'linux'); // past the end: nothing to do
-    expect(readBack(fd, 1 << 20).equals(Buffer.alloc(1 << 20, 7))).toBe(true);
-    if (process.platform === 'linux') expectSystemError(() => native.startWriteback(NEVER_OPEN_FD, 0, 1), 'EBADF', 'sync_file_range');
-    expect(() => native.startWriteback(fd, -1, 1)).toThrow(RangeError);
-    expect(() => native.startWriteback(fd, 2 ** 53 - 1, 2)).toThrow(RangeError);
-    expect(() => native.startWriteback(-1, 0, 1)).toThrow(RangeError);
-  });
-
   it('datasyncInBackground syncs a file and then its directory; closeInBackground takes a directory to sync', () => {
     const dir = tempDir();
     const file = path.join(dir, 'f');

@@ -196,12 +196,6 @@ export interface NativeBinding {
   pwritev(fd: number, bufs: Uint8Array[], position: number): number;
   fdatasync(fd: number): void;
   fsync(fd: number): void;
-  /**
-   * sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE): starts writing the range's
-   * dirty pages back without waiting for it. No durability promise and no content change;
-   * true when the kernel took the request (false outside Linux and on the portable path).
-   */
-  startWriteback(fd: number, offset: number, length: number): boolean;
   /** fallocate(fd, 0, offset, length); throws EOPNOTSUPP where the file system lacks it. */
   fallocate(fd: number, offset: number, length: number): void;
   ftruncate(fd: number, length: number): void;

@@ -249,11 +249,6 @@ export function fdatasync(fd: number): void {
   sys('fdatasync', 'fdatasync', () => fdatasyncSync(fd));
 }
 
-/** node:fs has no sync_file_range: nothing is started (the addon outside Linux says the same). */
-export function startWriteback(): boolean {
-  return false;
-}
-
 export function fsync(fd: number): void {
   sys('fsync', 'fsync', () => fsyncSync(fd));
 }

@@ -35,7 +35,6 @@ export const portableBinding: NativeBinding = Object.freeze({
   pwritev: files.pwritev,
   fdatasync: files.fdatasync,
   fsync: files.fsync,
-  startWriteback: files.startWriteback,
   fallocate: files.fallocate,
   ftruncate: files.ftruncate,
   fstatSize: files.fstatSize,

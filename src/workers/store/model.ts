@@ -35,14 +35,6 @@ export interface Segment {
   aheadEnd: number;
   /** Format version in its header: new blocks go only into segments of FORMAT_VERSION. */
   version: number;
-  /**
-   * The range written since the writer last asked the kernel to start writing it back
-   * (Writer.startWriteback), and how many bytes went into it; `writebackFrom` is Infinity when
-   * nothing did.
-   */
-  writebackFrom: number;
-  writebackTo: number;
-  writebackBytes: number;
 }
 
 

@@ -114,9 +114,6 @@ export function segmentState(
     files: null,
     aheadSync: null,
     aheadEnd: 0,
-    writebackFrom: Number.POSITIVE_INFINITY,
-    writebackTo: 0,
-    writebackBytes: 0,
   };
 }
 

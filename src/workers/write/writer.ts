@@ -9,7 +9,7 @@
 import { ioError } from '../../shared/errors.js';
 import { IOV_FIELDS, WRITE_OP_FIELDS } from '../../shared/format/layout.js';
 import type { MetaRecord } from '../../shared/format/meta.js';
-import { native, type BackgroundSync, type IoContext } from '../../shared/native.js';
+import type { BackgroundSync, IoContext } from '../../shared/native.js';
 import type { TopicDirectory } from '../../shared/producers/directory.js';
 import { RingBig, addBig, ringViews, type RingViews } from '../../shared/ring.js';
 import type { NamedConsumer, Run, Segment, TopicLog } from '../store/model.js';
@@ -17,12 +17,6 @@ import type { ShardStore } from '../store/store.js';
 import { Batch, type DrainResult } from './batch.js';
 import { RingSource } from './sources.js';
 import { MetaRecords } from './meta-records.js';
-
-/**
- * Bytes written to a segment without an fsync after which the writer asks the kernel to start
- * writing them back (startWriteback): what an fdatasync of the file can still find dirty.
- */
-const WRITEBACK_BYTES = 1 << 20;
 
 export class Writer {
   /** The rings drained: the main ring first, then producer threads' rings (sources.ts). */
@@ -193,7 +187,6 @@ export class Writer {
       } finally {
         this.store.files.unpinAll();
       }
-      if (!sync && !this.store.memory) this.startWriteback(runs);
     }
     this.completeBatch(sync && nSync > 0, nSync);
   }
@@ -212,30 +205,6 @@ export class Writer {
     const out: BackgroundSync[] = [];
     for (const s of this.dirtySegments) out.push(this.store.syncInBackground(s.path));
     return out;
-  }
-
-  /**
-   * Without fsyncs, written pages stay dirty in the page cache until the kernel's own
-   * writeback (after 30 s, or past 10% of memory, by default), and the next fdatasync of the
-   * file then writes all of them while its caller waits: a retention deletion's record, made
-   * durable before the file goes, stalled the shard worker 55-70 ms per 64 MiB segment at
-   * 75 MB/s of NoFsync appends, and a subscriber's deliveries with it. So each time
-   * WRITEBACK_BYTES more reached a segment, the kernel is asked to start writing that range
-   * now, without waiting (sync_file_range; RocksDB's bytes_per_sync does the same): an
-   * fdatasync then finds at most about that much dirty. It promises nothing about durability.
-   */
-  private startWriteback(runs: Run[]): void {
-    for (const r of runs) {
-      const s = r.segment;
-      if (r.pos < s.writebackFrom) s.writebackFrom = r.pos;
-      if (r.end > s.writebackTo) s.writebackTo = r.end;
-      s.writebackBytes += r.end - r.pos;
-      if (s.writebackBytes < WRITEBACK_BYTES) continue;
-      // A descriptor the cache closed since (many segments written at once) is not reopened
-      // for a hint: the writeback of its pages is left to the kernel.
-      if (s.fd >= 0) native.startWriteback(s.fd, s.writebackFrom, s.writebackTo - s.writebackFrom);
-      clearWriteback(s);
-    }
   }
 
   /** One writeBatch call: `runs` (in order) and the fdatasync of `syncs`, all files of `segs`. */
@@ -302,7 +271,6 @@ export class Writer {
         // (createSegment), and lowering it here made every later allocation step start a
         // background fdatasync of the busy file.
         s.durableAllocated = Math.max(s.durableAllocated, s.allocated);
-        clearWriteback(s);
       }
       this.dirtySegments.clear();
       this.unsyncedSince = 0;
@@ -363,9 +331,3 @@ export class Writer {
   }
 }
 
-/** Nothing of `s` written since its last writeback request or fsync. */
-function clearWriteback(s: Segment): void {
-  s.writebackFrom = Number.POSITIVE_INFINITY;
-  s.writebackTo = 0;
-  s.writebackBytes = 0;
-}
