@@ -105,20 +105,28 @@ struct BackgroundSync {
   std::condition_variable cv;
   bool done = false;
   int err = 0;
+  // The call that failed ("open", "fdatasync", "fsync"); "" when none did, or when the
+  // thread could not be started (err is then that error, EAGAIN mostly).
+  const char* syscall = "";
 };
 using BackgroundSyncHandle = std::shared_ptr<BackgroundSync>;
 constexpr napi_type_tag kBackgroundSyncTag = {0x5b1e0c7d9a2f4e31ULL, 0x8c3d6f0a2b7e1945ULL};
 
-// Opens `path` with `flags` and syncs it (fdatasync, or fsync with `full`): 0 or an errno.
-int SyncPath(const std::string& path, int flags, bool full) {
+// Opens `path` with `flags` and syncs it (fdatasync, or fsync with `full`): 0 or an errno,
+// with the call that failed in *syscall.
+int SyncPath(const std::string& path, int flags, bool full, const char** syscall) {
   int fd;
   do fd = ::open(path.c_str(), flags | O_CLOEXEC); while (fd < 0 && errno == EINTR);
-  if (fd < 0) return errno;
+  if (fd < 0) {
+    *syscall = "open";
+    return errno;
+  }
   int rc = 0;
   if (!seam::SkipSync()) {
     do rc = full ? ::fsync(fd) : ::fdatasync(fd); while (rc < 0 && errno == EINTR);
   }
   const int err = rc < 0 ? errno : 0;
+  if (err != 0) *syscall = full ? "fsync" : "fdatasync";
   ::close(fd);
   return err;
 }
@@ -131,24 +139,36 @@ Napi::Value DatasyncInBackground(const Napi::CallbackInfo& info) {
   if (with_dir && !info[1].IsString()) ThrowType(env, "dir must be a string");
   const std::string dir = with_dir ? info[1].As<Napi::String>().Utf8Value() : std::string();
   auto state = std::make_shared<BackgroundSync>();
-  const auto finish = [](const BackgroundSyncHandle& s, int err) {
+  const auto finish = [](const BackgroundSyncHandle& s, int err, const char* syscall) {
     {
       std::lock_guard<std::mutex> lock(s->mu);
       s->done = true;
       s->err = err;
+      s->syscall = syscall;
     }
     s->cv.notify_all();
   };
+  // Test build: the calling thread's file fault plan counts these syncs as its own calls
+  // (an fdatasync, and an fsync with `dir`), and a planned failure is what the thread reports.
+  const int file_fault = -seam::FileFault(seam::FileOp::kFdatasync);
+  const int dir_fault = with_dir && file_fault == 0 ? -seam::FileFault(seam::FileOp::kFsync) : 0;
   const uint64_t token = seam::BackgroundSyncBegin(path.c_str(), with_dir ? dir.c_str() : nullptr);
   try {
-    std::thread([path, dir, with_dir, token, state, finish] {
-      int err = SyncPath(path, O_RDONLY | O_NOFOLLOW, false);
-      if (err == 0 && with_dir) err = SyncPath(dir, O_RDONLY | O_DIRECTORY, true);
+    std::thread([path, dir, with_dir, token, state, finish, file_fault, dir_fault] {
+      const char* syscall = "";
+      int err = file_fault;
+      if (err != 0) syscall = "fdatasync";
+      else err = SyncPath(path, O_RDONLY | O_NOFOLLOW, false, &syscall);
+      if (err == 0 && with_dir) {
+        err = dir_fault;
+        if (err != 0) syscall = "fsync";
+        else err = SyncPath(dir, O_RDONLY | O_DIRECTORY, true, &syscall);
+      }
       if (err == 0) seam::BackgroundSynced(token);
-      finish(state, err);
+      finish(state, err, syscall);
     }).detach();
   } catch (const std::system_error& e) {
-    finish(state, e.code().value() > 0 ? e.code().value() : EAGAIN);
+    finish(state, e.code().value() > 0 ? e.code().value() : EAGAIN, "");
   }
   return NewHandle(env, new BackgroundSyncHandle(state), kBackgroundSyncTag);
 }
@@ -163,6 +183,16 @@ Napi::Value BackgroundSyncResult(const Napi::CallbackInfo& info) {
   std::unique_lock<std::mutex> lock(s->mu);
   if (info[1].As<Napi::Boolean>().Value()) s->cv.wait(lock, [&] { return s->done; });
   return Napi::Number::New(env, s->done ? s->err : -1);
+}
+
+// backgroundSyncSyscall(handle): the call that failed ("open", "fdatasync", "fsync"), or ""
+// (none did, the sync still runs, or its thread could not be started).
+Napi::Value BackgroundSyncSyscall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const BackgroundSyncHandle& s = *HandleArg<BackgroundSyncHandle>(
+      env, info[0], kBackgroundSyncTag, "handle must come from datasyncInBackground");
+  std::lock_guard<std::mutex> lock(s->mu);
+  return Napi::String::New(env, s->done ? s->syscall : "");
 }
 
 Napi::Value Pread(const Napi::CallbackInfo& info) {
@@ -317,6 +347,7 @@ void InitFileOps(Napi::Env env, Napi::Object exports) {
   exports.Set("closeInBackground", Napi::Function::New(env, CloseInBackground, "closeInBackground"));
   exports.Set("datasyncInBackground", Napi::Function::New(env, DatasyncInBackground, "datasyncInBackground"));
   exports.Set("backgroundSyncResult", Napi::Function::New(env, BackgroundSyncResult, "backgroundSyncResult"));
+  exports.Set("backgroundSyncSyscall", Napi::Function::New(env, BackgroundSyncSyscall, "backgroundSyncSyscall"));
   exports.Set("pread", Napi::Function::New(env, Pread, "pread"));
   exports.Set("pwritev", Napi::Function::New(env, Pwritev, "pwritev"));
   exports.Set("fdatasync", Napi::Function::New(env, Fdatasync, "fdatasync"));

@@ -347,9 +347,13 @@ describe('file operations', () => {
     const dir = tempDir();
     const file = path.join(dir, 'f');
     fs.writeFileSync(file, 'x');
-    expect(native.backgroundSyncResult(native.datasyncInBackground(file, dir), true)).toBe(0);
-    // A directory that cannot be opened is the sync's error, reported as its errno.
-    expect(native.backgroundSyncResult(native.datasyncInBackground(file, path.join(dir, 'missing')), true)).toBe(os.constants.errno.ENOENT);
+    const ok = native.datasyncInBackground(file, dir);
+    expect(native.backgroundSyncResult(ok, true)).toBe(0);
+    expect(native.backgroundSyncSyscall(ok)).toBe('');
+    // A directory that cannot be opened is the sync's error, reported as its errno, with the call.
+    const noDir = native.datasyncInBackground(file, path.join(dir, 'missing'));
+    expect(native.backgroundSyncResult(noDir, true)).toBe(os.constants.errno.ENOENT);
+    expect(native.backgroundSyncSyscall(noDir)).toBe('open');
     expect(native.backgroundSyncResult(native.datasyncInBackground(path.join(dir, 'missing')), true)).toBe(os.constants.errno.ENOENT);
     expect(() => native.datasyncInBackground(file, 1 as never)).toThrow(TypeError);
     const fd = native.open(file, O_RDONLY, 0);
@@ -738,6 +742,7 @@ describe('opaque handles', () => {
     const mark = native.markOnThreadExit(words, 1, 7, -1)!;
     for (const wrong of [{}, 1, null]) {
       expect(() => native.backgroundSyncResult(wrong as never, false)).toThrow(TypeError);
+      expect(() => native.backgroundSyncSyscall(wrong as never)).toThrow(TypeError);
       expect(() => native.cancelThreadExitMark(wrong as never)).toThrow(TypeError);
     }
     expect(() => native.backgroundSyncResult(mark as never, false)).toThrow(TypeError);

@@ -190,6 +190,11 @@ export interface NativeBinding {
   datasyncInBackground(path: string, dir?: string): BackgroundSync;
   /** -1 while that sync runs (with `wait`, blocks until it is done), else 0 or its errno. */
   backgroundSyncResult(handle: BackgroundSync, wait: boolean): number;
+  /**
+   * The call of that sync that failed (`'open'`, `'fdatasync'`, `'fsync'`), or `''`: none
+   * did, it still runs, or its thread could not be started (its result is then that error).
+   */
+  backgroundSyncSyscall(handle: BackgroundSync): string;
   /** Reads into `buf` from `position` until it is full or at end of file; returns bytes read. */
   pread(fd: number, buf: Uint8Array, position: number): number;
   /** Writes every byte of `bufs` at `position`, completing short writes; returns bytes written. */

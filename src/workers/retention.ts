@@ -10,7 +10,7 @@
  *    every topic last stated in the segment's meta blocks), if one is needed, is written, and
  *    every file written since its last sync is fdatasynced on a detached thread;
  * 2. once those syncs succeeded, the file is unlinked, and closed and its directory fsynced
- *    on a detached thread.
+ *    on a detached thread (a failed sync fails the shard instead, as a failed fsync does).
  * A crash between 1 and 2, or before that directory fsync, leaves a file whose blocks all
  * lie below their topics' starts (its meta blocks restated by the snapshot); recovery skips
  * them and finishes the deletion. The syncs stay off the worker's loop because an fdatasync
@@ -28,7 +28,9 @@
  * first entry still stored, and that is written down like any cursor.
  */
 import { BLOCK_HEADER_BYTES, META_TOPIC_ID, recordFootprint } from '../shared/format/layout.js';
-import { type BackgroundSync, native } from '../shared/native.js';
+import { native } from '../shared/native.js';
+import { ioError } from '../shared/errors.js';
+import type { LentSync } from './store/files.js';
 import { type Block, type TopicLog } from './store/model.js';
 import { defaultCounts, statedIn, updateFloor } from './store/blocks.js';
 import { encodeMeta, encodeSnapshot } from '../shared/format/meta.js';
@@ -51,7 +53,7 @@ export class Retention {
   /** Set when a cursor moved or a segment filled up: the oldest segment may be deletable. */
   dirty = true;
   /** A deletion whose records are written, waiting for its syncs before its file goes. */
-  private pending: { seg: Segment; syncs: BackgroundSync[] } | null = null;
+  private pending: { seg: Segment; syncs: LentSync[] } | null = null;
 
   constructor(
     private readonly store: ShardStore,
@@ -225,18 +227,20 @@ export class Retention {
 
   /**
    * Step 2 of the pending deletion once its syncs have finished: true when the file is gone.
-   * A sync that failed is made again here in the foreground, which reports its error.
+   * A sync that failed fails the shard with its error (ERR_WALRUS_IO), as a failed fsync on
+   * the worker does; one that never ran (no thread could be made) is made here instead.
    */
   private finishPending(): boolean {
     const p = this.pending!;
-    let failed = false;
-    while (p.syncs.length > 0) {
-      const err = this.store.syncResult(p.syncs[p.syncs.length - 1]!, false);
-      if (err < 0) return false;
-      if (err > 0) failed = true;
-      p.syncs.pop();
+    for (const s of p.syncs) if (s.result(false) < 0) return false;
+    let retry = false;
+    for (const s of p.syncs) {
+      if (s.result(false) === 0) continue;
+      const failure = s.failure();
+      if (failure !== null) throw ioError(failure, `making the records of the deletion of ${p.seg.path} durable failed`);
+      retry = true;
     }
-    if (failed) this.writer.submit(true);
+    if (retry) this.writer.submit(true);
     this.unlinkPending();
     return true;
   }

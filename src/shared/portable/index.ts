@@ -31,6 +31,7 @@ export const portableBinding: NativeBinding = Object.freeze({
   closeInBackground: files.closeInBackground,
   datasyncInBackground: files.datasyncInBackground,
   backgroundSyncResult: files.backgroundSyncResult,
+  backgroundSyncSyscall: files.backgroundSyncSyscall,
   pread: files.pread,
   pwritev: files.pwritev,
   fdatasync: files.fdatasync,

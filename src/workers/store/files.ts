@@ -22,7 +22,8 @@
  *   (`limit` Infinity), so they are never closed early; a memory log holds no files.
  */
 import { ioError } from '../../shared/errors.js';
-import { type IoContext, native } from '../../shared/native.js';
+import { type BackgroundSync, type IoContext, native } from '../../shared/native.js';
+import { constants as osConstants } from 'node:os';
 import { type Segment } from './model.js';
 import { OPEN_EXISTING } from '../../shared/file-io.js';
 import { segmentBytes } from '../../shared/format/segment.js';
@@ -146,14 +147,15 @@ export class SegmentFiles {
     this.makeRoom();
   }
 
-  /** Makes room for a descriptor a background sync opens; giveBack() once it has finished. */
-  lend(): void {
+  /**
+   * datasyncInBackground(path, dir), with the descriptor its thread opens counted against the
+   * bound until its result is taken (LentSync.result).
+   */
+  syncInBackground(path: string, dir?: string): LentSync {
     this.makeRoom();
+    const handle = native.datasyncInBackground(path, dir);
     this.lent++;
-  }
-
-  giveBack(): void {
-    this.lent--;
+    return new LentSync(handle, () => this.lent--);
   }
 
   private makeRoom(): void {
@@ -205,5 +207,42 @@ export class SegmentFiles {
     } catch (err) {
       throw ioError(err, `unmapping segment ${seg.path} failed`, seg.path);
     }
+  }
+}
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
+
+/** A background sync started by SegmentFiles.syncInBackground. */
+export class LentSync {
+  private err = -1;
+
+  constructor(
+    readonly handle: BackgroundSync,
+    private readonly giveBack: () => void,
+  ) {}
+
+  /** -1 while it runs (with `wait`, waits for it), else 0 or its errno; its descriptor counts no more. */
+  result(wait: boolean): number {
+    if (this.err >= 0) return this.err;
+    const err = native.backgroundSyncResult(this.handle, wait);
+    if (err >= 0) {
+      this.err = err;
+      this.giveBack();
+    }
+    return err;
+  }
+
+  /**
+   * Its failure as the addon would have thrown it (code, errno, syscall), for ioError; null
+   * when it did not fail, or never ran because its thread could not be made (the caller then
+   * makes the sync itself). A sync that failed in the kernel failed for every descriptor of
+   * the file (lib/errseq.c), so making it again would only fail again.
+   */
+  failure(): Error | null {
+    if (this.err <= 0) return null;
+    const syscall = native.backgroundSyncSyscall(this.handle);
+    if (syscall === '') return null;
+    const code = ERRNO_NAMES.get(this.err) ?? 'EIO';
+    return Object.assign(new Error(`${code}: ${syscall} on a thread of its own failed`), { code, errno: this.err, syscall });
   }
 }

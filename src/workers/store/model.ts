@@ -3,7 +3,8 @@
  * their chains of blocks. Types only; recovery builds them, the writer appends to them, the
  * reader and retention walk them (store.ts holds one shard's; topic.ts makes its topics).
  */
-import type { BackgroundSync, IoContext } from '../../shared/native.js';
+import type { IoContext } from '../../shared/native.js';
+import type { LentSync } from './files.js';
 
 export interface Segment {
   seq: number;
@@ -31,7 +32,7 @@ export interface Segment {
   /** The shard's descriptor cache that opens and closes this segment's file (files.ts). */
   files: SegmentFileSource | null;
   /** The background fdatasync that makes `allocated` (up to `aheadEnd`) durable, if one runs. */
-  aheadSync: BackgroundSync | null;
+  aheadSync: LentSync | null;
   aheadEnd: number;
   /** Format version in its header: new blocks go only into segments of FORMAT_VERSION. */
   version: number;

@@ -4,11 +4,11 @@
  */
 import { BLOCK_HEADER_BYTES, META_TOPIC_ID, SHARED_TOPIC_ID } from '../../shared/format/layout.js';
 import { ioError } from '../../shared/errors.js';
-import { type BackgroundSync, type IoContext, native } from '../../shared/native.js';
+import { type IoContext, native } from '../../shared/native.js';
 import { type Block, type NamedConsumer, type TopicLog } from './model.js';
 import { encodeBlockHeader } from '../../shared/format/block.js';
 import { TopicColumns, newTopic } from './topic.js';
-import { MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
+import { type LentSync, MAX_OPEN_SEGMENTS, SegmentFiles } from './files.js';
 import { type Segment } from './model.js';
 import { allocate, createSegment, makeDurable } from './segments.js';
 import { allocationBoundary, blockSalt, nextAllocationBoundary, segmentBytes, slotPosition } from '../../shared/format/segment.js';
@@ -44,12 +44,10 @@ export class ShardStore {
   current: Segment | null = null;
   /** A created, empty segment ready to become current (made durable when it does). */
   spare: Segment | null = null;
-  /** The background fdatasync of the spare's file, while its result is not taken (prepareSpare). */
-  private spareSync: BackgroundSync | null = null;
-  /** Its result once taken (0, or an errno: the spare's syncs are then made again). */
-  private spareSyncError = 0;
+  /** The background sync of the spare's file and directory entry, until the spare is used. */
+  private spareSync: LentSync | null = null;
   /** Allocation syncs of segments no longer current, whose descriptors are still lent out. */
-  private readonly orphanSyncs: BackgroundSync[] = [];
+  private readonly orphanSyncs: LentSync[] = [];
   /**
    * Meta-topic offset of the latest snapshot record, full or partial (-1: none). Retention
    * deletes a segment whose meta blocks all end at or before it, and state nothing any topic
@@ -342,7 +340,7 @@ export class ShardStore {
    */
   private settleAhead(seg: Segment, wait: boolean): boolean {
     if (seg.aheadSync === null) return true;
-    const err = this.syncResult(seg.aheadSync, wait);
+    const err = seg.aheadSync.result(wait);
     if (err < 0) return false;
     seg.aheadSync = null;
     if (err === 0) seg.durableAllocated = Math.max(seg.durableAllocated, seg.aheadEnd);
@@ -352,14 +350,9 @@ export class ShardStore {
   /** Idle work: notes a finished background sync of the current segment's step or of the spare. */
   prepareAhead(): boolean {
     if (this.current !== null) this.settleAhead(this.current, false);
-    if (this.spareSync !== null) {
-      const err = this.syncResult(this.spareSync, false);
-      if (err >= 0) {
-        this.spareSync = null;
-        this.spareSyncError = err;
-      }
-    }
-    for (let k = this.orphanSyncs.length - 1; k >= 0; k--) if (this.syncResult(this.orphanSyncs[k]!, false) >= 0) this.orphanSyncs.splice(k, 1);
+    // Taken as soon as they end, so that their descriptors count no longer than they exist.
+    this.spareSync?.result(false);
+    for (let k = this.orphanSyncs.length - 1; k >= 0; k--) if (this.orphanSyncs[k]!.result(false) >= 0) this.orphanSyncs.splice(k, 1);
     return false;
   }
 
@@ -393,41 +386,27 @@ export class ShardStore {
     return true;
   }
 
-  /**
-   * datasyncInBackground, with the descriptor its thread opens counted against the shard's
-   * bound until its result is taken (syncResult).
-   */
-  syncInBackground(path: string, dir?: string): BackgroundSync {
-    this.files.lend();
-    try {
-      return native.datasyncInBackground(path, dir);
-    } catch (err) {
-      this.files.giveBack();
-      throw err;
-    }
-  }
-
-  /** The result of a sync started by syncInBackground: -1 while it runs (unless `wait`), else 0 or its errno. */
-  syncResult(sync: BackgroundSync, wait: boolean): number {
-    const err = native.backgroundSyncResult(sync, wait);
-    if (err >= 0) this.files.giveBack();
-    return err;
+  /** A background sync of `path` (and `dir`) whose descriptor counts against the shard's bound. */
+  syncInBackground(path: string, dir?: string): LentSync {
+    return this.files.syncInBackground(path, dir);
   }
 
   /**
    * The spare is about to take blocks (or to stay between segments): it must be durable. Its
    * background sync has usually finished long before; if it is still running this waits for
-   * it, and if it failed the syncs are made here, which report the error as a failed
-   * creation. (A foreground sync even of a file with nothing left to write costs a device
-   * cache flush, 17-20 ms on this development VM while another file's writeback runs.)
+   * it. Its failure is the creation's (ERR_WALRUS_IO with its errno and call); only a sync
+   * that never ran (no thread) is made here. (A foreground sync even of a file with nothing
+   * left to write costs a device cache flush, 17-20 ms on this development VM while another
+   * file's writeback runs.)
    */
   private settleSpare(seg: Segment): void {
-    if (this.spareSync !== null) {
-      this.spareSyncError = this.syncResult(this.spareSync, true);
-      this.spareSync = null;
-    }
-    if (this.spareSyncError !== 0) makeDurable(this.dir, seg);
-    this.spareSyncError = 0;
+    const sync = this.spareSync;
+    if (sync === null) return;
+    this.spareSync = null;
+    if (sync.result(true) === 0) return;
+    const failure = sync.failure();
+    if (failure !== null) throw ioError(failure, `creating segment ${seg.path} failed`, seg.path);
+    makeDurable(this.dir, seg);
   }
 
   /** Unmaps and closes every segment; throws the first failure after trying them all. */

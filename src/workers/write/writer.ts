@@ -9,7 +9,8 @@
 import { ioError } from '../../shared/errors.js';
 import { IOV_FIELDS, WRITE_OP_FIELDS } from '../../shared/format/layout.js';
 import type { MetaRecord } from '../../shared/format/meta.js';
-import type { BackgroundSync, IoContext } from '../../shared/native.js';
+import type { IoContext } from '../../shared/native.js';
+import type { LentSync } from '../store/files.js';
 import type { TopicDirectory } from '../../shared/producers/directory.js';
 import { RingBig, addBig, ringViews, type RingViews } from '../../shared/ring.js';
 import type { NamedConsumer, Run, Segment, TopicLog } from '../store/model.js';
@@ -201,8 +202,8 @@ export class Writer {
    * (datasyncInBackground); the handles. Nothing is marked durable by them: a deletion
    * (retention.ts) waits for them before its file goes.
    */
-  syncInBackground(): BackgroundSync[] {
-    const out: BackgroundSync[] = [];
+  syncInBackground(): LentSync[] {
+    const out: LentSync[] = [];
     for (const s of this.dirtySegments) out.push(this.store.syncInBackground(s.path));
     return out;
   }
