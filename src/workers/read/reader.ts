@@ -53,8 +53,7 @@ export function readEntries(t: TopicLog, from: number, maxEntries: number, maxBy
     let at = seek.offset;
     let want = firstWant(b, rel, maxBytes, maxEntries - found.length + (offset - at));
     while (rel < b.used) {
-      // A buffer per read (new, or given back to the pool): the payloads returned are views
-      // of it, transferred whole.
+      // A buffer per read (new or pooled): the payloads returned are views of it, transferred whole.
       const chunk = readAt(b, rel, want);
       const words = frameWords(chunk);
       const index = chunks.length;
