@@ -103,7 +103,13 @@ export class Watermarks {
       const gen = Atomics.load(ctl, RingSlot.TailGen);
       const now = loadBig(big, RingBig.Written);
       if (now >= target) return true;
-      if (this.shard.stopped() !== null || Atomics.load(this.producer.shardCtl, RingSlot.State) !== 0) return false;
+      // A close in progress (close() called and not awaited before process.exit()) writes
+      // every ring before it stores Closed: wait for it as for any write. Giving up on
+      // Closing, as this did, let the exit stop the worker in the middle of that last drain:
+      // 1 run in 20 lost entries on mmap (122 and 637 of 20,000).
+      const state = Atomics.load(this.producer.shardCtl, RingSlot.State);
+      if (state === ShardState.Closed) return true;
+      if (this.shard.stopped() !== null || state === ShardState.Failed) return false;
       if (now > written) {
         written = now;
         progressAt = Date.now();
