@@ -125,6 +125,10 @@ describe.each(SEMANTIC_BACKENDS)('append, batchAppend, iterate (%s backend)', (b
       expect(code(() => wal.batchAppend('t', ['ok', Buffer.alloc(1001)]))).toBe('ERR_WALRUS_RECORD_TOO_LARGE');
       expect(code(() => wal.batchAppend('t', Array.from({ length: 2001 }, () => 'x')))).toBe('ERR_WALRUS_BATCH_LIMIT');
       expect(code(() => wal.batchAppend('t', 'nope' as unknown as string[]))).toBe('ERR_INVALID_ARG_TYPE');
+      // The arguments in order: an invalid name is refused before the payload's size (found by
+      // the model test with maxRecordBytes 0: RECORD_TOO_LARGE came first).
+      expect(code(() => wal.append('', Buffer.alloc(1001)))).toBe('ERR_WALRUS_INVALID_TOPIC');
+      expect(code(() => wal.batchAppend('a\0b', [Buffer.alloc(1001)]))).toBe('ERR_WALRUS_INVALID_TOPIC');
       expect(code(() => wal.iterate('t', -1))).toBe('ERR_OUT_OF_RANGE');
       expect(wal.append('t', Buffer.alloc(1000))).toBe(0);
       expect((await collect(wal.iterate('t'))).length).toBe(1);

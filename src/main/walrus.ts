@@ -314,8 +314,11 @@ export class Walrus {
   append(topic: string, data: Uint8Array | string): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    // The arguments in order: an invalid topic name is refused before the payload's size.
+    const known = this.topicMap.get(topic);
+    if (known === undefined) encodeTopic(topic);
     const len = payloadLength(data, 'data', this.opts.maxRecordBytes);
-    const t = this.topicFor(topic);
+    const t = known ?? this.topicFor(topic);
     const offset = t.shard.appendOne(t, data, len);
     if (t.tail !== null) captureAppended(t, offset, [data], t.shard.publishedTarget());
     if (t.watchers !== null) notifyAppend(t);
@@ -330,8 +333,10 @@ export class Walrus {
   batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    const known = this.topicMap.get(topic);
+    if (known === undefined) encodeTopic(topic);
     const { lens, ringBytes } = batchLengths(entries, this.opts.maxRecordBytes);
-    const t = this.topicFor(topic);
+    const t = known ?? this.topicFor(topic);
     if (entries.length === 0) return t.next;
     const first = t.shard.appendBatch(t, entries, lens, ringBytes);
     if (t.tail !== null) captureAppended(t, first, entries, t.shard.publishedTarget());

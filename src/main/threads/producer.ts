@@ -226,8 +226,11 @@ export class Producer {
   append(topic: string, data: Uint8Array | string): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    // The arguments in order: an invalid topic name is refused before the payload's size.
+    const known = this.topics.get(topic);
+    if (known === undefined) encodeTopic(topic);
     const len = payloadLength(data, 'data', this.handle.maxRecordBytes);
-    const t = this.topicFor(topic);
+    const t = known ?? this.topicFor(topic);
     const s = this.shard(t.shard);
     s.checkWritable();
     const offset = s.appender.appendOne(t, data, len);
@@ -239,8 +242,10 @@ export class Producer {
   batchAppend(topic: string, entries: readonly (Uint8Array | string)[]): number {
     this.checkOpen();
     if (typeof topic !== 'string') throw invalidArgType('topic', 'of type string', topic);
+    const known = this.topics.get(topic);
+    if (known === undefined) encodeTopic(topic);
     const { lens, ringBytes } = batchLengths(entries, this.handle.maxRecordBytes);
-    const t = this.topicFor(topic);
+    const t = known ?? this.topicFor(topic);
     if (entries.length === 0) return this.dir.next(t.entry);
     const s = this.shard(t.shard);
     s.checkWritable();
