@@ -77,8 +77,7 @@ void CloseInBackground(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = FdArg(env, info[0], "fd");
   const bool with_dir = !info[1].IsUndefined();
-  if (with_dir && !info[1].IsString()) ThrowType(env, "dir must be a string");
-  const std::string dir = with_dir ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  const std::string dir = with_dir ? PathArg(env, info[1], "dir") : std::string();
   std::thread([fd, dir, with_dir] {
     ::close(fd);
     if (with_dir) {
@@ -136,8 +135,7 @@ Napi::Value DatasyncInBackground(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) ThrowType(env, "path must be a string");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
   const bool with_dir = !info[1].IsUndefined();
-  if (with_dir && !info[1].IsString()) ThrowType(env, "dir must be a string");
-  const std::string dir = with_dir ? info[1].As<Napi::String>().Utf8Value() : std::string();
+  const std::string dir = with_dir ? PathArg(env, info[1], "dir") : std::string();
   auto state = std::make_shared<BackgroundSync>();
   const auto finish = [](const BackgroundSyncHandle& s, int err, const char* syscall) {
     {

@@ -21,6 +21,28 @@ import { tempDir } from './helpers.js';
 const CHILD = fileURLToPath(new URL('./fixtures/powerloss-child.mjs', import.meta.url));
 const HARNESS_CHILD = fileURLToPath(new URL('./fixtures/crash-child.mjs', import.meta.url));
 
+/**
+ * Runs node with `args` until its standard output satisfies `ready`, then kills it with
+ * SIGKILL and waits for it to be gone; returns what it printed. Rejects if it exits first.
+ */
+async function killWhenReady(args: string[], ready: (out: string) => boolean, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (ready(out)) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`child exited with ${code}: ${err}`)));
+  });
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+  return out;
+}
+
 /** Runs powerloss-child.mjs until it is ready, kills it, cuts the power; returns the data dir. */
 async function cut(path: 'pwritev' | 'uring', mode: 'dropAll' | 'keepAll' | 'random', sector: number, nosync = false, seed = 1) {
   const base = tempDir();
@@ -28,16 +50,7 @@ async function cut(path: 'pwritev' | 'uring', mode: 'dropAll' | 'keepAll' | 'ran
   const data = join(base, 'data');
   mkdirSync(journal);
   mkdirSync(data);
-  const child = spawn(process.execPath, [TEST_ADDON_FLAG, CHILD, journal, String(sector), data, path, ...(nosync ? ['nosync'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.on('exit', (code) => reject(new Error(`powerloss child exited with ${code}: ${err}`)));
-  });
-  const exited = new Promise((r) => child.on('exit', r));
-  child.kill('SIGKILL');
-  await exited;
+  await killWhenReady([TEST_ADDON_FLAG, CHILD, journal, String(sector), data, path, ...(nosync ? ['nosync'] : [])], (out) => out.includes('ready'));
   let s = seed;
   const rand = (n: number) => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
@@ -113,18 +126,7 @@ describe('sync() after atLeastOnce reads', () => {
     for (let i = 0; i < 200; i++) setup.append('q', genPayload('q', i, 1));
     await setup.close();
     const config = { dir, seed: 3, gen: 2, shards: 1, fsync: 'noFsync', ioUring, ringBytes: 65536, blockBytes: 1 << 20, segmentBlocks: 64, instances: [{ key: '', consistency: 4, topics, produce: [], consume: [0], next: [200], paceMs: 0, readMax: 0 }] };
-    const child = spawn(process.execPath, [TEST_ADDON_FLAG, HARNESS_CHILD, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
-    let out = '';
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (/^C 0 0 \d+$/m.test(out)) resolve();
-      });
-      child.on('exit', (code) => reject(new Error(`child exited with ${code}`)));
-    });
-    const exited = new Promise((r) => child.on('exit', r));
-    child.kill('SIGKILL');
-    await exited;
+    const out = await killWhenReady([TEST_ADDON_FLAG, HARNESS_CHILD, JSON.stringify(config)], (o) => /^C 0 0 \d+$/m.test(o), { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` });
     const marks = [...out.matchAll(/^C 0 0 (\d+)$/gm)].map((m) => Number(m[1]));
     const delivered = [...out.matchAll(/^D 0 0 (\d+) /gm)].map((m) => Number(m[1]));
     applyPowerLoss(journal, { mode: 'dropAll', rand: () => 0, sector: 4096 });
@@ -160,16 +162,7 @@ describe('sync() after an empty atLeastOnce read', () => {
       await wal.sync();
       process.stdout.write('synced\\n');
       setInterval(() => {}, 1000);`;
-    const child = spawn(process.execPath, [TEST_ADDON_FLAG, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` } });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => d.toString().includes('synced') && resolve());
-      child.on('exit', (c) => reject(new Error(`child exited with ${c}: ${err}`)));
-    });
-    const exited = new Promise((r) => child.on('exit', r));
-    child.kill('SIGKILL');
-    await exited;
+    await killWhenReady([TEST_ADDON_FLAG, '--input-type=module', '-e', code], (out) => out.includes('synced'), { ...process.env, WALRUS_TEST_POWERLOSS: `${journal}:4096` });
     applyPowerLoss(journal, { mode: 'dropAll', rand: () => 0, sector: 4096 });
     const wal = await Walrus.open({ dir, shards: 1, consistency: ReadConsistency.atLeastOnce(4) });
     try {
@@ -241,16 +234,7 @@ describe('a background sync (datasyncInBackground)', () => {
       if (native.backgroundSyncResult(h, true) !== 0) throw new Error('the background sync failed');
       process.stdout.write('ready\\n');
       setInterval(() => {}, 1000);`;
-    const child = spawn(process.execPath, [TEST_ADDON_FLAG, '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      child.on('exit', (c) => reject(new Error(`child exited with ${c}: ${err}`)));
-    });
-    const exited = new Promise((r) => child.on('exit', r));
-    child.kill('SIGKILL');
-    await exited;
+    await killWhenReady([TEST_ADDON_FLAG, '--input-type=module', '-e', code], (out) => out.includes('ready'));
     const types = readJournal(journal).map((r: { type: string }) => r.type);
     expect(types.filter((t: string) => 'SQE'.includes(t))).toEqual(['S', 'Q', 'E']);
     const figures = applyPowerLoss(journal, { mode: 'dropAll', rand: () => 0, sector: 4096 });

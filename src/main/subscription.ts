@@ -35,10 +35,13 @@ export class CloseSignal {
   closed = false;
   private callbacks: (() => void)[] = [];
 
-  /** Calls `fn` once the instance closes (at once if it has); returns what unregisters it. */
+  /**
+   * Calls `fn` once the instance closes (in a microtask if it has: never before `on` returns,
+   * so a caller may use what `on` returned in `fn`); returns what unregisters it.
+   */
   on(fn: () => void): () => void {
     if (this.closed) {
-      fn();
+      queueMicrotask(fn);
       return () => {};
     }
     this.callbacks.push(fn);

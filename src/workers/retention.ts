@@ -265,8 +265,7 @@ export class Retention {
     // the directory's fsync after it (see the top of this file). A file whose descriptor the
     // cache had closed gets no fsync of its own: the next one of the directory covers it.
     if (fd >= 0) native.closeInBackground(fd, store.memory ? undefined : store.dir);
-    if (store.segments[0] === seg) store.segments.shift();
-    else store.segments.splice(store.segments.indexOf(seg), 1);
+    store.segments.shift(); // only the oldest segment is ever deleted
     this.debug(`deleted consumed segment ${seg.path}`);
   }
 

@@ -144,19 +144,19 @@ export function datasyncInBackground(path: string, dir?: string): BackgroundSync
   const handle: PortableSync = { err: 0, syscall: '' };
   let fd = -1;
   try {
-    fd = openSync(path, flags);
+    fd = sys('open', null, () => openSync(path, flags));
     // As the addon's: the test seam's plan counts this sync as an fdatasync call (and the
     // directory's as an fsync), and a planned failure becomes the handle's result.
     sys('fdatasync', 'fdatasync', () => fdatasyncSync(fd));
     if (dir !== undefined && process.platform !== 'win32') {
       closeInBackground(fd);
       fd = -1;
-      fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+      fd = sys('open', null, () => openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY));
       sys('fsync', 'fsync', () => fsyncSync(fd));
     }
   } catch (err) {
-    // Already in the addon's shape (positive errno) from sys(), or node:fs's own from open.
-    const e = (err as NodeJS.ErrnoException).errno !== undefined && (err as NodeJS.ErrnoException).errno! > 0 ? (err as NodeJS.ErrnoException) : (fsError(err, 'open') as NodeJS.ErrnoException);
+    // In the addon's shape (positive errno, its syscall name): every call went through sys().
+    const e = err as NodeJS.ErrnoException;
     handle.err = e.errno ?? osConstants.errno.EIO;
     handle.syscall = e.syscall ?? 'fdatasync';
   } finally {

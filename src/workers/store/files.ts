@@ -210,6 +210,7 @@ export class SegmentFiles {
   }
 }
 
+/** Errno names by this platform's numbers (os.constants.errno, which both I/O paths report in). */
 const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([name, n]) => [n, name]));
 
 /** A background sync started by SegmentFiles.syncInBackground. */

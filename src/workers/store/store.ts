@@ -328,7 +328,7 @@ export class ShardStore {
     seg.allocated = next;
     if (seg.durableAllocated >= next) return;
     seg.aheadEnd = next;
-    seg.aheadSync = this.syncInBackground(seg.path);
+    seg.aheadSync = this.files.syncInBackground(seg.path);
   }
 
   /**
@@ -379,16 +379,11 @@ export class ShardStore {
     try {
       const durable = this.memory;
       this.spare = this.createSegment(this.segmentSlots, durable);
-      if (!durable) this.spareSync = this.syncInBackground(this.spare.path, this.dir);
+      if (!durable) this.spareSync = this.files.syncInBackground(this.spare.path, this.dir);
     } catch (err) {
       this.spareError = err;
     }
     return true;
-  }
-
-  /** A background sync of `path` (and `dir`) whose descriptor counts against the shard's bound. */
-  syncInBackground(path: string, dir?: string): LentSync {
-    return this.files.syncInBackground(path, dir);
   }
 
   /**

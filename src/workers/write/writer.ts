@@ -204,7 +204,7 @@ export class Writer {
    */
   syncInBackground(): LentSync[] {
     const out: LentSync[] = [];
-    for (const s of this.dirtySegments) out.push(this.store.syncInBackground(s.path));
+    for (const s of this.dirtySegments) out.push(this.store.files.syncInBackground(s.path));
     return out;
   }
 
